@@ -1,0 +1,1 @@
+"""Layered, typed, hot-reloaded configuration."""
