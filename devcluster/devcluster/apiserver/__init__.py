@@ -1,0 +1,1 @@
+"""An asyncio stand-in for kube-apiserver."""

@@ -1,0 +1,276 @@
+"""Label and field selectors with kube-apiserver's syntax and matching rules."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from devcluster.apiserver.status import ApiError, bad_request
+
+_OPERATOR_CHARS = "=!<>(),"
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
+_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def valid_label_key(key: str) -> bool:
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and (not prefix or len(prefix) > 253 or not _LABEL_PREFIX.match(prefix)):
+        return False
+    return bool(_LABEL_NAME.match(name))
+
+
+def valid_label_value(value: str) -> bool:
+    return len(value) <= 63 and bool(_LABEL_VALUE.match(value))
+
+
+@dataclass(frozen=True)
+class Requirement:
+    key: str
+    operator: str  # in, notin, =, !=, exists, !, gt, lt
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        present = self.key in labels
+        value = labels.get(self.key)
+        match self.operator:
+            case "exists":
+                return present
+            case "!":
+                return not present
+            case "=" | "in":
+                return present and value in self.values
+            case "!=" | "notin":
+                # As in kube-apiserver: objects without the key match a negative requirement.
+                return not present or value not in self.values
+            case "gt" | "lt":
+                if value is None:
+                    return False
+                try:
+                    number = int(value)
+                except ValueError:
+                    return False
+                bound = int(self.values[0])
+                return number > bound if self.operator == "gt" else number < bound
+        return False
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    requirements: tuple[Requirement, ...]
+
+    def matches(self, labels: Mapping[str, str] | None) -> bool:
+        labels = labels or {}
+        return all(requirement.matches(labels) for requirement in self.requirements)
+
+    @property
+    def empty(self) -> bool:
+        return not self.requirements
+
+
+def _tokenize(text: str) -> list[str]:
+    tokens: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char.isspace():
+            i += 1
+        elif text.startswith(("==", "!="), i):
+            tokens.append(text[i : i + 2])
+            i += 2
+        elif char in _OPERATOR_CHARS:
+            tokens.append(char)
+            i += 1
+        else:
+            start = i
+            while i < len(text) and not text[i].isspace() and text[i] not in _OPERATOR_CHARS:
+                i += 1
+            tokens.append(text[start:i])
+    return tokens
+
+
+class _LabelParser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.position = 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.position] if self.position < len(self.tokens) else None
+
+    def take(self) -> str | None:
+        token = self.peek()
+        self.position += 1
+        return token
+
+    def fail(self, message: str) -> ApiError:
+        return bad_request(f"unable to parse requirement: {message}")
+
+    def identifier(self, what: str) -> str:
+        token = self.take()
+        if token is None or (token in _OPERATOR_CHARS or token in ("==", "!=")):
+            raise self.fail(f"found '{token or ''}', expected: {what}")
+        return token
+
+    def parse(self) -> LabelSelector:
+        requirements: list[Requirement] = []
+        if not self.tokens:
+            return LabelSelector(())
+        while True:
+            requirements.append(self.requirement())
+            token = self.take()
+            if token is None:
+                break
+            if token != ",":
+                raise self.fail(f"found '{token}', expected: ',' or 'end of string'")
+        return LabelSelector(tuple(requirements))
+
+    def requirement(self) -> Requirement:
+        if self.peek() == "!":
+            self.take()
+            key = self.check_key(self.identifier("identifier after '!'"))
+            return Requirement(key, "!")
+        key = self.check_key(self.identifier("identifier"))
+        token = self.peek()
+        if token is None or token == ",":
+            return Requirement(key, "exists")
+        self.take()
+        if token in ("=", "==", "!="):
+            value = ""
+            if self.peek() not in (None, ","):
+                value = self.identifier("value")
+            return Requirement(key, "!=" if token == "!=" else "=", (self.check_value(value),))
+        if token in ("in", "notin"):
+            return Requirement(key, token, self.value_set())
+        if token in (">", "<"):
+            value = self.identifier("integer value")
+            if not re.fullmatch(r"-?\d+", value):
+                raise self.fail(f"for 'Gt', 'Lt' operators, the value must be an integer: {value}")
+            return Requirement(key, "gt" if token == ">" else "lt", (value,))
+        raise self.fail(
+            f"found '{token}', expected: '=', '!=', '==', 'in', notin'"
+        )
+
+    def value_set(self) -> tuple[str, ...]:
+        if self.take() != "(":
+            raise self.fail("found '', expected: '('")
+        values: list[str] = []
+        current = ""
+        while True:
+            token = self.take()
+            if token is None:
+                raise self.fail("found '', expected: ')'")
+            if token in (",", ")"):
+                values.append(self.check_value(current))
+                current = ""
+                if token == ")":
+                    break
+            elif current:
+                raise self.fail(f"found '{token}', expected: ',' or ')'")
+            else:
+                current = token
+        if values == [""]:
+            raise self.fail("for 'in', 'notin' operators, values set can't be empty")
+        return tuple(values)
+
+    def check_key(self, key: str) -> str:
+        if not valid_label_key(key):
+            raise self.fail(f'key: Invalid value: "{key}": name part must consist of '
+                            "alphanumeric characters, '-', '_' or '.'")
+        return key
+
+    def check_value(self, value: str) -> str:
+        if not valid_label_value(value):
+            raise self.fail(
+                f'values[0][{value}]: Invalid value: "{value}": a valid label must be an '
+                "empty string or consist of alphanumeric characters, '-', '_' or '.'"
+            )
+        return value
+
+
+def parse_label_selector(text: str | None) -> LabelSelector:
+    return _LabelParser(text or "").parse()
+
+
+# Field selectors -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldTerm:
+    field: str
+    path: str
+    negated: bool
+    value: str
+
+
+@dataclass(frozen=True)
+class FieldSelector:
+    terms: tuple[FieldTerm, ...]
+
+    def matches(self, obj: Mapping[str, Any]) -> bool:
+        return all((field_value(obj, t.path) == t.value) != t.negated for t in self.terms)
+
+    @property
+    def empty(self) -> bool:
+        return not self.terms
+
+
+def field_value(obj: Mapping[str, Any], path: str) -> str:
+    current: Any = obj
+    for part in path.split("."):
+        if not isinstance(current, Mapping):
+            return ""
+        current = current.get(part)
+    if current is None:
+        return ""
+    if isinstance(current, bool):
+        return "true" if current else "false"
+    return str(current)
+
+
+def _split_unescaped(text: str, separator: str) -> list[str]:
+    parts, current, i = [], [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text):
+            current.append(text[i : i + 2])
+            i += 2
+            continue
+        if text[i] == separator:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(text[i])
+        i += 1
+    parts.append("".join(current))
+    return parts
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def parse_field_selector(text: str | None, supported: Mapping[str, str]) -> FieldSelector:
+    """Parse `a=b,c!=d`; `supported` maps selectable fields (beyond metadata.name and
+    metadata.namespace) to their object paths. An unknown field is a 400, as in the real API."""
+    if not text:
+        return FieldSelector(())
+    fields = {"metadata.name": "metadata.name", "metadata.namespace": "metadata.namespace"}
+    fields.update(supported)
+    terms: list[FieldTerm] = []
+    for raw in _split_unescaped(text, ","):
+        term = raw.strip()
+        if not term:
+            continue
+        match = re.match(r"^((?:\\.|[^=!\\])*)(==|!=|=)(.*)$", term)
+        if not match:
+            raise bad_request(f"invalid selector: '{text}'; can't understand '{term}'")
+        name, operator, value = _unescape(match.group(1)), match.group(2), match.group(3)
+        if name not in fields:
+            raise bad_request(f"field label not supported: {name}")
+        terms.append(FieldTerm(name, fields[name], operator == "!=", _unescape(value)))
+    return FieldSelector(tuple(terms))
+
+
+Matcher = Callable[[Mapping[str, Any]], bool]
