@@ -1,0 +1,80 @@
+"""What device-srv does, independent of gRPC and of the database behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from device_srv.domain import Device, decode_page_token, encode_page_token, name_problem
+from device_srv.repository import DeviceRepository
+from micro.errors import ServiceError
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class DevicePage:
+    devices: list[Device]
+    next_page_token: str  # empty on the last page
+
+
+class DeviceUseCases:
+    def __init__(self, repository: DeviceRepository) -> None:
+        self._repository = repository
+
+    async def get(self, name: str) -> Device:
+        _check_name(name, field="name")
+        device = await self._repository.get(name)
+        if device is None:
+            raise ServiceError(
+                grpc.StatusCode.NOT_FOUND, f"device {name!r} not found", field="name"
+            )
+        return device
+
+    async def list(self, page_size: int, page_token: str) -> DevicePage:
+        if page_size < 0:
+            raise ServiceError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"pageSize: must not be negative (got {page_size})",
+                field="pageSize",
+            )
+        # As in AIP-158: 0 means the default, and sizes above the maximum are lowered to it.
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = None
+        if page_token:
+            after = decode_page_token(page_token)
+            if after is None:
+                raise ServiceError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "pageToken: not a token this service issued",
+                    field="pageToken",
+                )
+        # One row more than asked tells whether another page follows.
+        rows = await self._repository.list_after(after, size + 1)
+        page = rows[:size]
+        more = len(rows) > size
+        return DevicePage(page, encode_page_token(page[-1].name) if more else "")
+
+    async def seed(self, devices: Sequence[Device]) -> None:
+        """Add or update the configured devices; devices not listed stay as they are."""
+        seen: set[str] = set()
+        for index, device in enumerate(devices):
+            field = f"devices[{index}].name"
+            _check_name(device.name, field=field)
+            if device.name in seen:
+                raise ServiceError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"{field}: device {device.name!r} is listed twice",
+                    field=field,
+                )
+            seen.add(device.name)
+        await self._repository.upsert(devices)
+
+
+def _check_name(name: str, *, field: str) -> None:
+    problem = name_problem(name)
+    if problem is not None:
+        raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {problem}", field=field)

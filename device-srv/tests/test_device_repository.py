@@ -1,0 +1,57 @@
+"""SqlDeviceRepository on a real SQLite file."""
+
+from __future__ import annotations
+
+import pathlib
+
+from device_srv.database import open_engine
+from device_srv.domain import Device
+from device_srv.repository import SqlDeviceRepository
+
+
+async def test_get_answers_stored_devices_and_none_for_others(
+    sql_repository: SqlDeviceRepository,
+) -> None:
+    await sql_repository.upsert([Device("device1", True), Device("device2", False)])
+    assert await sql_repository.get("device1") == Device("device1", True)
+    assert await sql_repository.get("device2") == Device("device2", False)
+    assert await sql_repository.get("device3") is None
+
+
+async def test_upsert_updates_existing_rows_and_leaves_others(
+    sql_repository: SqlDeviceRepository,
+) -> None:
+    await sql_repository.upsert([Device("a", True), Device("b", True)])
+    await sql_repository.upsert([Device("b", False), Device("c", False)])
+    assert await sql_repository.list_after(None, 10) == [
+        Device("a", True),
+        Device("b", False),
+        Device("c", False),
+    ]
+
+
+async def test_upsert_of_nothing_changes_nothing(sql_repository: SqlDeviceRepository) -> None:
+    await sql_repository.upsert([])
+    assert await sql_repository.list_after(None, 10) == []
+
+
+async def test_list_after_orders_by_name_and_honours_the_limit(
+    sql_repository: SqlDeviceRepository,
+) -> None:
+    await sql_repository.upsert([Device(n, True) for n in ["d", "b", "a", "c", "e"]])
+    assert [d.name for d in await sql_repository.list_after(None, 2)] == ["a", "b"]
+    assert [d.name for d in await sql_repository.list_after("b", 2)] == ["c", "d"]
+    assert [d.name for d in await sql_repository.list_after("e", 2)] == []
+
+
+async def test_rows_survive_a_reopened_engine(sqlite_url: str, tmp_path: pathlib.Path) -> None:
+    engine = await open_engine(sqlite_url)
+    await SqlDeviceRepository(engine).upsert([Device("device1", True)])
+    await engine.dispose()
+
+    assert (tmp_path / "db" / "devices.db").is_file()
+    reopened = await open_engine(sqlite_url)
+    try:
+        assert await SqlDeviceRepository(reopened).get("device1") == Device("device1", True)
+    finally:
+        await reopened.dispose()
