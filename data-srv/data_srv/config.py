@@ -1,0 +1,16 @@
+"""data-srv's configuration: the shared sections plus how it answers when device-srv is down."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from micro.config.model import Duration, Section, ServiceConfig
+
+
+class DataConfig(Section):
+    # Sent as Retry-After (whole seconds, at least 1) with a 503 when device-srv is down.
+    retry_after: Duration = timedelta(seconds=5)
+
+
+class DataSrvConfig(ServiceConfig):
+    data: DataConfig = DataConfig()

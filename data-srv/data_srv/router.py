@@ -1,0 +1,35 @@
+"""The HTTP face of data-srv: GET /data/{device}, as JSON or the original plain text."""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from data_srv.negotiation import ReplyFormat, reply_format
+from data_srv.render import report_json, report_text
+from data_srv.usecases import DeviceDataUseCases, DeviceSrvUnavailable
+
+
+def build_router(devices: DeviceDataUseCases) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/data/{device}", response_model=None)
+    async def device_data(device: str, accept: str | None = Header(default=None)) -> Response:
+        """Whether the device is active; other failures reach the framework's error body."""
+        try:
+            report = await devices.report(device)
+        except DeviceSrvUnavailable as error:
+            # The one error that needs a header, so it is answered here.
+            seconds = max(1, math.ceil(error.retry_after.total_seconds()))
+            return JSONResponse(
+                error.to_json(),
+                status_code=error.http_status,
+                headers={"Retry-After": str(seconds)},
+            )
+        if reply_format(accept) is ReplyFormat.TEXT:
+            return PlainTextResponse(report_text(report))
+        return JSONResponse(report_json(report))
+
+    return router
