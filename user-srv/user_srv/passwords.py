@@ -1,0 +1,72 @@
+"""argon2id hashing off the event loop, with a bounded number of hashes at once."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol, TypeVar
+
+from argon2 import PasswordHasher as Argon2Hasher
+from argon2 import Type
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from user_srv.config import Argon2Config
+
+T = TypeVar("T")
+
+
+class PasswordHasher(Protocol):
+    async def hash(self, password: str) -> str: ...
+
+    async def verify(self, password_hash: str, password: str) -> bool: ...
+
+    async def burn(self, password: str) -> None:
+        """Spend the time of one verification, for a user that does not exist."""
+        ...
+
+    def needs_rehash(self, password_hash: str) -> bool: ...
+
+
+class Argon2PasswordHasher:
+    """argon2-cffi releases the GIL while hashing, so a small thread pool runs hashes in
+    parallel; the semaphore keeps waiting requests in asyncio, where they can be cancelled
+    before they ever occupy a worker."""
+
+    def __init__(self, cfg: Argon2Config) -> None:
+        self._hasher = Argon2Hasher(
+            time_cost=cfg.time_cost,
+            memory_cost=cfg.memory_kib,
+            parallelism=cfg.parallelism,
+            type=Type.ID,
+        )
+        self._pool = ThreadPoolExecutor(cfg.max_concurrency, thread_name_prefix="argon2")
+        self._slots = asyncio.Semaphore(cfg.max_concurrency)
+        # Verified against for unknown users, so they cost what a wrong password costs.
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        async with self._slots:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+
+    async def hash(self, password: str) -> str:
+        return await self._run(lambda: self._hasher.hash(password))
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        return await self._run(lambda: self._check(password_hash, password))
+
+    async def burn(self, password: str) -> None:
+        await self.verify(self._dummy_hash, password)
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(password_hash)
+
+    def _check(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

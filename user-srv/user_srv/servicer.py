@@ -1,0 +1,78 @@
+"""The gRPC face of user-srv: UserService, translating messages to use-case calls."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from api.user_srv.v1 import user_pb2, user_pb2_grpc
+from micro.errors import ServiceError
+from user_srv.domain import Role, User
+from user_srv.usecases import UserUseCases
+
+SERVICE_NAME = "user_srv.v1.UserService"
+
+_ROLE_TO_PROTO = {Role.USER: user_pb2.USER_ROLE_USER, Role.ADMIN: user_pb2.USER_ROLE_ADMIN}
+_ROLE_FROM_PROTO = {
+    user_pb2.USER_ROLE_UNSPECIFIED: Role.USER,
+    user_pb2.USER_ROLE_USER: Role.USER,
+    user_pb2.USER_ROLE_ADMIN: Role.ADMIN,
+}
+
+Context = grpc.aio.ServicerContext[object, object]
+
+
+def user_message(user: User) -> user_pb2.User:
+    created = Timestamp()
+    created.FromDatetime(user.create_time)
+    return user_pb2.User(
+        id=user.id, user_name=user.user_name, role=_ROLE_TO_PROTO[user.role], create_time=created
+    )
+
+
+class UserServicer(user_pb2_grpc.UserServiceServicer):
+    """ServiceErrors raised by the use cases become gRPC statuses in the framework's server."""
+
+    def __init__(self, users: UserUseCases) -> None:
+        self._users = users
+
+    async def VerifyPassword(
+        self, request: user_pb2.VerifyPasswordRequest, context: Context
+    ) -> user_pb2.VerifyPasswordResponse:
+        user = await self._users.verify_password(request.user_name, request.password)
+        return user_pb2.VerifyPasswordResponse(user=user_message(user))
+
+    async def GetUser(
+        self, request: user_pb2.GetUserRequest, context: Context
+    ) -> user_pb2.GetUserResponse:
+        key = request.WhichOneof("key")
+        if key == "id":
+            user = await self._users.get_user_by_id(request.id)
+        elif key == "user_name":
+            user = await self._users.get_user_by_name(request.user_name)
+        else:
+            raise ServiceError(
+                grpc.StatusCode.INVALID_ARGUMENT, "id or userName: one must be set", field="id"
+            )
+        return user_pb2.GetUserResponse(user=user_message(user))
+
+    async def CreateUser(
+        self, request: user_pb2.CreateUserRequest, context: Context
+    ) -> user_pb2.CreateUserResponse:
+        role = _ROLE_FROM_PROTO.get(request.role)
+        if role is None:
+            raise ServiceError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "role: must be USER_ROLE_USER or USER_ROLE_ADMIN",
+                field="role",
+            )
+        user = await self._users.create_user(request.user_name, request.password, role)
+        return user_pb2.CreateUserResponse(user=user_message(user))
+
+    async def ListUsers(
+        self, request: user_pb2.ListUsersRequest, context: Context
+    ) -> user_pb2.ListUsersResponse:
+        users, next_token = await self._users.list_users(request.page_size, request.page_token)
+        return user_pb2.ListUsersResponse(
+            users=[user_message(u) for u in users], next_page_token=next_token
+        )

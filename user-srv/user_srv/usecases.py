@@ -1,0 +1,114 @@
+"""What user-srv does, independent of gRPC: verify passwords, create, get and list users."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import grpc
+
+from micro.errors import ServiceError
+from user_srv.config import BootstrapUser
+from user_srv.domain import (
+    Role,
+    User,
+    check_new_password,
+    check_offered_password,
+    check_user_name,
+)
+from user_srv.page_token import decode_page_token, encode_page_token
+from user_srv.passwords import PasswordHasher
+from user_srv.repository import UserExistsError, UserRepository
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+# One message for an unknown user and a wrong password, so neither can be told apart.
+BAD_CREDENTIALS = "wrong user name or password"
+
+log = logging.getLogger(__name__)
+
+
+class UserUseCases:
+    def __init__(self, users: UserRepository, hasher: PasswordHasher) -> None:
+        self._users = users
+        self._hasher = hasher
+
+    async def verify_password(self, user_name: str, password: str) -> User:
+        check_user_name(user_name)
+        check_offered_password(password)
+        stored = await self._users.by_name(user_name)
+        if stored is None:
+            await self._hasher.burn(password)
+            raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, BAD_CREDENTIALS)
+        if not await self._hasher.verify(stored.password_hash, password):
+            raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, BAD_CREDENTIALS)
+        if self._hasher.needs_rehash(stored.password_hash):
+            # The cost parameters changed since this hash was made: upgrade it now that
+            # the plain password is at hand.
+            new_hash = await self._hasher.hash(password)
+            await self._users.set_password_hash(int(stored.user.id), new_hash)
+        return stored.user
+
+    async def create_user(self, user_name: str, password: str, role: Role = Role.USER) -> User:
+        check_user_name(user_name)
+        check_new_password(password)
+        password_hash = await self._hasher.hash(password)
+        try:
+            return await self._users.add(user_name, password_hash, role)
+        except UserExistsError:
+            raise ServiceError(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"userName: a user named {user_name!r} exists already",
+                field="userName",
+            ) from None
+
+    async def get_user_by_id(self, user_id: str) -> User:
+        if not user_id.isdigit() or len(user_id) > 18:
+            raise ServiceError(
+                grpc.StatusCode.INVALID_ARGUMENT, "id: must be a user id (digits)", field="id"
+            )
+        user = await self._users.by_id(int(user_id))
+        if user is None:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"no user with id {user_id}")
+        return user
+
+    async def get_user_by_name(self, user_name: str) -> User:
+        check_user_name(user_name)
+        stored = await self._users.by_name(user_name)
+        if stored is None:
+            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"no user named {user_name!r}")
+        return stored.user
+
+    async def list_users(self, page_size: int, page_token: str) -> tuple[list[User], str]:
+        """One page of users and the token of the next page ("" on the last one)."""
+        if page_size < 0:
+            raise ServiceError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"pageSize: must be 0 (default {DEFAULT_PAGE_SIZE}) to {MAX_PAGE_SIZE}",
+                field="pageSize",
+            )
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = decode_page_token(page_token)
+        # One extra row tells whether another page follows.
+        rows = await self._users.page(after, size + 1)
+        page = rows[:size]
+        next_token = encode_page_token(int(page[-1].id)) if len(rows) > size else ""
+        return page, next_token
+
+    async def bootstrap(self, users: Iterable[BootstrapUser]) -> int:
+        """Create the listed users that are missing; answers how many were created."""
+        created = 0
+        for wanted in users:
+            if await self._users.by_name(wanted.user_name) is not None:
+                continue
+            try:
+                await self.create_user(
+                    wanted.user_name, wanted.password.get_secret_value(), Role(wanted.role)
+                )
+            except ServiceError as exc:
+                if exc.code != grpc.StatusCode.ALREADY_EXISTS:  # another replica won the race
+                    raise
+                continue
+            created += 1
+            log.info("bootstrap user created: %s", wanted.user_name)
+        return created
