@@ -56,17 +56,52 @@ proto: sync ## regenerate proto/api from the .proto files
 proto-check: sync ## fail when the generated code is stale
 	$(RUN) python proto/generate.py --check
 
-docker: ## build the five images
-	@echo "make docker: not implemented yet" >&2; exit 1
+# Images and deployment. Images build from the repository root as context; a service
+# folder's `make docker` calls `$(MAKE) -C .. docker-<svc>`.
+SERVICES := admin-srv token-srv user-srv device-srv data-srv
+IMAGE_REGISTRY ?= devexps
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The moving tag the .k8s manifests reference (the original guide's devexps/<svc>:k8s).
+IMAGE_TAG ?= k8s
+DOCKER ?= docker
+BASE_IMAGE ?= python:3.12-slim
+DOCKER_BUILD_ARGS ?=
+KUBECTL ?= kubectl
+SECRETS_DIR ?= .k8s-secrets
+DEV_SECRETS_DIR := .devcluster/secrets
+IMAGE_REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+IMAGE_SOURCE := $(shell git config --get remote.origin.url 2>/dev/null || echo unknown)
+IMAGE_CREATED := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-docker-push: ## push the five images
-	@echo "make docker-push: not implemented yet" >&2; exit 1
+.PHONY: $(addprefix docker-,$(SERVICES)) $(addprefix docker-push-,$(SERVICES))
 
-deploy: ## kubectl apply -f .k8s against the current kubectl context
-	@echo "make deploy: not implemented yet" >&2; exit 1
+docker: $(addprefix docker-,$(SERVICES)) ## build the five images (DOCKER=podman works)
 
-secrets: ## generate the JWT signing key Secret (never committed)
-	@echo "make secrets: not implemented yet" >&2; exit 1
+$(addprefix docker-,$(SERVICES)): docker-%:
+	$(DOCKER) build -f $*/Dockerfile \
+		--build-arg BASE_IMAGE=$(BASE_IMAGE) \
+		--build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$(IMAGE_REVISION) \
+		--build-arg CREATED=$(IMAGE_CREATED) \
+		--build-arg SOURCE=$(IMAGE_SOURCE) \
+		$(DOCKER_BUILD_ARGS) \
+		-t $(IMAGE_REGISTRY)/$*:$(VERSION) -t $(IMAGE_REGISTRY)/$*:$(IMAGE_TAG) .
+
+docker-push: $(addprefix docker-push-,$(SERVICES)) ## push the five images
+
+$(addprefix docker-push-,$(SERVICES)): docker-push-%:
+	$(DOCKER) push $(IMAGE_REGISTRY)/$*:$(VERSION)
+	$(DOCKER) push $(IMAGE_REGISTRY)/$*:$(IMAGE_TAG)
+
+deploy: ## apply the namespace, the generated Secrets, then .k8s (current kubectl context)
+	@test -d $(SECRETS_DIR) || { echo "no $(SECRETS_DIR)/: run 'make secrets' first" >&2; exit 1; }
+	$(KUBECTL) apply -f .k8s/00-namespace.yaml
+	$(KUBECTL) apply -f $(SECRETS_DIR)
+	$(KUBECTL) apply -f .k8s
+
+secrets: sync ## generate the JWT key and bootstrap Secrets (DEV=1: the dev flavour for make run)
+	$(RUN) python scripts/make_secrets.py \
+		$(if $(DEV),--dev --out $(DEV_SECRETS_DIR),--out $(SECRETS_DIR)) $(SECRETS_ARGS)
 
 bench: sync ## benchmarks; figures go to bench/results.json
 	@echo "make bench: not implemented yet" >&2; exit 1
