@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pathlib
 
-from device_srv.database import open_engine
+import pytest
+
+from device_srv.database import devices_table, open_engine
 from device_srv.domain import Device
 from device_srv.repository import SqlDeviceRepository
 
@@ -55,3 +57,20 @@ async def test_rows_survive_a_reopened_engine(sqlite_url: str, tmp_path: pathlib
         assert await SqlDeviceRepository(reopened).get("device1") == Device("device1", True)
     finally:
         await reopened.dispose()
+
+
+@pytest.mark.postgres
+async def test_the_repository_on_postgresql(postgres_url: str) -> None:
+    engine = await open_engine(postgres_url)
+    try:
+        repository = SqlDeviceRepository(engine)
+        async with engine.begin() as conn:
+            await conn.execute(devices_table.delete())
+        await repository.upsert([Device("b", True), Device("a", False)])
+        await repository.upsert([Device("a", True), Device("c", False)])
+        assert await repository.get("a") == Device("a", True)
+        assert await repository.get("zz") is None
+        assert await repository.list_after(None, 2) == [Device("a", True), Device("b", True)]
+        assert await repository.list_after("b", 5) == [Device("c", False)]
+    finally:
+        await engine.dispose()
