@@ -1,0 +1,196 @@
+"""What token-srv does, independent of gRPC: issue, verify, refresh and revoke tokens."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import jwt
+
+from micro.errors import ServiceError
+from token_srv.config import JwtConfig
+from token_srv.domain import (
+    PLATFORMS,
+    ROLES,
+    RefreshRecord,
+    Subject,
+    TokenPair,
+    refresh_token_hash,
+)
+from token_srv.keys import KeyRing
+from token_srv.repository import TokenRepository
+
+# Claims every access token carries; a token missing one is refused.
+REQUIRED_CLAIMS = ["sub", "uid", "iat", "nbf", "exp", "iss", "aud", "jti"]
+PURGE_EVERY_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    """The jwt section with its keys parsed: swapped whole when the config changes."""
+
+    cfg: JwtConfig
+    keys: KeyRing
+
+    @classmethod
+    def load(cls, cfg: JwtConfig, data_dir: str) -> JwtSettings:
+        return cls(cfg, KeyRing.from_config(cfg, data_dir))
+
+
+def _unauthenticated(message: str, field: str | None = None) -> ServiceError:
+    return ServiceError(grpc.StatusCode.UNAUTHENTICATED, message, field=field)
+
+
+def _invalid(field: str, message: str) -> ServiceError:
+    return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {message}", field=field)
+
+
+class TokenUseCases:
+    def __init__(
+        self,
+        tokens: TokenRepository,
+        settings: Callable[[], JwtSettings],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._tokens = tokens
+        self._settings = settings
+        self._clock = clock
+        self._last_purge = 0.0
+
+    async def generate(self, subject: Subject) -> TokenPair:
+        if not subject.user_id:
+            raise _invalid("userId", "must not be empty")
+        if not subject.user_name or len(subject.user_name) > 64:
+            raise _invalid("userName", "must be 1-64 characters")
+        if subject.role not in ROLES:
+            raise _invalid("role", f"must be one of {', '.join(ROLES)}")
+        if subject.platform not in PLATFORMS:
+            raise _invalid("platform", f"must be one of {', '.join(PLATFORMS)}")
+        await self._purge_now_and_then()
+        return await self._issue(subject, family_id=uuid.uuid4().hex)
+
+    async def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a valid, unrevoked access token."""
+        if not token:
+            raise _invalid("token", "must not be empty")
+        claims = self._decode(token, field="token")
+        if await self._tokens.is_access_revoked(str(claims["jti"])):
+            raise _unauthenticated("token: revoked", "token")
+        return claims
+
+    async def refresh(self, refresh_token: str) -> tuple[TokenPair, Subject]:
+        if not refresh_token:
+            raise _invalid("refreshToken", "must not be empty")
+        token_hash = refresh_token_hash(refresh_token)
+        record = await self._tokens.find_refresh(token_hash)
+        now = self._now()
+        if record is None or record.revoked_at is not None or record.expires_at <= now:
+            raise _unauthenticated("refreshToken: invalid, expired or revoked", "refreshToken")
+        if record.spent_at is not None or not await self._tokens.spend_refresh(token_hash, now):
+            # A spent token offered again means it leaked: end the whole session.
+            await self._tokens.revoke_family(record.family_id, now)
+            raise _unauthenticated(
+                "refreshToken: already used; the session is revoked", "refreshToken"
+            )
+        return await self._issue(record.subject, record.family_id), record.subject
+
+    async def revoke(self, refresh_token: str, access_token: str) -> None:
+        """Logout: end the refresh token's session and, when given, the access token."""
+        if not refresh_token and not access_token:
+            raise _invalid("refreshToken", "refreshToken or accessToken must be set")
+        now = self._now()
+        if access_token:
+            try:
+                claims = self._decode(access_token, field="accessToken")
+            except ServiceError:
+                # An expired token needs no revocation; anything else is the caller's error.
+                self._decode(access_token, field="accessToken", verify_exp=False)
+            else:
+                expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
+                await self._tokens.revoke_access(str(claims["jti"]), expires)
+        if refresh_token:
+            record = await self._tokens.find_refresh(refresh_token_hash(refresh_token))
+            # Unknown tokens are not an error: logging out twice is fine.
+            if record is not None:
+                await self._tokens.revoke_family(record.family_id, now)
+
+    def jwks(self) -> list[dict[str, str]]:
+        return self._settings().keys.jwks
+
+    async def _issue(self, subject: Subject, family_id: str) -> TokenPair:
+        settings = self._settings()
+        cfg = settings.cfg
+        now = int(self._clock())
+        access_ttl = int(cfg.access_ttl.total_seconds())
+        refresh_ttl = int(cfg.refresh_ttl.total_seconds())
+        claims = {
+            "sub": subject.user_name,
+            "uid": subject.user_id,
+            "user_name": subject.user_name,
+            "platform": subject.platform,
+            "role": subject.role,
+            "iat": now,
+            "nbf": now,
+            "exp": now + access_ttl,
+            "iss": cfg.issuer,
+            "aud": list(cfg.audience),
+            "jti": uuid.uuid4().hex,
+        }
+        refresh_token = secrets.token_urlsafe(32)
+        await self._tokens.add_refresh(
+            RefreshRecord(
+                token_hash=refresh_token_hash(refresh_token),
+                family_id=family_id,
+                subject=subject,
+                expires_at=datetime.fromtimestamp(now + refresh_ttl, UTC),
+            )
+        )
+        return TokenPair(settings.keys.sign(claims), refresh_token, access_ttl, refresh_ttl)
+
+    def _decode(self, token: str, field: str, verify_exp: bool = True) -> dict[str, Any]:
+        settings = self._settings()
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _unauthenticated(f"{field}: not a JWT", field) from None
+        key = settings.keys.verifying_key(str(header.get("kid", "")))
+        if key is None:
+            raise _unauthenticated(f"{field}: signed with an unknown key", field)
+        try:
+            # Only the algorithm of the key the kid names: never "none", never HS256 with
+            # a public key.
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.verifying_key,
+                algorithms=[key.alg],
+                audience=list(settings.cfg.audience),
+                issuer=settings.cfg.issuer,
+                leeway=settings.cfg.leeway,
+                options={"require": REQUIRED_CLAIMS, "verify_exp": verify_exp},
+            )
+        except jwt.ExpiredSignatureError:
+            raise _unauthenticated(f"{field}: expired", field) from None
+        except jwt.ImmatureSignatureError:
+            raise _unauthenticated(f"{field}: not valid yet", field) from None
+        except jwt.InvalidIssuerError:
+            raise _unauthenticated(f"{field}: wrong issuer", field) from None
+        except jwt.InvalidAudienceError:
+            raise _unauthenticated(f"{field}: wrong audience", field) from None
+        except jwt.PyJWTError as exc:
+            raise _unauthenticated(f"{field}: invalid ({exc})", field) from None
+        return claims
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    async def _purge_now_and_then(self) -> None:
+        now = self._clock()
+        if now - self._last_purge >= PURGE_EVERY_SECONDS:
+            self._last_purge = now
+            await self._tokens.purge_expired(self._now() - timedelta(seconds=1))
