@@ -146,6 +146,8 @@ def configure_logging(
     handler.setFormatter(_formatter(fmt))
     root.addHandler(handler)
     set_level(level)
+    # grpc's cython layer logs every event loop lookup at DEBUG.
+    logging.getLogger("grpc._cython.cygrpc").setLevel(logging.INFO)
     # uvicorn's own access log is replaced by the HTTP server's access log line.
     logging.getLogger("uvicorn.access").disabled = True
     for name in ("uvicorn", "uvicorn.error"):

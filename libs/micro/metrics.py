@@ -1,0 +1,73 @@
+"""Prometheus metrics for servers and clients: request counts, errors, latency.
+
+Servers call `observe_server`, the client factory calls `observe_client` (or uses the
+interceptors in micro.transport.client_interceptors, which do). Errors are the
+requests whose code is not OK; they are also counted on their own for simple alerts.
+`/metrics` serves `render()`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+# Buckets for calls that usually take milliseconds and are cut off at a few seconds.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+SERVER_REQUESTS = Counter(
+    "micro_server_requests",
+    "Requests handled, by transport (grpc, http), method or route, and gRPC code.",
+    ["transport", "method", "code"],
+)
+SERVER_ERRORS = Counter(
+    "micro_server_errors",
+    "Requests that ended with a code other than OK.",
+    ["transport", "method", "code"],
+)
+SERVER_LATENCY = Histogram(
+    "micro_server_request_duration_seconds",
+    "Time to handle a request, by transport and method or route.",
+    ["transport", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+CLIENT_REQUESTS = Counter(
+    "micro_client_requests",
+    "Outgoing calls, by target service, method and gRPC code.",
+    ["service", "method", "code"],
+)
+CLIENT_ERRORS = Counter(
+    "micro_client_errors",
+    "Outgoing calls that ended with a code other than OK.",
+    ["service", "method", "code"],
+)
+CLIENT_LATENCY = Histogram(
+    "micro_client_request_duration_seconds",
+    "Time of an outgoing call, by target service and method.",
+    ["service", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+
+
+def observe_server(transport: str, method: str, code: str, seconds: float) -> None:
+    SERVER_REQUESTS.labels(transport, method, code).inc()
+    if code != "OK":
+        SERVER_ERRORS.labels(transport, method, code).inc()
+    SERVER_LATENCY.labels(transport, method).observe(seconds)
+
+
+def observe_client(service: str, method: str, code: str, seconds: float) -> None:
+    CLIENT_REQUESTS.labels(service, method, code).inc()
+    if code != "OK":
+        CLIENT_ERRORS.labels(service, method, code).inc()
+    CLIENT_LATENCY.labels(service, method).observe(seconds)
+
+
+def render(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
+    """The exposition text and its content type."""
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,1 @@
+"""The servers every service gets: gRPC (grpc.aio) and HTTP (FastAPI on uvicorn)."""

@@ -1,0 +1,92 @@
+"""The grpc.aio server: health, reflection, the interceptor chain and message limits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from micro.auth import AccessPolicy
+from micro.config.model import GrpcServerConfig
+from micro.health import Health
+from micro.transport.address import join_address, listen_address
+from micro.transport.grpc_interceptors import LayeredInterceptor, server_layers
+
+_log = logging.getLogger("micro.grpc")
+
+AddToServer = Callable[[Any, grpc.aio.Server], None]
+
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+class GrpcServer:
+    """Add services, then `start()` (answers the bound port) and `stop(grace)`."""
+
+    def __init__(
+        self,
+        config: GrpcServerConfig,
+        *,
+        health: Health,
+        policy: AccessPolicy | None = None,
+    ) -> None:
+        self._config = config
+        self._health = health
+        self._policy = policy if policy is not None else AccessPolicy()
+        self._services: list[tuple[AddToServer, Any, str]] = []
+        self._server: grpc.aio.Server | None = None
+        self.host = ""
+        self.port = 0
+
+    @property
+    def service_names(self) -> list[str]:
+        return [name for _, _, name in self._services]
+
+    def add_service(self, add_to_server: AddToServer, servicer: Any, full_name: str) -> None:
+        """Register a generated `add_XServicer_to_server` with its servicer and full name."""
+        if self._server is not None:
+            raise RuntimeError("gRPC services must be added before the server starts")
+        if full_name in self.service_names:
+            raise ValueError(f"gRPC service {full_name} is added twice")
+        self._services.append((add_to_server, servicer, full_name))
+
+    async def start(self) -> int:
+        """Bind and start; answers the bound port (config port 0 picks a free one)."""
+        limit = self._config.max_message_bytes
+        server = grpc.aio.server(
+            interceptors=[LayeredInterceptor(server_layers(self._config.timeout, self._policy))],
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        for add_to_server, servicer, name in self._services:
+            add_to_server(servicer, server)
+            await self._health.add_service(name)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health.servicer, server)
+        reflection.enable_server_reflection(
+            [*self.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME], server
+        )
+        host, port = listen_address(self._config.addr)
+        address = join_address(host, port)
+        try:
+            self.port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"gRPC server cannot listen on {address}: {exc}") from None
+        self.host = host
+        await server.start()
+        self._server = server
+        _log.info("[gRPC] server listening on: %s", join_address(host, self.port))
+        return self.port
+
+    async def stop(self, grace: float) -> None:
+        """Refuse new calls, let in-flight ones finish for up to `grace` seconds."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        await server.stop(grace)
+        _log.info("[gRPC] server stopped")

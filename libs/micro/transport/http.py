@@ -1,0 +1,226 @@
+"""The HTTP server: FastAPI on uvicorn (uvloop, httptools) on the service's event loop.
+
+It serves /healthz (alive), /readyz (503 until ready and from shutdown on), /metrics,
+/openapi.json and /docs next to the service's routers, answers errors as JSON through
+the one table in micro.errors, and applies CORS, the body size limit and the timeout
+from server.http.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import grpc
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+
+from micro import metrics
+from micro.auth import AccessPolicy
+from micro.config.model import HttpServerConfig
+from micro.errors import ServiceError, code_for_http_status
+from micro.health import Health
+from micro.transport.address import join_address, listen_address
+from micro.transport.http_middleware import (
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    ObserveMiddleware,
+    RecoveryMiddleware,
+    TimeoutMiddleware,
+    TracingMiddleware,
+)
+
+_log = logging.getLogger("micro.http")
+
+
+def error_response(error: ServiceError) -> JSONResponse:
+    return JSONResponse(error.to_json(), status_code=error.http_status)
+
+
+def _field_of(location: Sequence[Any]) -> str:
+    # ("body", "device", "name") -> "device.name"; the first item says where it came from.
+    parts = [str(p) for p in location[1:]] if len(location) > 1 else [str(p) for p in location]
+    return ".".join(parts)
+
+
+def validation_error(exc: RequestValidationError) -> ServiceError:
+    """400 naming the first offending field (by its JSON name)."""
+    errors = exc.errors()
+    if not errors:
+        return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "invalid request")
+    first = errors[0]
+    field = _field_of(first.get("loc", ()))
+    message = str(first.get("msg", "invalid value"))
+    if field:
+        message = f"{field}: {message}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
+    return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, message, field=field or None)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_service_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ServiceError)
+        return error_response(exc)
+
+    async def on_rpc_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, grpc.RpcError)
+        return error_response(ServiceError.from_rpc_error(exc))
+
+    async def on_validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(validation_error(exc))
+
+    async def on_http_exception(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = code_for_http_status(exc.status_code)
+        body = {"code": code.name, "message": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    app.add_exception_handler(ServiceError, on_service_error)
+    app.add_exception_handler(grpc.RpcError, on_rpc_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_exception)
+
+
+def probe_router(health: Health) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: 503 while starting or shutting down")
+    async def readyz() -> JSONResponse:
+        return JSONResponse(health.readiness(), status_code=200 if health.ready else 503)
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    return router
+
+
+def build_app(
+    config: HttpServerConfig,
+    *,
+    health: Health,
+    policy: AccessPolicy,
+    title: str,
+    version: str,
+) -> FastAPI:
+    app = FastAPI(title=title, version=version or "0.0.0", docs_url="/docs", openapi_url="/openapi.json")
+    install_error_handlers(app)
+    app.include_router(probe_router(health))
+    # add_middleware puts each new one outermost: this reads innermost first.
+    app.add_middleware(AuthMiddleware, policy=policy)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
+    app.add_middleware(TimeoutMiddleware, seconds=config.timeout.total_seconds())
+    app.add_middleware(RecoveryMiddleware)
+    if config.origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.origins),
+            allow_methods=list(config.methods) or ["GET"],
+            allow_headers=list(config.headers),
+        )
+    app.add_middleware(ObserveMiddleware)
+    app.add_middleware(TracingMiddleware)
+    return app
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the service's lifecycle owns signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        address = join_address(host, port)
+        raise OSError(f"HTTP server cannot listen on {address}: {exc.strerror}") from None
+    sock.setblocking(False)
+    return sock
+
+
+class HttpServer:
+    """`include_router(...)`, then `start()` (answers the bound port) and `stop(grace)`."""
+
+    def __init__(
+        self,
+        config: HttpServerConfig,
+        *,
+        health: Health,
+        policy: AccessPolicy | None = None,
+        title: str = "service",
+        version: str = "",
+    ) -> None:
+        self._config = config
+        self.app = build_app(
+            config,
+            health=health,
+            policy=policy if policy is not None else AccessPolicy(),
+            title=title,
+            version=version,
+        )
+        self._server: _EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.host = ""
+        self.port = 0
+
+    def include_router(self, router: APIRouter) -> None:
+        self.app.include_router(router)
+
+    async def start(self) -> int:
+        host, port = listen_address(self._config.addr)
+        sock = bind_socket(host, port)
+        self.host, self.port = host, sock.getsockname()[1]
+        uv_config = uvicorn.Config(
+            self.app,
+            host=host,
+            port=self.port,
+            loop="none",  # the service's loop (uvloop when installed) is already running
+            http="httptools",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+        )
+        server = _EmbeddedServer(uv_config)
+        self._server = server
+        self._task = asyncio.create_task(server.serve(sockets=[sock]), name="http-server")
+        while not server.started:
+            if self._task.done():
+                self._task.result()  # raises the start-up failure
+                raise OSError(f"HTTP server on {join_address(host, self.port)} did not start")
+            await asyncio.sleep(0.01)
+        _log.info("[HTTP] server listening on: %s", join_address(host, self.port))
+        return self.port
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting, let in-flight requests finish for up to `grace` seconds."""
+        if self._server is None or self._task is None:
+            return
+        # uvicorn types this as whole seconds; it only ever feeds asyncio.wait_for.
+        self._server.config.timeout_graceful_shutdown = max(grace, 0.0)  # type: ignore[assignment]
+        self._server.should_exit = True
+        task, self._server, self._task = self._task, None, None
+        await task
+        _log.info("[HTTP] server stopped")
