@@ -118,7 +118,9 @@ def build_app(
     title: str,
     version: str,
 ) -> FastAPI:
-    app = FastAPI(title=title, version=version or "0.0.0", docs_url="/docs", openapi_url="/openapi.json")
+    app = FastAPI(
+        title=title, version=version or "0.0.0", docs_url="/docs", openapi_url="/openapi.json"
+    )
     install_error_handlers(app)
     app.include_router(probe_router(health))
     # add_middleware puts each new one outermost: this reads innermost first.
