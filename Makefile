@@ -104,7 +104,7 @@ secrets: sync ## generate the JWT key and bootstrap Secrets (DEV=1: the dev flav
 		$(if $(DEV),--dev --out $(DEV_SECRETS_DIR),--out $(SECRETS_DIR)) $(SECRETS_ARGS)
 
 bench: sync ## benchmarks; figures go to bench/results.json
-	@echo "make bench: not implemented yet" >&2; exit 1
+	@for script in bench/bench_*.py; do echo "== $$script"; $(RUN) python $$script; done
 
 reliability: sync ## long soak and failure tests
 	@echo "make reliability: not implemented yet" >&2; exit 1
