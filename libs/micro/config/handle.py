@@ -92,16 +92,15 @@ class ConfigHandle(Generic[C]):
     async def start(self) -> None:
         """Watch the remote sources; the first full load happens here when there are any,
         and raises ConfigError when that config is invalid."""
-        if self._worker is not None:
-            return
+        if self._worker is not None or not self._remote:
+            return  # already watching, or nothing to watch
         self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
         try:
             for source in self._remote:
                 self._started_sources.append(source)
                 await source.start(self._on_source_change)
-            if self._remote:
-                self._accept(self.compute())
+            self._accept(self.compute())
         except BaseException:
             await self._stop_sources()
             raise
