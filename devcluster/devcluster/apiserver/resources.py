@@ -73,7 +73,7 @@ RESOURCES: tuple[ResourceType, ...] = (
         "pods",
         "Pod",
         True,
-        ("status", "log"),
+        ("status", "log", "binding"),
         ("po",),
         categories=("all",),
         field_paths=_POD_FIELDS,
@@ -187,4 +187,5 @@ SUBRESOURCE_VERBS = {
     "status": ("get", "patch", "update"),
     "log": ("get",),
     "token": ("create",),
+    "binding": ("create",),
 }

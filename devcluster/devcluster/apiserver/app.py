@@ -1,0 +1,417 @@
+"""HTTP routes: authenticate, authorize, then dispatch to the registry."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from devcluster.apiserver import discovery, status
+from devcluster.apiserver.auth import (
+    Attributes,
+    Authenticator,
+    Authorizer,
+    TokenAuthority,
+    UserInfo,
+    forbidden,
+)
+from devcluster.apiserver.logs import serve_log
+from devcluster.apiserver.registry import Registry, now_rfc3339
+from devcluster.apiserver.resources import VIRTUAL, ResourceType, lookup
+from devcluster.apiserver.selectors import (
+    FieldSelector,
+    LabelSelector,
+    parse_field_selector,
+    parse_label_selector,
+)
+from devcluster.apiserver.store import Obj, Store, Watcher
+from devcluster.apiserver.subresources import (
+    bind_pod,
+    request_token,
+    self_subject_access_review,
+    self_subject_review,
+)
+from devcluster.apiserver.tables import table, wants_table
+from devcluster.apiserver.watch import WatchOptions, json_line, serve_watch
+
+log = logging.getLogger(__name__)
+
+STORE_KEY = web.AppKey("store", Store)
+JSON = "application/json"
+_PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resource request, parsed from the URL."""
+
+    resource: ResourceType | None
+    plural: str
+    group: str
+    namespace: str | None  # None: every namespace (or a cluster-scoped kind)
+    name: str
+    subresource: str
+
+
+def json_response(body: Any, code: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(), status=code, content_type=JSON
+    )
+
+
+def raw_response(raw: bytes, code: int = 200) -> web.Response:
+    return web.Response(body=raw, status=code, content_type=JSON)
+
+
+def error_response(error: status.ApiError) -> web.Response:
+    return json_response(error.status(), error.code)
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "").lower() in ("true", "1")
+
+
+def _int_param(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError as error:
+        raise status.bad_request(f'{name}: Invalid value: "{raw}": must be an integer') from error
+
+
+class ApiServer:
+    def __init__(self, store: Store, tokens: TokenAuthority, state_dir: pathlib.Path,
+                 server_address: str) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.state_dir = state_dir
+        self.server_address = server_address
+        self.registry = Registry(store)
+        self.authenticator = Authenticator(tokens, store)
+        self.authorizer = Authorizer(store)
+
+    def application(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors], client_max_size=16 * 1024 * 1024)
+        app[STORE_KEY] = self.store
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        except status.ApiError as error:
+            return error_response(error)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("internal error on %s %s", request.method, request.path)
+            return error_response(status.ApiError(500, "Internal error occurred"))
+
+    # entry -----------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        user = self.authenticator.authenticate(request.headers.get("Authorization"))
+        path = request.path.rstrip("/") or "/"
+        parts = [p for p in path.split("/") if p]
+        target = self._target(parts)
+        if target is None:
+            return await self._non_resource(request, user, path)
+        verb = self._verb(request, target)
+        attributes = Attributes(
+            verb=verb,
+            group=target.group,
+            resource=target.plural,
+            subresource=target.subresource,
+            namespace=target.namespace or "",
+            name=target.name,
+        )
+        if not self.authorizer.allowed(user, attributes):
+            raise forbidden(user, attributes)
+        if target.resource is None:
+            raise status.ApiError(404, "the server could not find the requested resource")
+        return await self._resource(request, user, target, verb)
+
+    def _target(self, parts: list[str]) -> Target | None:
+        if parts[:2] == ["api", "v1"] and len(parts) > 2:
+            group, version, rest = "", "v1", parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) > 3:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            return None
+        namespace: str | None = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            candidate = lookup(group, version, rest[2])
+            if candidate is not None and candidate.namespaced:
+                namespace, rest = rest[1], rest[2:]
+        plural = rest[0]
+        resource = lookup(group, version, plural)
+        name = rest[1] if len(rest) > 1 else ""
+        subresource = rest[2] if len(rest) > 2 else ""
+        if len(rest) > 3 or (subresource and resource and subresource not in
+                             resource.subresources):
+            resource = None
+        if resource is not None and resource.namespaced is False and namespace is not None:
+            resource = None
+        if resource is not None and not resource.namespaced and name and plural == "namespaces":
+            namespace = name  # RBAC sees a namespace's own name as its namespace
+        return Target(resource, plural, group, namespace, name, subresource)
+
+    @staticmethod
+    def _verb(request: web.Request, target: Target) -> str:
+        method = request.method
+        if method == "GET":
+            if _flag(request, "watch"):
+                return "watch"
+            return "get" if target.name else "list"
+        if method == "POST":
+            return "create"
+        if method == "PUT":
+            return "update"
+        if method == "PATCH":
+            return "patch"
+        if method == "DELETE":
+            return "delete" if target.name else "deletecollection"
+        return method.lower()
+
+    # non-resource endpoints ------------------------------------------------------------
+
+    async def _non_resource(self, request: web.Request, user: UserInfo,
+                            path: str) -> web.StreamResponse:
+        verb = {"GET": "get", "HEAD": "head", "POST": "post"}.get(request.method, "")
+        if not self.authorizer.allowed(user, Attributes(verb=verb or "get", path=path)):
+            raise forbidden(user, Attributes(verb=verb or "get", path=path))
+        if path in ("/healthz", "/livez", "/readyz") or path.startswith(
+            ("/healthz/", "/livez/", "/readyz/")
+        ):
+            return web.Response(text="ok", content_type="text/plain")
+        body: Any = None
+        if path == "/version":
+            body = discovery.version_info()
+        elif path == "/api":
+            body = discovery.api_versions(self.server_address)
+        elif path == "/api/v1":
+            body = discovery.api_resource_list("", "v1")
+        elif path == "/apis":
+            body = discovery.api_group_list()
+        elif path.startswith("/apis/"):
+            pieces = path.split("/")[2:]
+            if len(pieces) == 1:
+                body = discovery.api_group(pieces[0])
+            elif len(pieces) == 2:
+                body = discovery.api_resource_list(pieces[0], pieces[1])
+        if body is None:
+            raise status.ApiError(404, "the server could not find the requested resource")
+        return json_response(body)
+
+    # resources -------------------------------------------------------------------------
+
+    async def _body(self, request: web.Request) -> Any:
+        raw = await request.read()
+        if not raw:
+            return {}
+        try:
+            if "yaml" in request.content_type:
+                return yaml.safe_load(raw)
+            return json.loads(raw)
+        except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as error:
+            raise status.bad_request(f"the request body is not valid JSON: {error}") from error
+
+    def _selectors(self, request: web.Request,
+                   resource: ResourceType) -> tuple[LabelSelector, FieldSelector]:
+        labels = parse_label_selector(request.query.get("labelSelector"))
+        fields = parse_field_selector(request.query.get("fieldSelector"), resource.field_paths)
+        return labels, fields
+
+    async def _resource(self, request: web.Request, user: UserInfo, target: Target,
+                        verb: str) -> web.StreamResponse:
+        resource = target.resource
+        assert resource is not None
+        if verb not in resource.verbs and not target.subresource:
+            raise status.ApiError(405, f"the server does not allow this method on the "
+                                  f"requested resource", reason="MethodNotAllowed")
+        namespace = target.namespace or ""
+        dry_run = request.query.get("dryRun") == "All"
+        if resource.plural in VIRTUAL:
+            return await self._virtual(request, user, resource)
+        if target.subresource:
+            return await self._subresource(request, user, target, verb, dry_run)
+        if verb in ("list", "watch"):
+            return await self._list_or_watch(request, target, verb)
+        if verb == "get":
+            self.registry.require_namespace(resource, namespace, creating=False)
+            entry = self.registry.get(resource, namespace, target.name)
+            if wants_table(request.headers.get("Accept", "")):
+                return json_response(self._table(request, resource, [entry.obj],
+                                                 entry.obj["metadata"]["resourceVersion"]))
+            return raw_response(entry.raw)
+        if verb == "create":
+            body = await self._body(request)
+            return json_response(self.registry.create(resource, namespace, body,
+                                                      dry_run=dry_run), 201)
+        if verb == "update":
+            body = await self._body(request)
+            return json_response(self.registry.update(resource, namespace, target.name, body,
+                                                      dry_run=dry_run))
+        if verb == "patch":
+            body = await self._body(request)
+            return json_response(self.registry.patch(resource, namespace, target.name,
+                                                     request.content_type, body,
+                                                     dry_run=dry_run))
+        if verb == "delete":
+            return await self._delete(request, resource, namespace, target.name, dry_run)
+        if verb == "deletecollection":
+            labels, fields = self._selectors(request, resource)
+            options = await self._delete_options(request)
+            deleted = self.registry.delete_collection(resource, target.namespace, labels,
+                                                      fields, options)
+            return json_response({"kind": f"{resource.kind}List",
+                                  "apiVersion": resource.api_version,
+                                  "metadata": {"resourceVersion": str(self.store.rv)},
+                                  "items": deleted})
+        raise status.ApiError(405, "the server does not allow this method on the requested "
+                              "resource", reason="MethodNotAllowed")
+
+    def _table(self, request: web.Request, resource: ResourceType, objects: list[Obj],
+               rv: str, continue_token: str = "") -> dict[str, Any]:
+        include = request.query.get("includeObject", "PartialObjectMetadata")
+        return table(resource, objects, rv, include, continue_token)
+
+    async def _list_or_watch(self, request: web.Request, target: Target,
+                             verb: str) -> web.StreamResponse:
+        resource = target.resource
+        assert resource is not None
+        namespace = target.namespace if resource.namespaced else None
+        if namespace:
+            self.registry.require_namespace(resource, namespace, creating=False)
+        labels, fields = self._selectors(request, resource)
+        if target.name:  # GET .../pods/x?watch=true watches one object
+            fields = FieldSelector((*fields.terms, *parse_field_selector(
+                f"metadata.name={target.name}", {}).terms))
+        if verb == "watch":
+            return await self._watch(request, resource, namespace, labels, fields)
+        limit = _int_param(request, "limit") or 0
+        page = self.registry.list(resource, namespace, labels, fields, limit,
+                                  request.query.get("continue", ""))
+        if wants_table(request.headers.get("Accept", "")):
+            return json_response(self._table(request, resource, [e.obj for e in page.entries],
+                                             str(page.resource_version), page.continue_token))
+        metadata: dict[str, Any] = {"resourceVersion": str(page.resource_version)}
+        if page.continue_token:
+            metadata["continue"] = page.continue_token
+            metadata["remainingItemCount"] = page.remaining
+        head = json.dumps({"kind": f"{resource.kind}List", "apiVersion": resource.api_version,
+                           "metadata": metadata}, separators=(",", ":")).encode()
+        body = head[:-1] + b',"items":[' + b",".join(e.raw for e in page.entries) + b"]}"
+        return raw_response(body)
+
+    async def _watch(self, request: web.Request, resource: ResourceType,
+                     namespace: str | None, labels: LabelSelector,
+                     fields: FieldSelector) -> web.StreamResponse:
+        rv_param = request.query.get("resourceVersion", "")
+        since: int | None = None
+        send_initial = _flag(request, "sendInitialEvents")
+        if rv_param not in ("", "0") and not send_initial:
+            try:
+                since = int(rv_param)
+            except ValueError as error:
+                raise status.ApiError(
+                    400, f'resourceVersion: Invalid value: "{rv_param}": must be an integer'
+                ) from error
+        timeout = _int_param(request, "timeoutSeconds")
+
+        def accepts(obj: Obj) -> bool:
+            return labels.matches(obj["metadata"].get("labels")) and fields.matches(obj)
+
+        options = WatchOptions(
+            since=since,
+            timeout_s=float(timeout) if timeout is not None else None,
+            bookmarks=_flag(request, "allowWatchBookmarks"),
+            initial_events_end=send_initial and _flag(request, "allowWatchBookmarks"),
+        )
+        watcher = Watcher(namespace=namespace, accepts=accepts)
+        render = json_line
+        if wants_table(request.headers.get("Accept", "")):
+            def render(event_type: str, obj: Obj, raw: bytes | None) -> bytes:
+                if event_type in ("ERROR", "BOOKMARK"):
+                    return json_line(event_type, obj, raw)
+                rows = self._table(request, resource, [obj], obj["metadata"]["resourceVersion"])
+                return json_line(event_type, rows, None)
+        return await serve_watch(request, self.store, resource, watcher, options, render)
+
+    async def _delete_options(self, request: web.Request) -> dict[str, Any]:
+        options = await self._body(request)
+        if not isinstance(options, dict):
+            raise status.bad_request("DeleteOptions must be a JSON object")
+        grace = _int_param(request, "gracePeriodSeconds")
+        if grace is not None:
+            options["gracePeriodSeconds"] = grace
+        return options
+
+    async def _delete(self, request: web.Request, resource: ResourceType, namespace: str,
+                      name: str, dry_run: bool) -> web.StreamResponse:
+        options = await self._delete_options(request)
+        result = self.registry.delete(resource, namespace, name, options, dry_run=dry_run)
+        if not result.removed or self.registry.returns_deleted_object(resource):
+            return json_response(result.obj)
+        details: dict[str, Any] = {"name": name, "kind": resource.plural,
+                                   "uid": result.obj["metadata"].get("uid", "")}
+        if resource.group:
+            details["group"] = resource.group
+        return json_response(status.success_status(details))
+
+    async def _subresource(self, request: web.Request, user: UserInfo, target: Target,
+                           verb: str, dry_run: bool) -> web.StreamResponse:
+        resource = target.resource
+        assert resource is not None
+        namespace = target.namespace or ""
+        sub = target.subresource
+        self.registry.require_namespace(resource, namespace, creating=False)
+        if sub == "status":
+            if verb == "get":
+                return raw_response(self.registry.get(resource, namespace, target.name).raw)
+            body = await self._body(request)
+            if verb == "update":
+                return json_response(self.registry.update(resource, namespace, target.name,
+                                                          body, "status", dry_run=dry_run))
+            if verb == "patch":
+                return json_response(self.registry.patch(resource, namespace, target.name,
+                                                         request.content_type, body, "status",
+                                                         dry_run=dry_run))
+        if sub == "log" and verb == "get":
+            pod = self.registry.get(resource, namespace, target.name).obj
+            key = (namespace, target.name)
+            uid = pod["metadata"]["uid"]
+
+            def still_there() -> bool:
+                entry = self.store.get(resource.key, key)
+                return entry is not None and entry.obj["metadata"]["uid"] == uid
+
+            return await serve_log(request, self.state_dir, pod, still_there)
+        if sub == "token" and verb == "create":
+            body = await self._body(request)
+            return json_response(request_token(self.registry, self.tokens, namespace,
+                                               target.name, body), 201)
+        if sub == "binding" and verb == "create":
+            body = await self._body(request)
+            return json_response(bind_pod(self.registry, namespace, target.name, body), 201)
+        raise status.ApiError(405, "the server does not allow this method on the requested "
+                              "resource", reason="MethodNotAllowed")
+
+    async def _virtual(self, request: web.Request, user: UserInfo,
+                       resource: ResourceType) -> web.StreamResponse:
+        body = await self._body(request)
+        if resource.plural == "selfsubjectaccessreviews":
+            return json_response(self_subject_access_review(self.authorizer, user, body), 201)
+        return json_response(self_subject_review(user, body), 201)
+
+
+__all__ = ["ApiServer", "now_rfc3339"]

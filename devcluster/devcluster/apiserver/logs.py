@@ -1,0 +1,97 @@
+"""GET pods/{name}/log from the files the pod runner writes:
+`<state_dir>/logs/<namespace>/<pod>/<container>.log`."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+from collections import deque
+from collections.abc import Callable
+
+from aiohttp import web
+
+from devcluster.apiserver.status import bad_request
+from devcluster.apiserver.store import Obj
+
+FOLLOW_POLL_S = 0.2
+
+
+def log_path(state_dir: pathlib.Path, namespace: str, pod: str, container: str) -> pathlib.Path:
+    return state_dir / "logs" / namespace / pod / f"{container}.log"
+
+
+def choose_container(pod: Obj, wanted: str | None) -> str:
+    spec = pod.get("spec") or {}
+    names = [c.get("name", "") for c in (spec.get("containers") or [])]
+    every = names + [c.get("name", "") for c in (spec.get("initContainers") or [])]
+    name = pod["metadata"]["name"]
+    if wanted:
+        if wanted not in every:
+            raise bad_request(f"container {wanted} is not valid for pod {name}")
+        return wanted
+    if len(names) != 1:
+        raise bad_request(
+            f"a container name must be specified for pod {name}, choose one of: "
+            f"[{' '.join(names)}]"
+        )
+    return names[0]
+
+
+def _tail(data: bytes, lines: int) -> bytes:
+    if lines < 0:
+        return data
+    kept: deque[bytes] = deque(data.splitlines(keepends=True), maxlen=lines)
+    return b"".join(kept)
+
+
+def _optional_int(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError as error:
+        raise bad_request(f"{name}: Invalid value: {raw!r}: must be an integer") from error
+
+
+async def serve_log(
+    request: web.Request,
+    state_dir: pathlib.Path,
+    pod: Obj,
+    still_there: Callable[[], bool],
+) -> web.StreamResponse:
+    namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+    container = choose_container(pod, request.query.get("container"))
+    path = log_path(state_dir, namespace, name, container)
+    if not path.exists():
+        raise bad_request(
+            f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
+        )
+    tail_lines = _optional_int(request, "tailLines")
+    limit = _optional_int(request, "limitBytes")
+    follow = request.query.get("follow") in ("true", "1")
+    data = path.read_bytes()
+    if tail_lines is not None:
+        data = _tail(data, tail_lines)
+    if limit is not None:
+        data = data[:limit]
+    response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    await response.write(data)
+    if follow:
+        offset = path.stat().st_size
+        # Follow until the pod is gone or the client leaves.
+        while still_there() and request.transport is not None:
+            if request.transport.is_closing():
+                break
+            await asyncio.sleep(FOLLOW_POLL_S)
+            size = path.stat().st_size if path.exists() else offset
+            if size > offset:
+                with path.open("rb") as handle:
+                    handle.seek(offset)
+                    chunk = handle.read(size - offset)
+                offset = size
+                await response.write(chunk)
+    await response.write_eof()
+    return response

@@ -1,0 +1,125 @@
+"""Run the API server: state, TLS, bootstrap objects, kubeconfig, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import pathlib
+import signal
+import ssl
+from dataclasses import dataclass
+
+import yaml
+from aiohttp import web
+
+from devcluster.apiserver.app import ApiServer
+from devcluster.apiserver.auth import TokenAuthority, bootstrap_rbac
+from devcluster.apiserver.certs import ServingFiles, ensure_serving_files
+from devcluster.apiserver.registry import Registry
+from devcluster.apiserver.resources import by_key
+from devcluster.apiserver.store import DEFAULT_HISTORY, Store
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT = "store.json"
+SHUTDOWN_GRACE_S = 2.0
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 6443
+    state_dir: pathlib.Path = pathlib.Path(".devcluster")
+    watch_history: int = DEFAULT_HISTORY
+
+
+def bootstrap(registry: Registry) -> None:
+    """What every cluster has from the start; idempotent across restarts."""
+    namespaces = by_key("", "namespaces")
+    for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+        if registry.store.get(namespaces.key, ("", name)) is None:
+            registry.create(namespaces, "", {"metadata": {"name": name}})
+    for plural, obj in bootstrap_rbac():
+        resource = by_key("rbac.authorization.k8s.io", plural)
+        if registry.store.get(resource.key, ("", obj["metadata"]["name"])) is None:
+            registry.create(resource, "", obj)
+    services = by_key("", "services")
+    if registry.store.get(services.key, ("default", "kubernetes")) is None:
+        registry.create(services, "default", {
+            "metadata": {"name": "kubernetes",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": "10.96.0.1", "ports": [
+                {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]},
+        })
+
+
+def kubeconfig_text(url: str, ca_file: pathlib.Path, token: str) -> str:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "devcluster", "cluster": {
+            "server": url,
+            "certificate-authority-data": base64.b64encode(ca_file.read_bytes()).decode(),
+        }}],
+        "users": [{"name": "devcluster-admin", "user": {"token": token}}],
+        "contexts": [{"name": "devcluster", "context": {
+            "cluster": "devcluster", "user": "devcluster-admin", "namespace": "default"}}],
+        "current-context": "devcluster",
+        "preferences": {},
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def _write_private(path: pathlib.Path, text: str) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text)
+    temporary.chmod(0o600)
+    os.replace(temporary, path)
+
+
+def _ssl_context(files: ServingFiles) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(files.cert, files.key)
+    return context
+
+
+async def serve(options: ServeOptions) -> None:
+    state_dir = options.state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    files = ensure_serving_files(state_dir, options.host)
+    tokens = TokenAuthority(state_dir / "pki")
+    store = Store(options.watch_history)
+    snapshot = state_dir / SNAPSHOT
+    if store.load(snapshot):
+        log.info("loaded %s at resourceVersion %d", snapshot, store.rv)
+    server = ApiServer(store, tokens, state_dir, f"{options.host}:{options.port}")
+    bootstrap(server.registry)
+
+    runner = web.AppRunner(server.application(), access_log=None,
+                           shutdown_timeout=SHUTDOWN_GRACE_S)
+    await runner.setup()
+    site = web.TCPSite(runner, options.host, options.port, ssl_context=_ssl_context(files),
+                       reuse_address=True)
+    await site.start()
+    url = f"https://{options.host}:{options.port}"
+    kubeconfig = state_dir / "kubeconfig"
+    _write_private(kubeconfig, kubeconfig_text(url, files.ca_cert, tokens.admin_token))
+    log.info("devcluster API serving on %s; kubeconfig %s", url, kubeconfig)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        with contextlib.suppress(FileNotFoundError):
+            kubeconfig.unlink()
+        store.close_watchers()  # ends every watch stream cleanly
+        await runner.cleanup()
+        store.save(snapshot)
+        log.info("saved %s at resourceVersion %d", snapshot, store.rv)

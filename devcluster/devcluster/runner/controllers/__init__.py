@@ -1,0 +1,1 @@
+"""Controllers of the one-node cluster, each a client of the API."""

@@ -1,0 +1,1 @@
+"""The kubelet: runs each pod's containers as local processes."""

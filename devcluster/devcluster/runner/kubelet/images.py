@@ -1,0 +1,89 @@
+"""The one mapping from container image names to local commands (devcluster/images.yaml).
+
+An image reference `registry/repo/name:tag@digest` is matched by its repository path
+without registry, tag or digest, against shell-style patterns. The mapped `command` plays
+the image's ENTRYPOINT and `args` its CMD, so a container's own command/args override
+them exactly as with a real image. `python` as the first word is the runner's own
+interpreter (the workspace environment).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import pathlib
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+DEFAULT_IMAGES_FILE = pathlib.Path(__file__).resolve().parents[2] / "images.yaml"
+
+
+@dataclass(frozen=True)
+class ImageCommand:
+    command: list[str]
+    args: list[str] = field(default_factory=list)
+    working_dir: pathlib.Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def repository(image: str) -> str:
+    """`docker.io/devexps/admin-srv:v1@sha256:..` -> `devexps/admin-srv`."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)
+    if ":" in last[-1]:
+        name = name[: name.rindex(":")]
+    parts = name.split("/")
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        parts = parts[1:]
+    return "/".join(parts)
+
+
+class ImageMap:
+    def __init__(self, entries: list[tuple[list[str], ImageCommand]], source: pathlib.Path) -> None:
+        self.entries = entries
+        self.source = source
+
+    @classmethod
+    def load(cls, path: pathlib.Path = DEFAULT_IMAGES_FILE) -> ImageMap:
+        document: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
+        root = (path.parent / str(document.get("root", "."))).resolve()
+        entries = []
+        for number, item in enumerate(document.get("images") or [], start=1):
+            patterns = item.get("match")
+            command = item.get("command")
+            if not patterns or not command:
+                raise ValueError(f"{path}: image entry {number} needs `match` and `command`")
+            working_dir = item.get("workingDir")
+            entries.append(
+                (
+                    [patterns] if isinstance(patterns, str) else list(patterns),
+                    ImageCommand(
+                        command=[str(c) for c in command],
+                        args=[str(a) for a in item.get("args") or []],
+                        working_dir=(root / working_dir).resolve() if working_dir else None,
+                        env={str(k): str(v) for k, v in (item.get("env") or {}).items()},
+                    ),
+                )
+            )
+        return cls(entries, path)
+
+    def lookup(self, image: str) -> ImageCommand | None:
+        repo = repository(image)
+        for patterns, command in self.entries:
+            if any(fnmatch.fnmatchcase(repo, p) or fnmatch.fnmatchcase(image, p) for p in patterns):
+                return command
+        return None
+
+
+def argv(mapped: ImageCommand, container: dict[str, Any]) -> list[str]:
+    """ENTRYPOINT/CMD semantics: command replaces the entrypoint and drops the image's
+    CMD; args replaces CMD."""
+    if container.get("command"):
+        words = [*container["command"], *(container.get("args") or [])]
+    else:
+        words = [*mapped.command, *(container.get("args") or mapped.args)]
+    if words and words[0] in ("python", "python3"):
+        words[0] = sys.executable
+    return [str(w) for w in words]
