@@ -1,0 +1,47 @@
+"""Fixtures shared by the whole-system tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+# --- Shipping: images and the .k8s manifests ------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_SERVICES = ("admin-srv", "token-srv", "user-srv", "device-srv", "data-srv")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes `shipped_service` runs once per service, named by it."""
+    if "shipped_service" in metafunc.fixturenames:
+        metafunc.parametrize("shipped_service", SHIPPED_SERVICES)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def k8s_documents() -> list[tuple[Path, dict[str, Any]]]:
+    """Every object in .k8s/*.yaml with its file, in `kubectl apply -f .k8s` order."""
+    documents = []
+    for path in sorted((REPO_ROOT / ".k8s").glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document:
+                documents.append((path, document))
+    return documents
+
+
+@pytest.fixture(scope="session")
+def k8s_objects(k8s_documents: list[tuple[Path, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The objects by "<Kind>/<name>", e.g. "Deployment/user-srv"."""
+    objects: dict[str, dict[str, Any]] = {}
+    for path, document in k8s_documents:
+        key = f"{document['kind']}/{document['metadata']['name']}"
+        assert key not in objects, f"{key} is defined twice (again in {path.name})"
+        objects[key] = document
+    return objects
