@@ -109,8 +109,9 @@ bench: sync ## benchmarks; figures go to bench/results.json
 reliability: sync ## long soak and failure tests
 	@echo "make reliability: not implemented yet" >&2; exit 1
 
-devcluster: sync ## run the embedded Kubernetes API in the foreground
-	@echo "make devcluster: not implemented yet" >&2; exit 1
+DEVCLUSTER_ARGS ?=
+devcluster: sync ## run the embedded Kubernetes API in the foreground (https://127.0.0.1:6443)
+	exec $(RUN) python -m devcluster serve $(DEVCLUSTER_ARGS)
 
 clean: ## remove the environment, caches and devcluster state
 	rm -rf .venv .tools .devcluster .mypy_cache .ruff_cache .pytest_cache

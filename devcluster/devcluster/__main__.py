@@ -10,15 +10,24 @@ from collections.abc import Callable
 
 from devcluster.apiserver.server import ServeOptions, serve
 from devcluster.apiserver.store import DEFAULT_HISTORY
+from devcluster.runner import run as runner
 
 
 def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--port", type=int, default=6443, help="port to bind (6443)")
-    parser.add_argument("--state-dir", type=pathlib.Path, default=pathlib.Path(".devcluster"),
-                        help="certificates, tokens, kubeconfig and the stored objects")
-    parser.add_argument("--watch-history", type=int, default=DEFAULT_HISTORY,
-                        help="events kept per resource for watch replay")
+    parser.add_argument(
+        "--state-dir",
+        type=pathlib.Path,
+        default=pathlib.Path(".devcluster"),
+        help="certificates, tokens, kubeconfig and the stored objects",
+    )
+    parser.add_argument(
+        "--watch-history",
+        type=int,
+        default=DEFAULT_HISTORY,
+        help="events kept per resource for watch replay",
+    )
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -32,6 +41,11 @@ COMMANDS: dict[
     tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]],
 ] = {
     "serve": ("run the Kubernetes API server in the foreground", _add_serve, _run_serve),
+    "run": (
+        "the API server, the manifests and a one-node cluster running them, in the foreground",
+        runner.add_arguments,
+        runner.run,
+    ),
 }
 
 

@@ -81,7 +81,7 @@ class RunningDevCluster:
         ]
         log = self._log_path.open("ab")
         try:
-            self._process = subprocess.Popen(
+            self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}
             )
         finally:
@@ -116,7 +116,8 @@ class RunningDevCluster:
     # clients ---------------------------------------------------------------------------
 
     def api_client(self, token: str | None = None) -> kubernetes.client.ApiClient:
-        """An official-client ApiClient over HTTPS verifying the CA; admin unless a token is given."""
+        """An official-client ApiClient over HTTPS verifying the CA; admin unless a token
+        is given."""
         configuration = kubernetes.client.Configuration()
         configuration.host = self.url
         configuration.ssl_ca_cert = str(self.ca_file)
@@ -133,6 +134,8 @@ class RunningDevCluster:
                 spec=kubernetes.client.V1TokenRequestSpec(audiences=[])
             )
             answer = core.create_namespaced_service_account_token(name, namespace, request)
+            if answer.status is None or not answer.status.token:
+                raise RuntimeError(f"TokenRequest for {namespace}/{name} returned no token")
             token: str = answer.status.token
             return token
 

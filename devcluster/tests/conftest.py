@@ -34,7 +34,9 @@ def core(api: kubernetes.client.ApiClient) -> kubernetes.client.CoreV1Api:
 @pytest.fixture
 def namespace(core: kubernetes.client.CoreV1Api) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
-    core.create_namespace({"metadata": {"name": name}})
+    core.create_namespace(
+        kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name))
+    )
     yield name
     try:
         core.delete_namespace(name)

@@ -87,8 +87,9 @@ def _int_param(request: web.Request, name: str) -> int | None:
 
 
 class ApiServer:
-    def __init__(self, store: Store, tokens: TokenAuthority, state_dir: pathlib.Path,
-                 server_address: str) -> None:
+    def __init__(
+        self, store: Store, tokens: TokenAuthority, state_dir: pathlib.Path, server_address: str
+    ) -> None:
         self.store = store
         self.tokens = tokens
         self.state_dir = state_dir
@@ -156,8 +157,7 @@ class ApiServer:
         resource = lookup(group, version, plural)
         name = rest[1] if len(rest) > 1 else ""
         subresource = rest[2] if len(rest) > 2 else ""
-        if len(rest) > 3 or (subresource and resource and subresource not in
-                             resource.subresources):
+        if len(rest) > 3 or (subresource and resource and subresource not in resource.subresources):
             resource = None
         if resource is not None and resource.namespaced is False and namespace is not None:
             resource = None
@@ -184,8 +184,9 @@ class ApiServer:
 
     # non-resource endpoints ------------------------------------------------------------
 
-    async def _non_resource(self, request: web.Request, user: UserInfo,
-                            path: str) -> web.StreamResponse:
+    async def _non_resource(
+        self, request: web.Request, user: UserInfo, path: str
+    ) -> web.StreamResponse:
         verb = {"GET": "get", "HEAD": "head", "POST": "post"}.get(request.method, "")
         if not self.authorizer.allowed(user, Attributes(verb=verb or "get", path=path)):
             raise forbidden(user, Attributes(verb=verb or "get", path=path))
@@ -225,19 +226,24 @@ class ApiServer:
         except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as error:
             raise status.bad_request(f"the request body is not valid JSON: {error}") from error
 
-    def _selectors(self, request: web.Request,
-                   resource: ResourceType) -> tuple[LabelSelector, FieldSelector]:
+    def _selectors(
+        self, request: web.Request, resource: ResourceType
+    ) -> tuple[LabelSelector, FieldSelector]:
         labels = parse_label_selector(request.query.get("labelSelector"))
         fields = parse_field_selector(request.query.get("fieldSelector"), resource.field_paths)
         return labels, fields
 
-    async def _resource(self, request: web.Request, user: UserInfo, target: Target,
-                        verb: str) -> web.StreamResponse:
+    async def _resource(
+        self, request: web.Request, user: UserInfo, target: Target, verb: str
+    ) -> web.StreamResponse:
         resource = target.resource
         assert resource is not None
         if verb not in resource.verbs and not target.subresource:
-            raise status.ApiError(405, f"the server does not allow this method on the "
-                                  f"requested resource", reason="MethodNotAllowed")
+            raise status.ApiError(
+                405,
+                "the server does not allow this method on the requested resource",
+                reason="MethodNotAllowed",
+            )
         namespace = target.namespace or ""
         dry_run = request.query.get("dryRun") == "All"
         if resource.plural in VIRTUAL:
@@ -250,43 +256,65 @@ class ApiServer:
             self.registry.require_namespace(resource, namespace, creating=False)
             entry = self.registry.get(resource, namespace, target.name)
             if wants_table(request.headers.get("Accept", "")):
-                return json_response(self._table(request, resource, [entry.obj],
-                                                 entry.obj["metadata"]["resourceVersion"]))
+                return json_response(
+                    self._table(
+                        request, resource, [entry.obj], entry.obj["metadata"]["resourceVersion"]
+                    )
+                )
             return raw_response(entry.raw)
         if verb == "create":
             body = await self._body(request)
-            return json_response(self.registry.create(resource, namespace, body,
-                                                      dry_run=dry_run), 201)
+            return json_response(
+                self.registry.create(resource, namespace, body, dry_run=dry_run), 201
+            )
         if verb == "update":
             body = await self._body(request)
-            return json_response(self.registry.update(resource, namespace, target.name, body,
-                                                      dry_run=dry_run))
+            return json_response(
+                self.registry.update(resource, namespace, target.name, body, dry_run=dry_run)
+            )
         if verb == "patch":
             body = await self._body(request)
-            return json_response(self.registry.patch(resource, namespace, target.name,
-                                                     request.content_type, body,
-                                                     dry_run=dry_run))
+            return json_response(
+                self.registry.patch(
+                    resource, namespace, target.name, request.content_type, body, dry_run=dry_run
+                )
+            )
         if verb == "delete":
             return await self._delete(request, resource, namespace, target.name, dry_run)
         if verb == "deletecollection":
             labels, fields = self._selectors(request, resource)
             options = await self._delete_options(request)
-            deleted = self.registry.delete_collection(resource, target.namespace, labels,
-                                                      fields, options)
-            return json_response({"kind": f"{resource.kind}List",
-                                  "apiVersion": resource.api_version,
-                                  "metadata": {"resourceVersion": str(self.store.rv)},
-                                  "items": deleted})
-        raise status.ApiError(405, "the server does not allow this method on the requested "
-                              "resource", reason="MethodNotAllowed")
+            deleted = self.registry.delete_collection(
+                resource, target.namespace, labels, fields, options
+            )
+            return json_response(
+                {
+                    "kind": f"{resource.kind}List",
+                    "apiVersion": resource.api_version,
+                    "metadata": {"resourceVersion": str(self.store.rv)},
+                    "items": deleted,
+                }
+            )
+        raise status.ApiError(
+            405,
+            "the server does not allow this method on the requested resource",
+            reason="MethodNotAllowed",
+        )
 
-    def _table(self, request: web.Request, resource: ResourceType, objects: list[Obj],
-               rv: str, continue_token: str = "") -> dict[str, Any]:
+    def _table(
+        self,
+        request: web.Request,
+        resource: ResourceType,
+        objects: list[Obj],
+        rv: str,
+        continue_token: str = "",
+    ) -> dict[str, Any]:
         include = request.query.get("includeObject", "PartialObjectMetadata")
         return table(resource, objects, rv, include, continue_token)
 
-    async def _list_or_watch(self, request: web.Request, target: Target,
-                             verb: str) -> web.StreamResponse:
+    async def _list_or_watch(
+        self, request: web.Request, target: Target, verb: str
+    ) -> web.StreamResponse:
         resource = target.resource
         assert resource is not None
         namespace = target.namespace if resource.namespaced else None
@@ -294,28 +322,48 @@ class ApiServer:
             self.registry.require_namespace(resource, namespace, creating=False)
         labels, fields = self._selectors(request, resource)
         if target.name:  # GET .../pods/x?watch=true watches one object
-            fields = FieldSelector((*fields.terms, *parse_field_selector(
-                f"metadata.name={target.name}", {}).terms))
+            fields = FieldSelector(
+                (*fields.terms, *parse_field_selector(f"metadata.name={target.name}", {}).terms)
+            )
         if verb == "watch":
             return await self._watch(request, resource, namespace, labels, fields)
         limit = _int_param(request, "limit") or 0
-        page = self.registry.list(resource, namespace, labels, fields, limit,
-                                  request.query.get("continue", ""))
+        page = self.registry.list_page(
+            resource, namespace, labels, fields, limit, request.query.get("continue", "")
+        )
         if wants_table(request.headers.get("Accept", "")):
-            return json_response(self._table(request, resource, [e.obj for e in page.entries],
-                                             str(page.resource_version), page.continue_token))
+            return json_response(
+                self._table(
+                    request,
+                    resource,
+                    [e.obj for e in page.entries],
+                    str(page.resource_version),
+                    page.continue_token,
+                )
+            )
         metadata: dict[str, Any] = {"resourceVersion": str(page.resource_version)}
         if page.continue_token:
             metadata["continue"] = page.continue_token
             metadata["remainingItemCount"] = page.remaining
-        head = json.dumps({"kind": f"{resource.kind}List", "apiVersion": resource.api_version,
-                           "metadata": metadata}, separators=(",", ":")).encode()
+        head = json.dumps(
+            {
+                "kind": f"{resource.kind}List",
+                "apiVersion": resource.api_version,
+                "metadata": metadata,
+            },
+            separators=(",", ":"),
+        ).encode()
         body = head[:-1] + b',"items":[' + b",".join(e.raw for e in page.entries) + b"]}"
         return raw_response(body)
 
-    async def _watch(self, request: web.Request, resource: ResourceType,
-                     namespace: str | None, labels: LabelSelector,
-                     fields: FieldSelector) -> web.StreamResponse:
+    async def _watch(
+        self,
+        request: web.Request,
+        resource: ResourceType,
+        namespace: str | None,
+        labels: LabelSelector,
+        fields: FieldSelector,
+    ) -> web.StreamResponse:
         rv_param = request.query.get("resourceVersion", "")
         since: int | None = None
         send_initial = _flag(request, "sendInitialEvents")
@@ -340,11 +388,13 @@ class ApiServer:
         watcher = Watcher(namespace=namespace, accepts=accepts)
         render = json_line
         if wants_table(request.headers.get("Accept", "")):
+
             def render(event_type: str, obj: Obj, raw: bytes | None) -> bytes:
                 if event_type in ("ERROR", "BOOKMARK"):
                     return json_line(event_type, obj, raw)
                 rows = self._table(request, resource, [obj], obj["metadata"]["resourceVersion"])
                 return json_line(event_type, rows, None)
+
         return await serve_watch(request, self.store, resource, watcher, options, render)
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
@@ -356,20 +406,25 @@ class ApiServer:
             options["gracePeriodSeconds"] = grace
         return options
 
-    async def _delete(self, request: web.Request, resource: ResourceType, namespace: str,
-                      name: str, dry_run: bool) -> web.StreamResponse:
+    async def _delete(
+        self, request: web.Request, resource: ResourceType, namespace: str, name: str, dry_run: bool
+    ) -> web.StreamResponse:
         options = await self._delete_options(request)
         result = self.registry.delete(resource, namespace, name, options, dry_run=dry_run)
         if not result.removed or self.registry.returns_deleted_object(resource):
             return json_response(result.obj)
-        details: dict[str, Any] = {"name": name, "kind": resource.plural,
-                                   "uid": result.obj["metadata"].get("uid", "")}
+        details: dict[str, Any] = {
+            "name": name,
+            "kind": resource.plural,
+            "uid": result.obj["metadata"].get("uid", ""),
+        }
         if resource.group:
             details["group"] = resource.group
         return json_response(status.success_status(details))
 
-    async def _subresource(self, request: web.Request, user: UserInfo, target: Target,
-                           verb: str, dry_run: bool) -> web.StreamResponse:
+    async def _subresource(
+        self, request: web.Request, user: UserInfo, target: Target, verb: str, dry_run: bool
+    ) -> web.StreamResponse:
         resource = target.resource
         assert resource is not None
         namespace = target.namespace or ""
@@ -380,12 +435,23 @@ class ApiServer:
                 return raw_response(self.registry.get(resource, namespace, target.name).raw)
             body = await self._body(request)
             if verb == "update":
-                return json_response(self.registry.update(resource, namespace, target.name,
-                                                          body, "status", dry_run=dry_run))
+                return json_response(
+                    self.registry.update(
+                        resource, namespace, target.name, body, "status", dry_run=dry_run
+                    )
+                )
             if verb == "patch":
-                return json_response(self.registry.patch(resource, namespace, target.name,
-                                                         request.content_type, body, "status",
-                                                         dry_run=dry_run))
+                return json_response(
+                    self.registry.patch(
+                        resource,
+                        namespace,
+                        target.name,
+                        request.content_type,
+                        body,
+                        "status",
+                        dry_run=dry_run,
+                    )
+                )
         if sub == "log" and verb == "get":
             pod = self.registry.get(resource, namespace, target.name).obj
             key = (namespace, target.name)
@@ -398,16 +464,21 @@ class ApiServer:
             return await serve_log(request, self.state_dir, pod, still_there)
         if sub == "token" and verb == "create":
             body = await self._body(request)
-            return json_response(request_token(self.registry, self.tokens, namespace,
-                                               target.name, body), 201)
+            return json_response(
+                request_token(self.registry, self.tokens, namespace, target.name, body), 201
+            )
         if sub == "binding" and verb == "create":
             body = await self._body(request)
             return json_response(bind_pod(self.registry, namespace, target.name, body), 201)
-        raise status.ApiError(405, "the server does not allow this method on the requested "
-                              "resource", reason="MethodNotAllowed")
+        raise status.ApiError(
+            405,
+            "the server does not allow this method on the requested resource",
+            reason="MethodNotAllowed",
+        )
 
-    async def _virtual(self, request: web.Request, user: UserInfo,
-                       resource: ResourceType) -> web.StreamResponse:
+    async def _virtual(
+        self, request: web.Request, user: UserInfo, resource: ResourceType
+    ) -> web.StreamResponse:
         body = await self._body(request)
         if resource.plural == "selfsubjectaccessreviews":
             return json_response(self_subject_access_review(self.authorizer, user, body), 201)

@@ -110,9 +110,7 @@ class TokenAuthority:
     def claims(self, token: str) -> dict[str, Any] | None:
         try:
             header, payload, signature = token.split(".")
-            expected = hmac.new(
-                self._key, f"{header}.{payload}".encode(), hashlib.sha256
-            ).digest()
+            expected = hmac.new(self._key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
             if not hmac.compare_digest(expected, _unb64(signature)):
                 return None
             claims: dict[str, Any] = json.loads(_unb64(payload))
@@ -297,8 +295,22 @@ def bootstrap_rbac() -> list[tuple[str, dict[str, Any]]]:
 
     read = ["get", "list", "watch"]
     readable = [
-        ("", ["pods", "pods/log", "pods/status", "configmaps", "services", "services/status",
-              "serviceaccounts", "endpoints", "events", "namespaces", "namespaces/status"]),
+        (
+            "",
+            [
+                "pods",
+                "pods/log",
+                "pods/status",
+                "configmaps",
+                "services",
+                "services/status",
+                "serviceaccounts",
+                "endpoints",
+                "events",
+                "namespaces",
+                "namespaces/status",
+            ],
+        ),
         ("apps", ["deployments", "deployments/status", "replicasets", "replicasets/status"]),
         ("discovery.k8s.io", ["endpointslices"]),
         ("networking.k8s.io", ["networkpolicies"]),
@@ -306,37 +318,70 @@ def bootstrap_rbac() -> list[tuple[str, dict[str, Any]]]:
     ]
     view_rules = [{"apiGroups": [g], "resources": r, "verbs": read} for g, r in readable]
     return [
-        role("cluster-admin", [
-            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
-            {"nonResourceURLs": ["*"], "verbs": ["*"]},
-        ]),
-        binding("cluster-admin", MASTERS),
-        role("system:discovery", [{
-            "nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez",
-                                "/readyz", "/openapi", "/openapi/*", "/version", "/version/"],
-            "verbs": ["get"],
-        }]),
-        binding("system:discovery", AUTHENTICATED),
-        role("system:basic-user", [{
-            "apiGroups": ["authorization.k8s.io"],
-            "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
-            "verbs": ["create"],
-        }, {
-            "apiGroups": ["authentication.k8s.io"],
-            "resources": ["selfsubjectreviews"],
-            "verbs": ["create"],
-        }]),
-        binding("system:basic-user", AUTHENTICATED),
-        role("system:public-info-viewer", [{
-            "nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"],
-            "verbs": ["get"],
-        }]),
-        ("clusterrolebindings", {
-            **binding("system:public-info-viewer", AUTHENTICATED)[1],
-            "subjects": [
-                {"apiGroup": RBAC, "kind": "Group", "name": AUTHENTICATED},
-                {"apiGroup": RBAC, "kind": "Group", "name": UNAUTHENTICATED},
+        role(
+            "cluster-admin",
+            [
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                {"nonResourceURLs": ["*"], "verbs": ["*"]},
             ],
-        }),
+        ),
+        binding("cluster-admin", MASTERS),
+        role(
+            "system:discovery",
+            [
+                {
+                    "nonResourceURLs": [
+                        "/api",
+                        "/api/*",
+                        "/apis",
+                        "/apis/*",
+                        "/healthz",
+                        "/livez",
+                        "/readyz",
+                        "/openapi",
+                        "/openapi/*",
+                        "/version",
+                        "/version/",
+                    ],
+                    "verbs": ["get"],
+                }
+            ],
+        ),
+        binding("system:discovery", AUTHENTICATED),
+        role(
+            "system:basic-user",
+            [
+                {
+                    "apiGroups": ["authorization.k8s.io"],
+                    "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                    "verbs": ["create"],
+                },
+                {
+                    "apiGroups": ["authentication.k8s.io"],
+                    "resources": ["selfsubjectreviews"],
+                    "verbs": ["create"],
+                },
+            ],
+        ),
+        binding("system:basic-user", AUTHENTICATED),
+        role(
+            "system:public-info-viewer",
+            [
+                {
+                    "nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"],
+                    "verbs": ["get"],
+                }
+            ],
+        ),
+        (
+            "clusterrolebindings",
+            {
+                **binding("system:public-info-viewer", AUTHENTICATED)[1],
+                "subjects": [
+                    {"apiGroup": RBAC, "kind": "Group", "name": AUTHENTICATED},
+                    {"apiGroup": RBAC, "kind": "Group", "name": UNAUTHENTICATED},
+                ],
+            },
+        ),
         role("view", view_rules),
     ]

@@ -75,14 +75,16 @@ class PodStrategy(Strategy):
             if not container.get("image") and old is None:
                 causes.append((f"spec.containers[{index}].image", "Required value"))
         if old is not None and _pod_spec_changed(old.get("spec") or {}, spec):
-            causes.append((
-                "spec",
-                "Forbidden: pod updates may not change fields other than "
-                "`spec.containers[*].image`,`spec.initContainers[*].image`,"
-                "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing "
-                "tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if "
-                "it was previously negative)",
-            ))
+            causes.append(
+                (
+                    "spec",
+                    "Forbidden: pod updates may not change fields other than "
+                    "`spec.containers[*].image`,`spec.initContainers[*].image`,"
+                    "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing "
+                    "tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if "
+                    "it was previously negative)",
+                )
+            )
         return causes
 
 
@@ -110,9 +112,9 @@ class NamespaceStrategy(Strategy):
         obj["status"] = {"phase": "Active"}
 
     def prepare_for_update(self, new: Obj, old: Obj, store: Store) -> None:
-        new["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = old[
-            "metadata"
-        ]["name"]
+        new["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = old["metadata"][
+            "name"
+        ]
         new["spec"] = copy.deepcopy(old.get("spec", {}))
 
 
@@ -176,8 +178,13 @@ class ServiceStrategy(Strategy):
         causes: Causes = []
         service_type = spec.get("type", "ClusterIP")
         if service_type not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
-            return [("spec.type", f'Unsupported value: "{service_type}": supported values: '
-                     '"ClusterIP", "ExternalName", "LoadBalancer", "NodePort"')]
+            return [
+                (
+                    "spec.type",
+                    f'Unsupported value: "{service_type}": supported values: '
+                    '"ClusterIP", "ExternalName", "LoadBalancer", "NodePort"',
+                )
+            ]
         ports = spec.get("ports") or []
         headless = spec.get("clusterIP") == "None"
         if not ports and not headless and service_type != "ExternalName":
@@ -211,8 +218,9 @@ class ServiceStrategy(Strategy):
         if old is not None:
             before = (old.get("spec") or {}).get("clusterIP")
             if wanted != before:
-                return [("spec.clusterIPs[0]", f'Invalid value: ["{wanted}"]: may not change '
-                         "once set")]
+                return [
+                    ("spec.clusterIPs[0]", f'Invalid value: ["{wanted}"]: may not change once set')
+                ]
             return []
         if wanted:
             try:
@@ -220,12 +228,22 @@ class ServiceStrategy(Strategy):
             except ValueError:
                 return [("spec.clusterIPs", f'Invalid value: ["{wanted}"]: must be a valid IP')]
             if address not in SERVICE_CIDR:
-                return [("spec.clusterIPs", f'Invalid value: ["{wanted}"]: failed to allocate '
-                         f"IP {wanted}: the provided IP ({wanted}) is not in the valid range. "
-                         f"The range of valid IPs is {SERVICE_CIDR}")]
+                return [
+                    (
+                        "spec.clusterIPs",
+                        f'Invalid value: ["{wanted}"]: failed to allocate '
+                        f"IP {wanted}: the provided IP ({wanted}) is not in the valid range. "
+                        f"The range of valid IPs is {SERVICE_CIDR}",
+                    )
+                ]
             if wanted in used:
-                return [("spec.clusterIPs", f'Invalid value: ["{wanted}"]: failed to allocate '
-                         f"IP {wanted}: provided IP is already allocated")]
+                return [
+                    (
+                        "spec.clusterIPs",
+                        f'Invalid value: ["{wanted}"]: failed to allocate '
+                        f"IP {wanted}: provided IP is already allocated",
+                    )
+                ]
         else:
             # Skip the network address and .1 (the kubernetes Service's own address).
             for address in SERVICE_CIDR.hosts():
@@ -246,8 +264,12 @@ class ServiceStrategy(Strategy):
         if service_type not in ("NodePort", "LoadBalancer"):
             for index, port in enumerate(ports):
                 if "nodePort" in port:
-                    return [(f"spec.ports[{index}].nodePort", "Forbidden: may not be used when "
-                             "`type` is 'ClusterIP'")]
+                    return [
+                        (
+                            f"spec.ports[{index}].nodePort",
+                            "Forbidden: may not be used when `type` is 'ClusterIP'",
+                        )
+                    ]
             return []
         causes: Causes = []
         taken = set(used)
@@ -256,12 +278,21 @@ class ServiceStrategy(Strategy):
             if wanted is None:
                 continue
             if not isinstance(wanted, int) or wanted not in NODE_PORTS:
-                causes.append((f"spec.ports[{index}].nodePort", f"Invalid value: {wanted}: "
-                               "provided port is not in the valid range. The range of valid "
-                               "ports is 30000-32767"))
+                causes.append(
+                    (
+                        f"spec.ports[{index}].nodePort",
+                        f"Invalid value: {wanted}: "
+                        "provided port is not in the valid range. The range of valid "
+                        "ports is 30000-32767",
+                    )
+                )
             elif wanted in taken:
-                causes.append((f"spec.ports[{index}].nodePort", f"Invalid value: {wanted}: "
-                               "provided port is already allocated"))
+                causes.append(
+                    (
+                        f"spec.ports[{index}].nodePort",
+                        f"Invalid value: {wanted}: provided port is already allocated",
+                    )
+                )
             taken.add(wanted) if isinstance(wanted, int) else None
         if causes:
             return causes
@@ -286,8 +317,10 @@ class WorkloadStrategy(Strategy):
             spec.setdefault("progressDeadlineSeconds", 600)
             spec.setdefault(
                 "strategy",
-                {"type": "RollingUpdate",
-                 "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+                {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
+                },
             )
         obj["status"] = {}
 
@@ -301,8 +334,12 @@ class WorkloadStrategy(Strategy):
         labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         wanted = selector.get("matchLabels") or {}
         if any(labels.get(k) != v for k, v in wanted.items()):
-            return [("spec.template.metadata.labels", f"Invalid value: {labels}: `selector` "
-                     "does not match template `labels`")]
+            return [
+                (
+                    "spec.template.metadata.labels",
+                    f"Invalid value: {labels}: `selector` does not match template `labels`",
+                )
+            ]
         if old is not None and (old.get("spec") or {}).get("selector") != selector:
             return [("spec.selector", f"Invalid value: {selector}: field is immutable")]
         return []

@@ -22,7 +22,7 @@ def log_path(state_dir: pathlib.Path, namespace: str, pod: str, container: str) 
 
 def choose_container(pod: Obj, wanted: str | None) -> str:
     spec = pod.get("spec") or {}
-    names = [c.get("name", "") for c in (spec.get("containers") or [])]
+    names: list[str] = [str(c.get("name", "")) for c in (spec.get("containers") or [])]
     every = names + [c.get("name", "") for c in (spec.get("initContainers") or [])]
     name = pod["metadata"]["name"]
     if wanted:
@@ -31,8 +31,7 @@ def choose_container(pod: Obj, wanted: str | None) -> str:
         return wanted
     if len(names) != 1:
         raise bad_request(
-            f"a container name must be specified for pod {name}, choose one of: "
-            f"[{' '.join(names)}]"
+            f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]"
         )
     return names[0]
 

@@ -126,8 +126,11 @@ def _merge_list(target: Any, patch: list[Any], path: tuple[str, ...]) -> list[An
         if key not in item:
             raise bad_request(f"map: {item} does not contain declared merge key: {key}")
         index = next(
-            (i for i, existing in enumerate(result)
-             if isinstance(existing, dict) and existing.get(key) == item[key]),
+            (
+                i
+                for i, existing in enumerate(result)
+                if isinstance(existing, dict) and existing.get(key) == item[key]
+            ),
             None,
         )
         if item.get("$patch") == "delete":
@@ -197,8 +200,11 @@ def _remove(doc: Any, path: str) -> Any:
         return parent.pop(last)
     if isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
         return parent.pop(int(last))
-    raise ApiError(422, f"jsonpatch remove operation does not apply: doc is missing path: {path}",
-                   reason="Invalid")
+    raise ApiError(
+        422,
+        f"jsonpatch remove operation does not apply: doc is missing path: {path}",
+        reason="Invalid",
+    )
 
 
 def json_patch(target: Any, operations: Any) -> Any:
@@ -225,9 +231,7 @@ def json_patch(target: Any, operations: Any) -> Any:
                 _add(doc, path, copy.deepcopy(_resolve(doc, _pointer(operation["from"]), path)))
             case "test":
                 if _resolve(doc, _pointer(path), path) != operation["value"]:
-                    raise ApiError(
-                        422, f"testing value {path} failed", reason="Invalid"
-                    )
+                    raise ApiError(422, f"testing value {path} failed", reason="Invalid")
             case _:
                 raise bad_request(f"json patch: unsupported operation {op}")
     return doc

@@ -24,8 +24,14 @@ from devcluster.apiserver.validation import metadata_causes, name_causes
 NAMESPACES = ("", "namespaces")
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 # Fields the API server owns: a client can neither set nor change them.
-_SERVER_METADATA = ("uid", "creationTimestamp", "deletionTimestamp",
-                    "deletionGracePeriodSeconds", "generation", "selfLink")
+_SERVER_METADATA = (
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "selfLink",
+)
 # Kinds whose DELETE answers the object rather than a Status (as kube-apiserver).
 _RETURNS_DELETED_OBJECT = {"pods", "services", "namespaces"}
 
@@ -78,7 +84,7 @@ class Registry:
             raise status.not_found(resource.group, resource.plural, name)
         return entry
 
-    def list(
+    def list_page(
         self,
         resource: ResourceType,
         namespace: str | None,
@@ -94,17 +100,26 @@ class Registry:
             entries = [e for e in entries if _entry_key(e) > start]
         if not labels.empty or not fields.empty:
             entries = [
-                e for e in entries
+                e
+                for e in entries
                 if labels.matches(e.obj["metadata"].get("labels")) and fields.matches(e.obj)
             ]
         if limit and len(entries) > limit:
             page = entries[:limit]
-            return ListPage(page, rv, _encode_continue(rv, _entry_key(page[-1])),
-                            len(entries) - limit)
+            return ListPage(
+                page, rv, _encode_continue(rv, _entry_key(page[-1])), len(entries) - limit
+            )
         return ListPage(entries, rv, "", None)
 
-    def require_namespace(self, resource: ResourceType, namespace: str, *, creating: bool,
-                          kind_plural: str = "", name: str = "") -> None:
+    def require_namespace(
+        self,
+        resource: ResourceType,
+        namespace: str,
+        *,
+        creating: bool,
+        kind_plural: str = "",
+        name: str = "",
+    ) -> None:
         if not resource.namespaced:
             return
         entry = self.store.get(NAMESPACES, ("", namespace))
@@ -120,8 +135,9 @@ class Registry:
 
     # create ----------------------------------------------------------------------------
 
-    def create(self, resource: ResourceType, namespace: str, body: Any, *,
-               dry_run: bool = False) -> Obj:
+    def create(
+        self, resource: ResourceType, namespace: str, body: Any, *, dry_run: bool = False
+    ) -> Obj:
         obj = self._check_body(resource, body)
         metadata = obj.setdefault("metadata", {})
         if resource.namespaced:
@@ -140,9 +156,12 @@ class Registry:
             metadata["name"] = self._generated_name(resource, namespace, generate)
         name = metadata.get("name") or ""
         if not name:
-            raise status.invalid(resource.kind, resource.group, "",
-                                 [("metadata.name",
-                                   "Required value: name or generateName is required")])
+            raise status.invalid(
+                resource.kind,
+                resource.group,
+                "",
+                [("metadata.name", "Required value: name or generateName is required")],
+            )
         self.require_namespace(resource, namespace, creating=True, name=name)
         for field in _SERVER_METADATA:
             metadata.pop(field, None)
@@ -171,8 +190,11 @@ class Registry:
         # What the ServiceAccount controller does in a real cluster.
         accounts = by_key("", "serviceaccounts")
         if self.store.get(accounts.key, (namespace, "default")) is None:
-            self.create(accounts, namespace, {"apiVersion": "v1", "kind": "ServiceAccount",
-                                              "metadata": {"name": "default"}})
+            self.create(
+                accounts,
+                namespace,
+                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}},
+            )
 
     def _generated_name(self, resource: ResourceType, namespace: str, prefix: str) -> str:
         for _ in range(8):
@@ -195,8 +217,7 @@ class Registry:
             )
         if kind != resource.kind:
             raise status.bad_request(
-                f"the kind in the data ({kind}) does not match the expected kind "
-                f"({resource.kind})"
+                f"the kind in the data ({kind}) does not match the expected kind ({resource.kind})"
             )
         if not isinstance(obj.get("metadata", {}), dict):
             raise status.bad_request("metadata must be a JSON object")
@@ -204,8 +225,16 @@ class Registry:
 
     # update and patch ------------------------------------------------------------------
 
-    def update(self, resource: ResourceType, namespace: str, name: str, body: Any,
-               subresource: str = "", *, dry_run: bool = False) -> Obj:
+    def update(
+        self,
+        resource: ResourceType,
+        namespace: str,
+        name: str,
+        body: Any,
+        subresource: str = "",
+        *,
+        dry_run: bool = False,
+    ) -> Obj:
         new = self._check_body(resource, body)
         metadata = new.setdefault("metadata", {})
         if metadata.get("name", name) != name:
@@ -219,11 +248,21 @@ class Registry:
                 "the request"
             )
         self.require_namespace(resource, namespace, creating=False)
-        return self._replace(resource, self.get(resource, namespace, name), new, subresource,
-                             dry_run=dry_run)
+        return self._replace(
+            resource, self.get(resource, namespace, name), new, subresource, dry_run=dry_run
+        )
 
-    def patch(self, resource: ResourceType, namespace: str, name: str, content_type: str,
-              body: Any, subresource: str = "", *, dry_run: bool = False) -> Obj:
+    def patch(
+        self,
+        resource: ResourceType,
+        namespace: str,
+        name: str,
+        content_type: str,
+        body: Any,
+        subresource: str = "",
+        *,
+        dry_run: bool = False,
+    ) -> Obj:
         self.require_namespace(resource, namespace, creating=False)
         entry = self.get(resource, namespace, name)
         patched = apply_patch(content_type, json.loads(entry.raw), body)
@@ -235,8 +274,9 @@ class Registry:
             raise status.bad_request("metadata.name may not be changed by a patch")
         return self._replace(resource, entry, new, subresource, dry_run=dry_run)
 
-    def _replace(self, resource: ResourceType, entry: Entry, new: Obj, subresource: str, *,
-                 dry_run: bool) -> Obj:
+    def _replace(
+        self, resource: ResourceType, entry: Entry, new: Obj, subresource: str, *, dry_run: bool
+    ) -> Obj:
         old = entry.obj
         old_meta, metadata = old["metadata"], new.setdefault("metadata", {})
         name = old_meta["name"]
@@ -279,8 +319,15 @@ class Registry:
 
     # delete ----------------------------------------------------------------------------
 
-    def delete(self, resource: ResourceType, namespace: str, name: str,
-               options: dict[str, Any], *, dry_run: bool = False) -> DeleteResult:
+    def delete(
+        self,
+        resource: ResourceType,
+        namespace: str,
+        name: str,
+        options: dict[str, Any],
+        *,
+        dry_run: bool = False,
+    ) -> DeleteResult:
         self.require_namespace(resource, namespace, creating=False)
         entry = self.get(resource, namespace, name)
         obj = json.loads(entry.raw)
@@ -298,10 +345,10 @@ class Registry:
                 )
         grace = self._grace_period(resource, obj, options)
         already = metadata.get("deletionTimestamp")
-        if already and (grace is None or grace >= int(metadata.get("deletionGracePeriodSeconds",
-                                                                   0))):
-            if not (grace == 0 and not metadata.get("finalizers")):
-                return DeleteResult(obj, removed=False)  # already terminating
+        shorter = grace is not None and grace < int(metadata.get("deletionGracePeriodSeconds", 0))
+        finishing = grace == 0 and not metadata.get("finalizers")
+        if already and not shorter and not finishing:
+            return DeleteResult(obj, removed=False)  # already terminating
         if dry_run:
             return DeleteResult(obj, removed=grace in (None, 0) and not metadata.get("finalizers"))
         key = self.key(resource, namespace, name)
@@ -358,17 +405,21 @@ class Registry:
             return None
         return self.store.remove(NAMESPACES, ("", namespace))
 
-    def delete_collection(self, resource: ResourceType, namespace: str | None,
-                          labels: LabelSelector, fields: FieldSelector,
-                          options: dict[str, Any]) -> list[Obj]:
+    def delete_collection(
+        self,
+        resource: ResourceType,
+        namespace: str | None,
+        labels: LabelSelector,
+        fields: FieldSelector,
+        options: dict[str, Any],
+    ) -> list[Obj]:
         if namespace:
             self.require_namespace(resource, namespace, creating=False)
-        page = self.list(resource, namespace, labels, fields)
+        page = self.list_page(resource, namespace, labels, fields)
         deleted = []
         for entry in page.entries:
             metadata = entry.obj["metadata"]
-            result = self.delete(resource, metadata.get("namespace", ""), metadata["name"],
-                                 options)
+            result = self.delete(resource, metadata.get("namespace", ""), metadata["name"], options)
             deleted.append(result.obj)
         return deleted
 

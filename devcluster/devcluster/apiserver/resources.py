@@ -81,9 +81,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ),
     ResourceType("", "v1", "configmaps", "ConfigMap", True, (), ("cm",)),
     ResourceType("", "v1", "secrets", "Secret", True, field_paths={"type": "type"}),
-    ResourceType(
-        "", "v1", "services", "Service", True, ("status",), ("svc",), categories=("all",)
-    ),
+    ResourceType("", "v1", "services", "Service", True, ("status",), ("svc",), categories=("all",)),
     ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("token",), ("sa",)),
     ResourceType("", "v1", "endpoints", "Endpoints", True, (), ("ep",)),
     ResourceType("", "v1", "events", "Event", True, (), ("ev",), field_paths=_EVENT_FIELDS),

@@ -101,18 +101,18 @@ class _LabelParser:
         return self.tokens[self.position] if self.position < len(self.tokens) else None
 
     def take(self) -> str | None:
-        token = self.peek()
+        lexeme = self.peek()
         self.position += 1
-        return token
+        return lexeme
 
     def fail(self, message: str) -> ApiError:
         return bad_request(f"unable to parse requirement: {message}")
 
     def identifier(self, what: str) -> str:
-        token = self.take()
-        if token is None or (token in _OPERATOR_CHARS or token in ("==", "!=")):
-            raise self.fail(f"found '{token or ''}', expected: {what}")
-        return token
+        lexeme = self.take()
+        if lexeme is None or (lexeme in _OPERATOR_CHARS or lexeme in ("==", "!=")):
+            raise self.fail(f"found '{lexeme or ''}', expected: {what}")
+        return lexeme
 
     def parse(self) -> LabelSelector:
         requirements: list[Requirement] = []
@@ -120,11 +120,11 @@ class _LabelParser:
             return LabelSelector(())
         while True:
             requirements.append(self.requirement())
-            token = self.take()
-            if token is None:
+            lexeme = self.take()
+            if lexeme is None:
                 break
-            if token != ",":
-                raise self.fail(f"found '{token}', expected: ',' or 'end of string'")
+            if lexeme != ",":
+                raise self.fail(f"found '{lexeme}', expected: ',' or 'end of string'")
         return LabelSelector(tuple(requirements))
 
     def requirement(self) -> Requirement:
@@ -133,25 +133,23 @@ class _LabelParser:
             key = self.check_key(self.identifier("identifier after '!'"))
             return Requirement(key, "!")
         key = self.check_key(self.identifier("identifier"))
-        token = self.peek()
-        if token is None or token == ",":
+        lexeme = self.peek()
+        if lexeme is None or lexeme == ",":
             return Requirement(key, "exists")
         self.take()
-        if token in ("=", "==", "!="):
+        if lexeme in ("=", "==", "!="):
             value = ""
             if self.peek() not in (None, ","):
                 value = self.identifier("value")
-            return Requirement(key, "!=" if token == "!=" else "=", (self.check_value(value),))
-        if token in ("in", "notin"):
-            return Requirement(key, token, self.value_set())
-        if token in (">", "<"):
+            return Requirement(key, "!=" if lexeme == "!=" else "=", (self.check_value(value),))
+        if lexeme in ("in", "notin"):
+            return Requirement(key, lexeme, self.value_set())
+        if lexeme in (">", "<"):
             value = self.identifier("integer value")
             if not re.fullmatch(r"-?\d+", value):
                 raise self.fail(f"for 'Gt', 'Lt' operators, the value must be an integer: {value}")
-            return Requirement(key, "gt" if token == ">" else "lt", (value,))
-        raise self.fail(
-            f"found '{token}', expected: '=', '!=', '==', 'in', notin'"
-        )
+            return Requirement(key, "gt" if lexeme == ">" else "lt", (value,))
+        raise self.fail(f"found '{lexeme}', expected: '=', '!=', '==', 'in', notin'")
 
     def value_set(self) -> tuple[str, ...]:
         if self.take() != "(":
@@ -159,26 +157,28 @@ class _LabelParser:
         values: list[str] = []
         current = ""
         while True:
-            token = self.take()
-            if token is None:
+            lexeme = self.take()
+            if lexeme is None:
                 raise self.fail("found '', expected: ')'")
-            if token in (",", ")"):
+            if lexeme in (",", ")"):
                 values.append(self.check_value(current))
                 current = ""
-                if token == ")":
+                if lexeme == ")":
                     break
             elif current:
-                raise self.fail(f"found '{token}', expected: ',' or ')'")
+                raise self.fail(f"found '{lexeme}', expected: ',' or ')'")
             else:
-                current = token
+                current = lexeme
         if values == [""]:
             raise self.fail("for 'in', 'notin' operators, values set can't be empty")
         return tuple(values)
 
     def check_key(self, key: str) -> str:
         if not valid_label_key(key):
-            raise self.fail(f'key: Invalid value: "{key}": name part must consist of '
-                            "alphanumeric characters, '-', '_' or '.'")
+            raise self.fail(
+                f'key: Invalid value: "{key}": name part must consist of '
+                "alphanumeric characters, '-', '_' or '.'"
+            )
         return key
 
     def check_value(self, value: str) -> str:

@@ -48,25 +48,48 @@ def bootstrap(registry: Registry) -> None:
             registry.create(resource, "", obj)
     services = by_key("", "services")
     if registry.store.get(services.key, ("default", "kubernetes")) is None:
-        registry.create(services, "default", {
-            "metadata": {"name": "kubernetes",
-                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
-            "spec": {"clusterIP": "10.96.0.1", "ports": [
-                {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]},
-        })
+        registry.create(
+            services,
+            "default",
+            {
+                "metadata": {
+                    "name": "kubernetes",
+                    "labels": {"component": "apiserver", "provider": "kubernetes"},
+                },
+                "spec": {
+                    "clusterIP": "10.96.0.1",
+                    "ports": [
+                        {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}
+                    ],
+                },
+            },
+        )
 
 
 def kubeconfig_text(url: str, ca_file: pathlib.Path, token: str) -> str:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "devcluster", "cluster": {
-            "server": url,
-            "certificate-authority-data": base64.b64encode(ca_file.read_bytes()).decode(),
-        }}],
+        "clusters": [
+            {
+                "name": "devcluster",
+                "cluster": {
+                    "server": url,
+                    "certificate-authority-data": base64.b64encode(ca_file.read_bytes()).decode(),
+                },
+            }
+        ],
         "users": [{"name": "devcluster-admin", "user": {"token": token}}],
-        "contexts": [{"name": "devcluster", "context": {
-            "cluster": "devcluster", "user": "devcluster-admin", "namespace": "default"}}],
+        "contexts": [
+            {
+                "name": "devcluster",
+                "context": {
+                    "cluster": "devcluster",
+                    "user": "devcluster-admin",
+                    "namespace": "default",
+                },
+            }
+        ],
         "current-context": "devcluster",
         "preferences": {},
     }
@@ -98,11 +121,11 @@ async def serve(options: ServeOptions) -> None:
     server = ApiServer(store, tokens, state_dir, f"{options.host}:{options.port}")
     bootstrap(server.registry)
 
-    runner = web.AppRunner(server.application(), access_log=None,
-                           shutdown_timeout=SHUTDOWN_GRACE_S)
+    runner = web.AppRunner(server.application(), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
     await runner.setup()
-    site = web.TCPSite(runner, options.host, options.port, ssl_context=_ssl_context(files),
-                       reuse_address=True)
+    site = web.TCPSite(
+        runner, options.host, options.port, ssl_context=_ssl_context(files), reuse_address=True
+    )
     await site.start()
     url = f"https://{options.host}:{options.port}"
     kubeconfig = state_dir / "kubeconfig"

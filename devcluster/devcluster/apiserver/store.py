@@ -81,7 +81,9 @@ class Watcher:
         if now and before:
             return event
         if now:
-            return Event("ADDED", event.obj, event.raw, event.prev, event.rv) if event.prev else event
+            return (
+                Event("ADDED", event.obj, event.raw, event.prev, event.rv) if event.prev else event
+            )
         if before:
             # As kube-apiserver: the previous content, stamped with the event's version.
             assert event.prev is not None
@@ -119,9 +121,7 @@ class Store:
     def __init__(self, history_size: int = DEFAULT_HISTORY) -> None:
         self.rv = 0
         self._history_size = history_size
-        self._objects: dict[ResourceKey, dict[ObjectKey, Entry]] = {
-            r.key: {} for r in RESOURCES
-        }
+        self._objects: dict[ResourceKey, dict[ObjectKey, Entry]] = {r.key: {} for r in RESOURCES}
         self._history: dict[ResourceKey, History] = {}
         self._watchers: dict[ResourceKey, set[Watcher]] = {r.key: set() for r in RESOURCES}
         self._reset_histories()
@@ -174,7 +174,7 @@ class Store:
         entry = self._objects[resource].pop(key, None)
         if entry is None:
             return None
-        obj = json.loads(entry.raw)
+        obj: Obj = json.loads(entry.raw)
         rv = self._next_rv(obj)
         self._publish(resource, Event("DELETED", obj, encode(obj), entry.obj, rv))
         return obj
@@ -259,9 +259,7 @@ class Store:
 
 
 @contextlib.contextmanager
-def watching(
-    store: Store, resource: ResourceKey, watcher: Watcher
-) -> Iterator[Watcher]:
+def watching(store: Store, resource: ResourceKey, watcher: Watcher) -> Iterator[Watcher]:
     try:
         yield watcher
     finally:

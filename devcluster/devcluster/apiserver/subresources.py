@@ -21,8 +21,9 @@ from devcluster.apiserver.resources import by_key
 MAX_TOKEN_SECONDS = 2**32
 
 
-def request_token(registry: Registry, tokens: TokenAuthority, namespace: str, name: str,
-                  body: Any) -> dict[str, Any]:
+def request_token(
+    registry: Registry, tokens: TokenAuthority, namespace: str, name: str, body: Any
+) -> dict[str, Any]:
     """POST serviceaccounts/{name}/token: a signed token for the ServiceAccount."""
     if not isinstance(body, dict):
         raise status.bad_request("the body must be a TokenRequest")
@@ -30,10 +31,17 @@ def request_token(registry: Registry, tokens: TokenAuthority, namespace: str, na
     spec = dict(body.get("spec") or {})
     seconds = spec.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS
     if not isinstance(seconds, int) or seconds < MIN_TOKEN_SECONDS:
-        raise status.invalid("TokenRequest", "authentication.k8s.io", name, [(
-            "spec.expirationSeconds",
-            f"Invalid value: {seconds}: may not specify a duration less than 10 minutes",
-        )])
+        raise status.invalid(
+            "TokenRequest",
+            "authentication.k8s.io",
+            name,
+            [
+                (
+                    "spec.expirationSeconds",
+                    f"Invalid value: {seconds}: may not specify a duration less than 10 minutes",
+                )
+            ],
+        )
     seconds = min(seconds, MAX_TOKEN_SECONDS)
     bound: dict[str, Any] = {}
     reference = spec.get("boundObjectRef")
@@ -41,27 +49,43 @@ def request_token(registry: Registry, tokens: TokenAuthority, namespace: str, na
         kind, ref_name = reference.get("kind"), reference.get("name", "")
         plural = {"Pod": "pods", "Secret": "secrets"}.get(str(kind))
         if plural is None:
-            raise status.invalid("TokenRequest", "authentication.k8s.io", name, [(
-                "spec.boundObjectRef.kind",
-                f'Unsupported value: "{kind}": supported values: "Pod", "Secret"',
-            )])
+            raise status.invalid(
+                "TokenRequest",
+                "authentication.k8s.io",
+                name,
+                [
+                    (
+                        "spec.boundObjectRef.kind",
+                        f'Unsupported value: "{kind}": supported values: "Pod", "Secret"',
+                    )
+                ],
+            )
         target = registry.get(by_key("", plural), namespace, ref_name).obj
         uid = target["metadata"]["uid"]
         if reference.get("uid") and reference["uid"] != uid:
-            raise status.ApiError(409, f'the UID in the bound object reference ({reference["uid"]})'
-                                  f" does not match the UID in record ({uid})", reason="Conflict")
+            raise status.ApiError(
+                409,
+                f"the UID in the bound object reference ({reference['uid']})"
+                f" does not match the UID in record ({uid})",
+                reason="Conflict",
+            )
         bound[plural[:-1]] = {"name": ref_name, "uid": uid}
         spec["boundObjectRef"] = {**reference, "uid": uid}
-    token, expires = tokens.issue(namespace, name, account["metadata"]["uid"],
-                                  list(spec.get("audiences") or []), seconds, bound)
+    token, expires = tokens.issue(
+        namespace,
+        name,
+        account["metadata"]["uid"],
+        list(spec.get("audiences") or []),
+        seconds,
+        bound,
+    )
     spec["expirationSeconds"] = seconds
     spec.setdefault("audiences", [])
     expiry = datetime.datetime.fromtimestamp(expires, datetime.UTC)
     return {
         "kind": "TokenRequest",
         "apiVersion": "authentication.k8s.io/v1",
-        "metadata": {"name": name, "namespace": namespace,
-                     "creationTimestamp": None},
+        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": None},
         "spec": spec,
         "status": {"token": token, "expirationTimestamp": expiry.strftime("%Y-%m-%dT%H:%M:%SZ")},
     }
@@ -77,11 +101,19 @@ def bind_pod(registry: Registry, namespace: str, name: str, body: Any) -> dict[s
     pod = registry.get(pods, namespace, name).obj
     current = (pod.get("spec") or {}).get("nodeName")
     if current:
-        raise status.ApiError(409, f'pod {name} is already assigned to node "{current}"',
-                              reason="Conflict", details={"name": name, "kind": "pods"})
+        raise status.ApiError(
+            409,
+            f'pod {name} is already assigned to node "{current}"',
+            reason="Conflict",
+            details={"name": name, "kind": "pods"},
+        )
     if pod["metadata"].get("deletionTimestamp"):
-        raise status.ApiError(409, f"pod {name} is being deleted, cannot be assigned to a host",
-                              reason="Conflict", details={"name": name, "kind": "pods"})
+        raise status.ApiError(
+            409,
+            f"pod {name} is being deleted, cannot be assigned to a host",
+            reason="Conflict",
+            details={"name": name, "kind": "pods"},
+        )
     registry.store.put(pods.key, (namespace, name), _with_node(pod, node))
     return status.success_status({})
 
@@ -93,8 +125,7 @@ def _with_node(pod: dict[str, Any], node: str) -> dict[str, Any]:
     bound["spec"]["nodeName"] = node
     conditions = bound.setdefault("status", {}).setdefault("conditions", [])
     conditions[:] = [c for c in conditions if c.get("type") != "PodScheduled"]
-    conditions.append({"type": "PodScheduled", "status": "True",
-                       "lastTransitionTime": _now()})
+    conditions.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": _now()})
     return bound
 
 
@@ -102,8 +133,7 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def self_subject_access_review(authorizer: Authorizer, user: UserInfo,
-                               body: Any) -> dict[str, Any]:
+def self_subject_access_review(authorizer: Authorizer, user: UserInfo, body: Any) -> dict[str, Any]:
     spec = (body or {}).get("spec") or {}
     resource = spec.get("resourceAttributes")
     non_resource = spec.get("nonResourceAttributes")
@@ -117,14 +147,22 @@ def self_subject_access_review(authorizer: Authorizer, user: UserInfo,
             name=resource.get("name", ""),
         )
     elif non_resource:
-        attributes = Attributes(verb=non_resource.get("verb", ""),
-                                path=non_resource.get("path", ""))
+        attributes = Attributes(
+            verb=non_resource.get("verb", ""), path=non_resource.get("path", "")
+        )
     else:
-        raise status.invalid("SelfSubjectAccessReview", "authorization.k8s.io", "", [(
-            "spec.resourceAttributes",
-            "Required value: exactly one of nonResourceAttributes or resourceAttributes must "
-            "be specified",
-        )])
+        raise status.invalid(
+            "SelfSubjectAccessReview",
+            "authorization.k8s.io",
+            "",
+            [
+                (
+                    "spec.resourceAttributes",
+                    "Required value: exactly one of nonResourceAttributes or "
+                    "resourceAttributes must be specified",
+                )
+            ],
+        )
     allowed = authorizer.allowed(user, attributes)
     review: dict[str, Any] = {
         "kind": "SelfSubjectAccessReview",

@@ -9,15 +9,24 @@ from typing import Any
 from devcluster.apiserver.resources import ResourceType
 from devcluster.apiserver.store import Obj
 
-_NAME = {"name": "Name", "type": "string", "format": "name", "priority": 0,
-         "description": "Name must be unique within a namespace."}
-_AGE = {"name": "Age", "type": "string", "format": "", "priority": 0,
-        "description": "CreationTimestamp is the time the object was created."}
+_NAME = {
+    "name": "Name",
+    "type": "string",
+    "format": "name",
+    "priority": 0,
+    "description": "Name must be unique within a namespace.",
+}
+_AGE = {
+    "name": "Age",
+    "type": "string",
+    "format": "",
+    "priority": 0,
+    "description": "CreationTimestamp is the time the object was created.",
+}
 
 
 def _column(name: str, priority: int = 0) -> dict[str, Any]:
-    return {"name": name, "type": "string", "format": "", "priority": priority,
-            "description": name}
+    return {"name": name, "type": "string", "format": "", "priority": priority, "description": name}
 
 
 def human_age(timestamp: str | None) -> str:
@@ -58,12 +67,17 @@ def _pod_cells(obj: Obj) -> list[Any]:
 def _service_cells(obj: Obj) -> list[Any]:
     spec = obj.get("spec") or {}
     ports = ",".join(
-        f"{p.get('port')}:{p['nodePort']}/{p.get('protocol', 'TCP')}" if "nodePort" in p
+        f"{p.get('port')}:{p['nodePort']}/{p.get('protocol', 'TCP')}"
+        if "nodePort" in p
         else f"{p.get('port')}/{p.get('protocol', 'TCP')}"
         for p in spec.get("ports") or []
     )
-    return [spec.get("type", "ClusterIP"), spec.get("clusterIP", "<none>"), "<none>",
-            ports or "<none>"]
+    return [
+        spec.get("type", "ClusterIP"),
+        spec.get("clusterIP", "<none>"),
+        "<none>",
+        ports or "<none>",
+    ]
 
 
 def _namespace_cells(obj: Obj) -> list[Any]:
@@ -72,8 +86,11 @@ def _namespace_cells(obj: Obj) -> list[Any]:
 
 def _deployment_cells(obj: Obj) -> list[Any]:
     spec, state = obj.get("spec") or {}, obj.get("status") or {}
-    return [f"{state.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
-            state.get("updatedReplicas", 0), state.get("availableReplicas", 0)]
+    return [
+        f"{state.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
+        state.get("updatedReplicas", 0),
+        state.get("availableReplicas", 0),
+    ]
 
 
 def _configmap_cells(obj: Obj) -> list[Any]:
@@ -101,20 +118,31 @@ def table(
     columns = [_NAME, *(_column(n) for n in names), _AGE]
     rows = []
     for obj in objects:
-        row_cells = [obj["metadata"]["name"], *(cells(obj) if cells else []),
-                     human_age(obj["metadata"].get("creationTimestamp"))]
+        row_cells = [
+            obj["metadata"]["name"],
+            *(cells(obj) if cells else []),
+            human_age(obj["metadata"].get("creationTimestamp")),
+        ]
         row: dict[str, Any] = {"cells": row_cells}
         if include_object == "Object":
             row["object"] = obj
         elif include_object != "None":
-            row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                             "metadata": obj["metadata"]}
+            row["object"] = {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj["metadata"],
+            }
         rows.append(row)
     metadata: dict[str, Any] = {"resourceVersion": resource_version}
     if continue_token:
         metadata["continue"] = continue_token
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata,
-            "columnDefinitions": columns, "rows": rows}
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": metadata,
+        "columnDefinitions": columns,
+        "rows": rows,
+    }
 
 
 def wants_table(accept: str) -> bool:

@@ -41,12 +41,13 @@ _PATH_SEGMENT_KINDS = {"roles", "rolebindings", "clusterroles", "clusterrolebind
 def name_causes(plural: str, name: str) -> Causes:
     if plural in _PATH_SEGMENT_KINDS:
         if name in (".", "..") or "/" in name or "%" in name:
-            return [("metadata.name", f'Invalid value: "{name}": may not contain \'/\' or \'%\'')]
+            return [("metadata.name", f"Invalid value: \"{name}\": may not contain '/' or '%'")]
         return []
     pattern, limit, message = _NAME_RULES.get(plural, (_SUBDOMAIN, 253, SUBDOMAIN_MESSAGE))
     if len(name) > limit:
-        return [("metadata.name", f'Invalid value: "{name}": must be no more than {limit} '
-                 "characters")]
+        return [
+            ("metadata.name", f'Invalid value: "{name}": must be no more than {limit} characters')
+        ]
     if not pattern.match(name):
         return [("metadata.name", f'Invalid value: "{name}": {message}')]
     return []
@@ -59,25 +60,34 @@ def metadata_causes(metadata: dict[str, Any]) -> Causes:
         return [("metadata.labels", "Invalid value: labels must be a map of strings")]
     for key, value in labels.items():
         if not valid_label_key(key):
-            causes.append((
-                "metadata.labels",
-                f'Invalid value: "{key}": name part must consist of alphanumeric characters, '
-                "'-', '_' or '.', and must start and end with an alphanumeric character",
-            ))
+            causes.append(
+                (
+                    "metadata.labels",
+                    f'Invalid value: "{key}": name part must consist of alphanumeric characters, '
+                    "'-', '_' or '.', and must start and end with an alphanumeric character",
+                )
+            )
         if not isinstance(value, str) or not valid_label_value(value):
-            causes.append((
-                "metadata.labels",
-                f'Invalid value: "{value}": a valid label must be an empty string or consist '
-                "of alphanumeric characters, '-', '_' or '.', and must start and end with an "
-                "alphanumeric character",
-            ))
+            causes.append(
+                (
+                    "metadata.labels",
+                    f'Invalid value: "{value}": a valid label must be an empty string or consist '
+                    "of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                    "alphanumeric character",
+                )
+            )
     annotations = metadata.get("annotations") or {}
     if not isinstance(annotations, dict):
         return [*causes, ("metadata.annotations", "Invalid value: must be a map of strings")]
     for key, value in annotations.items():
         if not valid_label_key(key):
-            causes.append(("metadata.annotations", f'Invalid value: "{key}": name part must '
-                           "consist of alphanumeric characters, '-', '_' or '.'"))
+            causes.append(
+                (
+                    "metadata.annotations",
+                    f'Invalid value: "{key}": name part must '
+                    "consist of alphanumeric characters, '-', '_' or '.'",
+                )
+            )
         if not isinstance(value, str):
             causes.append(("metadata.annotations", f"Invalid value: {key}: must be a string"))
     return causes

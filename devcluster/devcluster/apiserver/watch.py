@@ -93,8 +93,9 @@ async def _stream(
         now = time.monotonic()
         if now >= deadline:
             break
-        wake = min(deadline, next_bookmark if options.bookmarks else deadline,
-                   now + DISCONNECT_POLL_S)
+        wake = min(
+            deadline, next_bookmark if options.bookmarks else deadline, now + DISCONNECT_POLL_S
+        )
         try:
             event: Event | None = await asyncio.wait_for(watcher.queue.get(), wake - now)
         except TimeoutError:
