@@ -1,0 +1,38 @@
+"""admin-srv's typed configuration: the shared sections plus auth, login limits, upstreams."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+
+from micro.auth import AuthConfig
+from micro.config.model import Duration, Section, ServiceConfig
+
+
+class AdminAuthConfig(AuthConfig):
+    # Ask token-srv VerifyToken after the local check, so a token revoked at logout is
+    # refused at once rather than at its expiry. Always on when HS256 is accepted, since
+    # token-srv never hands out the HMAC secret.
+    remote_verify: bool = False
+
+
+class LoginLimitConfig(Section):
+    """Failed logins allowed per window before 429 / RESOURCE_EXHAUSTED (per replica)."""
+
+    max_failures_per_user: int = Field(default=5, ge=1)
+    max_failures_per_address: int = Field(default=20, ge=1)
+    window: Duration = timedelta(minutes=5)
+    max_tracked_keys: int = Field(default=100_000, ge=100)
+
+
+class UpstreamsConfig(Section):
+    user_service: str = "go-micro.user-srv"
+    token_service: str = "go-micro.token-srv"  # noqa: S105 - a service name
+    device_service: str = "go-micro.device-srv"
+
+
+class AdminSrvConfig(ServiceConfig):
+    auth: AdminAuthConfig = AdminAuthConfig(audience=("go-micro",))
+    login_limit: LoginLimitConfig = LoginLimitConfig()
+    upstreams: UpstreamsConfig = UpstreamsConfig()

@@ -1,0 +1,88 @@
+"""admin-srv's gRPC face: admin_srv.v1 AuthenticationService, DeviceService, UserService."""
+
+from __future__ import annotations
+
+import grpc
+
+from admin_srv import messages
+from admin_srv.usecases import AuthUseCases, DeviceUseCases, UserAdminUseCases
+from api.admin_srv.v1 import admin_pb2, admin_pb2_grpc
+from micro.auth import bearer_token, require_principal
+
+AUTHENTICATION_SERVICE = "admin_srv.v1.AuthenticationService"
+DEVICE_SERVICE = "admin_srv.v1.DeviceService"
+USER_SERVICE = "admin_srv.v1.UserService"
+# Methods ctx.protect() guards: any valid token, or an admin's.
+SIGNED_IN_METHODS = (f"/{AUTHENTICATION_SERVICE}/GetMe", DEVICE_SERVICE)
+ADMIN_METHODS = (USER_SERVICE,)
+
+Context = grpc.aio.ServicerContext[object, object]
+
+
+def client_address(context: Context) -> str:
+    """The peer's host: "ipv4:127.0.0.1:5000" -> "127.0.0.1", "ipv6:[::1]:5000" -> "::1"."""
+    peer = context.peer() or "unknown"
+    _, _, address = peer.partition(":")
+    host, _, _ = address.rpartition(":")
+    return host.strip("[]") or peer
+
+
+def _authorization(context: Context) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            return bearer_token(value) or ""
+    return ""
+
+
+class AuthenticationServicer(admin_pb2_grpc.AuthenticationServiceServicer):
+    def __init__(self, auth: AuthUseCases) -> None:
+        self._auth = auth
+
+    async def Login(
+        self, request: admin_pb2.LoginRequest, context: Context
+    ) -> admin_pb2.LoginReply:
+        session = await self._auth.login(
+            request.user_name, request.password, request.platform, client_address(context)
+        )
+        return messages.login_reply(session)
+
+    async def Logout(
+        self, request: admin_pb2.LogoutRequest, context: Context
+    ) -> admin_pb2.LogoutReply:
+        await self._auth.logout(request.refresh_token, _authorization(context))
+        return admin_pb2.LogoutReply()
+
+    async def RefreshToken(
+        self, request: admin_pb2.RefreshTokenRequest, context: Context
+    ) -> admin_pb2.LoginReply:
+        return messages.login_reply(await self._auth.refresh(request.refresh_token))
+
+    async def GetMe(self, request: admin_pb2.GetMeRequest, context: Context) -> admin_pb2.User:
+        return messages.user(await self._auth.me(require_principal()))
+
+
+class DeviceServicer(admin_pb2_grpc.DeviceServiceServicer):
+    def __init__(self, devices: DeviceUseCases) -> None:
+        self._devices = devices
+
+    async def GetDevice(
+        self, request: admin_pb2.GetDeviceRequest, context: Context
+    ) -> admin_pb2.Device:
+        return messages.device(await self._devices.get(request.name))
+
+
+class UserServicer(admin_pb2_grpc.UserServiceServicer):
+    def __init__(self, users: UserAdminUseCases) -> None:
+        self._users = users
+
+    async def CreateUser(
+        self, request: admin_pb2.CreateUserRequest, context: Context
+    ) -> admin_pb2.User:
+        account = await self._users.create(request.user_name, request.password, request.role)
+        return messages.user(account)
+
+    async def ListUsers(
+        self, request: admin_pb2.ListUsersRequest, context: Context
+    ) -> admin_pb2.ListUsersReply:
+        accounts, next_token = await self._users.list(request.page_size, request.page_token)
+        return messages.users_reply(accounts, next_token)

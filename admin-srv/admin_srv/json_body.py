@@ -1,0 +1,63 @@
+"""Strict JSON request bodies in the protobuf JSON mapping: anything off is a 400 that
+names the field."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from micro.errors import ServiceError
+
+M = TypeVar("M", bound=Message)
+
+MAX_BODY_BYTES = 16 * 1024  # far above any real request here
+_UNKNOWN_FIELD = re.compile(r'has no field named "([^"]+)"')
+_BAD_FIELD = re.compile(r"Failed to parse (\w+) field: (.*)", re.DOTALL)
+
+
+def _invalid(message: str, field: str | None = None) -> ServiceError:
+    return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, message, field=field)
+
+
+def _json_name(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def parse_message(body: bytes, message: M) -> M:
+    """Fill message from a JSON object body, refusing unknown fields and wrong types."""
+    if not body.strip():
+        raise _invalid("request body: must be a JSON object, got nothing")
+    if len(body) > MAX_BODY_BYTES:
+        raise _invalid(f"request body: larger than {MAX_BODY_BYTES} bytes")
+    try:
+        document: Any = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise _invalid("request body: not valid JSON") from None
+    if not isinstance(document, dict):
+        raise _invalid(f"request body: must be a JSON object, got {type(document).__name__}")
+    try:
+        return json_format.ParseDict(document, message, ignore_unknown_fields=False)
+    except json_format.ParseError as exc:
+        raise _parse_error(str(exc), message) from None
+
+
+def _parse_error(text: str, message: Message) -> ServiceError:
+    if match := _UNKNOWN_FIELD.search(text):
+        known = ", ".join(f.json_name for f in message.DESCRIPTOR.fields)
+        return _invalid(f"{match[1]}: unknown field (known: {known})", match[1])
+    if match := _BAD_FIELD.search(text):
+        field = _json_name(match[1])
+        detail = match[2].split(" at ")[0].strip().rstrip(".")
+        return _invalid(f"{field}: {detail}", field)
+    return _invalid(f"request body: {text.splitlines()[0]}")
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """The protobuf JSON mapping with its defaults, as grpcurl prints it."""
+    return json_format.MessageToDict(message)
