@@ -14,7 +14,7 @@ class DatabaseConfig(Section):
     # Empty: a SQLite file in data_dir. A PostgreSQL URL (postgresql+asyncpg://...) usually
     # arrives from the Secret token-srv-database.
     url: SecretStr = SecretStr("")
-    data_dir: str = "data"
+    data_dir: str = ".data"
 
 
 class JwtKeyConfig(Section):

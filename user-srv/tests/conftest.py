@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
+import shutil
+import socket
+import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
+import grpc
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.user_srv.v1 import user_pb2_grpc
+from micro.config.model import GrpcServerConfig
+from micro.health import Health
+from micro.transport.grpc import GrpcServer
 from user_srv.config import Argon2Config
 from user_srv.database import open_database
 from user_srv.migrations import MIGRATIONS
 from user_srv.passwords import Argon2PasswordHasher
 from user_srv.repository import SqlUserRepository
+from user_srv.servicer import SERVICE_NAME, UserServicer
 from user_srv.usecases import UserUseCases
+
+if TYPE_CHECKING:
+    from api.user_srv.v1.user_pb2_grpc import UserServiceAsyncStub
 
 # Cheap enough for tests on a busy 2-core box; production defaults are in Argon2Config.
 FAST_ARGON2 = Argon2Config(time_cost=1, memory_kib=1024, parallelism=1, max_concurrency=2)
@@ -46,3 +61,68 @@ def hasher() -> Iterator[Argon2PasswordHasher]:
 @pytest.fixture
 def usecases(repository: SqlUserRepository, hasher: Argon2PasswordHasher) -> UserUseCases:
     return UserUseCases(repository, hasher)
+
+
+@pytest.fixture
+async def user_stub(usecases: UserUseCases) -> AsyncIterator[UserServiceAsyncStub]:
+    """user-srv's UserService on the framework's real gRPC server, on a loopback port."""
+    server = GrpcServer(GrpcServerConfig(addr="127.0.0.1:0"), health=Health())
+    server.add_service(
+        user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(usecases), SERVICE_NAME
+    )
+    port = await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield user_pb2_grpc.UserServiceStub(channel)
+    await server.stop(0)
+
+
+def _postgres_command(binary: str) -> list[str] | None:
+    """How to run a PostgreSQL binary here: as the postgres user when we are root."""
+    path = shutil.which(binary)
+    if path is None:
+        return None
+    if os.geteuid() != 0:
+        return [path]
+    runuser = shutil.which("runuser")
+    return None if runuser is None else [runuser, "-u", "postgres", "--", path]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server (initdb + pg_ctl in a temporary folder), or a skip."""
+    initdb, pg_ctl = _postgres_command("initdb"), _postgres_command("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    # Not under pytest's tmp folder: as root that one is closed to the postgres user.
+    root = pathlib.Path(tempfile.mkdtemp(prefix="user-srv-postgres-"))
+    data = root / "data"
+    if os.geteuid() == 0:
+        shutil.chown(root, user="postgres")
+    subprocess.run(
+        [*initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    port = _free_port()
+    options = f"-h 127.0.0.1 -p {port} -k {root} -F"
+    subprocess.run(
+        [*pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)

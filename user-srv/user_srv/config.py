@@ -13,7 +13,7 @@ class DatabaseConfig(Section):
     # Empty: a SQLite file in data_dir. A PostgreSQL URL (postgresql+asyncpg://...) usually
     # arrives from the Secret user-srv-database.
     url: SecretStr = SecretStr("")
-    data_dir: str = "data"
+    data_dir: str = ".data"
 
 
 class Argon2Config(Section):

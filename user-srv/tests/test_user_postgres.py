@@ -1,0 +1,55 @@
+"""user-srv's migrations, repository and use cases on a throwaway PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from micro.errors import ServiceError
+from user_srv.database import open_database, schema_versions
+from user_srv.migrations import MIGRATIONS
+from user_srv.passwords import Argon2PasswordHasher
+from user_srv.repository import SqlUserRepository
+from user_srv.usecases import UserUseCases
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def pg_engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
+    # Two replicas starting at once: the advisory lock lets one apply the migrations.
+    engines = await asyncio.gather(
+        open_database(postgres_url, MIGRATIONS, "user-srv"),
+        open_database(postgres_url, MIGRATIONS, "user-srv"),
+    )
+    await engines[1].dispose()
+    yield engines[0]
+    async with engines[0].begin() as conn:
+        await conn.execute(text("DROP TABLE users, schema_version"))
+    await engines[0].dispose()
+
+
+async def test_concurrent_starts_apply_each_migration_once(pg_engine: AsyncEngine) -> None:
+    async with pg_engine.connect() as conn:
+        assert await conn.run_sync(schema_versions) == [m.version for m in MIGRATIONS]
+
+
+async def test_use_cases_on_postgres(pg_engine: AsyncEngine, hasher: Argon2PasswordHasher) -> None:
+    usecases = UserUseCases(SqlUserRepository(pg_engine), hasher)
+
+    first = await usecases.create_user("thangn", "123456")
+    with pytest.raises(ServiceError) as duplicate:
+        await usecases.create_user("thangn", "123456")
+    verified = await usecases.verify_password("thangn", "123456")
+    page, token = await usecases.list_users(1, "")
+
+    assert first.id == "1"
+    assert duplicate.value.code is grpc.StatusCode.ALREADY_EXISTS
+    assert verified == first
+    assert page == [first]
+    assert token == ""
