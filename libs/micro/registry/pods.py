@@ -1,0 +1,71 @@
+"""Discovery from Pods labelled <prefix>-service-app=<service>, one watch per service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import kubernetes.client
+
+from micro.kube import PODS, Backoff, Informer, InformerEvent
+from micro.registry.base import ServiceInstance
+from micro.registry.labels import RegistryKeys
+from micro.registry.pod_instances import MalformedPod, pod_instance
+from micro.registry.watched import WatchedDiscovery, WatchedService
+
+log = logging.getLogger("micro.registry.pods")
+
+
+class PodDiscovery(WatchedDiscovery):
+    """Routable Pods of each service in one namespace (never cluster-wide)."""
+
+    def __init__(
+        self,
+        api: kubernetes.client.ApiClient,
+        namespace: str,
+        *,
+        keys: RegistryKeys | None = None,
+        sync_limit_s: float = 5.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        super().__init__(sync_limit_s=sync_limit_s)
+        if not namespace:
+            raise ValueError("pod discovery needs a namespace; it never watches cluster-wide")
+        self._api = api
+        self._namespace = namespace
+        self._keys = keys or RegistryKeys()
+        self._backoff = backoff
+        # Per service: the instance each Pod stands for (None: not routable), and the
+        # malformed Pods already warned about, so each one is reported once.
+        self._by_pod: dict[str, dict[str, ServiceInstance | None]] = {}
+        self._warned: dict[str, dict[str, str]] = {}
+
+    def _informer(self, service_name: str) -> Informer:
+        backoff = Backoff(self._backoff.base, self._backoff.cap) if self._backoff else None
+        return Informer(
+            self._api,
+            PODS,
+            namespace=self._namespace,
+            label_selector=self._keys.app_selector(service_name),
+            backoff=backoff,
+        )
+
+    def _routable(
+        self, watched: WatchedService, events: Sequence[InformerEvent]
+    ) -> list[ServiceInstance]:
+        by_pod = self._by_pod.setdefault(watched.name, {})
+        warned = self._warned.setdefault(watched.name, {})
+        for event in events:
+            if event.type == "DELETED":
+                by_pod.pop(event.key, None)
+                warned.pop(event.key, None)
+                continue
+            try:
+                by_pod[event.key] = pod_instance(event.object, self._keys)
+                warned.pop(event.key, None)
+            except MalformedPod as error:
+                by_pod[event.key] = None
+                if warned.get(event.key) != str(error):
+                    warned[event.key] = str(error)
+                    log.warning("registry: pod %s skipped: %s", event.key, error)
+        return [instance for instance in by_pod.values() if instance is not None]
