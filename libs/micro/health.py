@@ -51,7 +51,7 @@ class Health:
         if self._phase is Phase.SHUTTING_DOWN:
             return
         self._phase = Phase.SERVING
-        await self._publish()
+        await self.publish()
 
     async def set_not_serving(self) -> None:
         """Enter shutdown: NOT_SERVING for good (health watchers are told at once)."""
@@ -74,7 +74,8 @@ class Health:
             return health_pb2.HealthCheckResponse.SERVING
         return health_pb2.HealthCheckResponse.NOT_SERVING
 
-    async def _publish(self) -> None:
+    async def publish(self) -> None:
+        """Tell the gRPC servicer the current phase (it starts out SERVING by itself)."""
         status = self._status()
         for name in sorted(self._services):
             await self.servicer.set(name, status)

@@ -67,6 +67,7 @@ class GrpcServer:
         for add_to_server, servicer, name in self._services:
             add_to_server(servicer, server)
             await self._health.add_service(name)
+        await self._health.publish()
         health_pb2_grpc.add_HealthServicer_to_server(self._health.servicer, server)
         reflection.enable_server_reflection(
             [*self.service_names, HEALTH_SERVICE, reflection.SERVICE_NAME], server

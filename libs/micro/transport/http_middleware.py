@@ -42,13 +42,17 @@ def _route_label(scope: Scope) -> str:
 
 
 async def send_error(
-    send: Send, error: ServiceError, extra_headers: Sequence[tuple[bytes, bytes]] = ()
+    send: Send,
+    error: ServiceError,
+    extra_headers: Sequence[tuple[bytes, bytes]] = (),
+    *,
+    status: int | None = None,
 ) -> None:
     body = json.dumps(error.to_json()).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": error.http_status,
+            "status": status if status is not None else error.http_status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
@@ -183,22 +187,25 @@ class TimeoutMiddleware:
             await send_error(send, ServiceError(grpc.StatusCode.DEADLINE_EXCEEDED, message))
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimitMiddleware:
-    """Bodies over server.http.max_body_bytes are answered 413, declared or streamed."""
+    """Bodies over server.http.max_body_bytes are answered 413, declared or streamed.
+
+    A streamed body is counted as it arrives; at the limit the 413 goes out at once and
+    the application sees a disconnect (whatever it answers then is dropped), since
+    frameworks turn errors raised while reading a body into their own 400.
+    """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _error(self) -> ServiceError:
-        return ServiceError(
+    async def _refuse(self, send: Send, *, close: bool) -> None:
+        error = ServiceError(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"request body is larger than {self.max_bytes} bytes",
         )
+        headers = [(b"connection", b"close")] if close else []
+        await send_error(send, error, headers, status=413)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -206,26 +213,40 @@ class BodyLimitMiddleware:
             return
         declared = _headers(scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await send_error(send, self._error(), [(b"connection", b"close")])
+            await self._refuse(send, close=True)
             return
         received = 0
+        refused = False
+        watch = _ResponseWatch(send)
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
+                if received > self.max_bytes and not watch.started:
+                    refused = True
+                    # Read the rest (the request timeout bounds it) so the client, still
+                    # sending, gets the 413 rather than a reset connection.
+                    while message.get("more_body", False):
+                        message = await receive()
+                        if message["type"] != "http.request":
+                            break
+                    await self._refuse(send, close=False)
+                    return {"type": "http.disconnect"}
             return message
 
-        watch = _ResponseWatch(send)
+        async def guarded_send(message: Message) -> None:
+            if not refused:
+                await watch(message)
+
         try:
-            await self.app(scope, limited_receive, watch)
-        except _BodyTooLarge:
-            if watch.started:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not refused:
                 raise
-            await send_error(send, self._error(), [(b"connection", b"close")])
 
 
 class AuthMiddleware:
