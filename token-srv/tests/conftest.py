@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
-from collections.abc import AsyncIterator
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
+import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.token_srv.v1 import token_pb2_grpc
+from micro.config.model import GrpcServerConfig
+from micro.health import Health
+from micro.transport.grpc import GrpcServer
 from token_srv.config import JwtConfig, JwtKeyConfig
 from token_srv.database import open_database
 from token_srv.migrations import MIGRATIONS
 from token_srv.repository import SqlTokenRepository
+from token_srv.servicer import SERVICE_NAME, TokenServicer
 from token_srv.usecases import JwtSettings, TokenUseCases
+
+if TYPE_CHECKING:
+    from api.token_srv.v1.token_pb2_grpc import TokenServiceAsyncStub
 
 
 def ed25519_pem() -> str:
@@ -63,3 +78,68 @@ def settings(tmp_path: pathlib.Path) -> JwtSettings:
 @pytest.fixture
 def usecases(repository: SqlTokenRepository, settings: JwtSettings) -> TokenUseCases:
     return TokenUseCases(repository, lambda: settings)
+
+
+@pytest.fixture
+async def token_stub(usecases: TokenUseCases) -> AsyncIterator[TokenServiceAsyncStub]:
+    """token-srv's TokenService on the framework's real gRPC server, on a loopback port."""
+    server = GrpcServer(GrpcServerConfig(addr="127.0.0.1:0"), health=Health())
+    server.add_service(
+        token_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(usecases), SERVICE_NAME
+    )
+    port = await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield token_pb2_grpc.TokenServiceStub(channel)
+    await server.stop(0)
+
+
+def _postgres_command(binary: str) -> list[str] | None:
+    """How to run a PostgreSQL binary here: as the postgres user when we are root."""
+    path = shutil.which(binary)
+    if path is None:
+        return None
+    if os.geteuid() != 0:
+        return [path]
+    runuser = shutil.which("runuser")
+    return None if runuser is None else [runuser, "-u", "postgres", "--", path]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server (initdb + pg_ctl in a temporary folder), or a skip."""
+    initdb, pg_ctl = _postgres_command("initdb"), _postgres_command("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    # Not under pytest's tmp folder: as root that one is closed to the postgres user.
+    root = pathlib.Path(tempfile.mkdtemp(prefix="token-srv-postgres-"))
+    data = root / "data"
+    if os.geteuid() == 0:
+        shutil.chown(root, user="postgres")
+    subprocess.run(
+        [*initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    port = _free_port()
+    options = f"-h 127.0.0.1 -p {port} -k {root} -F"
+    subprocess.run(
+        [*pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)

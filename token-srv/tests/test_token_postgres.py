@@ -1,0 +1,61 @@
+"""token-srv's migrations and token store on a throwaway PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from micro.errors import ServiceError
+from token_srv.database import open_database, schema_versions
+from token_srv.domain import Subject
+from token_srv.migrations import MIGRATIONS
+from token_srv.repository import SqlTokenRepository
+from token_srv.usecases import JwtSettings, TokenUseCases
+
+from .conftest import jwt_config
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def pg_engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
+    engines = await asyncio.gather(
+        open_database(postgres_url, MIGRATIONS, "token-srv"),
+        open_database(postgres_url, MIGRATIONS, "token-srv"),
+    )
+    await engines[1].dispose()
+    yield engines[0]
+    async with engines[0].begin() as conn:
+        await conn.execute(text("DROP TABLE refresh_tokens, revoked_access_tokens, schema_version"))
+    await engines[0].dispose()
+
+
+async def test_rotation_reuse_and_revocation_on_postgres(
+    pg_engine: AsyncEngine, tmp_path: pathlib.Path
+) -> None:
+    async with pg_engine.connect() as conn:
+        assert await conn.run_sync(schema_versions) == [m.version for m in MIGRATIONS]
+    settings = JwtSettings.load(jwt_config("k1"), str(tmp_path))
+    usecases = TokenUseCases(SqlTokenRepository(pg_engine), lambda: settings)
+
+    first = await usecases.generate(Subject("1", "thangn"))
+    second, _ = await usecases.refresh(first.refresh_token)
+    # Two uses of the same token at once: exactly one wins, the other revokes the family.
+    results = await asyncio.gather(
+        usecases.refresh(second.refresh_token),
+        usecases.refresh(second.refresh_token),
+        return_exceptions=True,
+    )
+    await usecases.revoke("", first.access_token)
+
+    assert sum(isinstance(r, ServiceError) for r in results) >= 1
+    with pytest.raises(ServiceError) as revoked:
+        await usecases.verify(first.access_token)
+    assert revoked.value.code is grpc.StatusCode.UNAUTHENTICATED
+    assert (await usecases.verify(second.access_token))["sub"] == "thangn"
