@@ -151,6 +151,7 @@ class Informer:
         self._loop.call_soon_threadsafe(callback, *args)
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             try:
                 listing = self.kube.list_sync(self.kind, **self._query)
@@ -158,6 +159,7 @@ class Informer:
                     item.setdefault("apiVersion", self.kind.api_version)
                     item.setdefault("kind", self.kind.kind)
                 self._post(self._replace, listing.get("items", []))
+                failures = 0
                 version = str(listing["metadata"]["resourceVersion"])
                 while not self._stop.is_set():
                     version = self._watch_once(version)
@@ -166,7 +168,9 @@ class Informer:
             except Exception as error:
                 if self._stop.is_set():
                     return
-                log.warning("%s list/watch failed: %s; retrying", self.kind.kind, error)
+                failures += 1
+                if failures == 1:  # once per outage
+                    log.warning("%s list/watch failed: %s; retrying", self.kind.kind, error)
                 self._stop.wait(RETRY_DELAY_S)
 
     def _watch_once(self, version: str) -> str:

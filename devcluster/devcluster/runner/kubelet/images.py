@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-DEFAULT_IMAGES_FILE = pathlib.Path(__file__).resolve().parents[2] / "images.yaml"
+DEFAULT_IMAGES_FILE = pathlib.Path(__file__).resolve().parents[3] / "images.yaml"
 
 
 @dataclass(frozen=True)
