@@ -3,14 +3,25 @@ namespace per test. Other suites do the same with `devcluster.testing.running_de
 
 from __future__ import annotations
 
+import json
 import pathlib
+import ssl
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import httpx
 import kubernetes.client
 import pytest
 
-from devcluster.testing import RunningDevCluster, running_devcluster
+# pytest's importlib mode names this folder's modules "devcluster.tests.*" and, to do so,
+# may bind the name "devcluster" to the member folder (a namespace package) before the
+# package itself was imported; bind the name back to the real package.
+if getattr(sys.modules.get("devcluster"), "__file__", "") is None:
+    del sys.modules["devcluster"]
+
+from devcluster.testing import RunningDevCluster, running_devcluster  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +54,38 @@ def namespace(core: kubernetes.client.CoreV1Api) -> Iterator[str]:
     except kubernetes.client.ApiException as error:
         if error.status != 404:
             raise
+
+
+@pytest.fixture
+def http(devcluster: RunningDevCluster) -> Iterator[httpx.Client]:
+    """A raw HTTPS client (admin) for stream and wire-level details."""
+    with httpx.Client(
+        base_url=devcluster.url,
+        verify=ssl.create_default_context(cafile=str(devcluster.ca_file)),
+        headers={"Authorization": f"Bearer {devcluster.admin_token}"},
+        timeout=30,
+    ) as client:
+        yield client
+
+
+WatchReader = Callable[..., list[dict[str, Any]]]
+
+
+@pytest.fixture
+def watch(http: httpx.Client) -> WatchReader:
+    """Read newline-delimited watch events from `path` until the server closes the stream
+    or `until` events have arrived."""
+
+    def read(path: str, until: int | None = None, **params: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        with http.stream("GET", path, params={"watch": "true", **params}) as response:
+            assert response.status_code == 200, response.read()
+            assert response.headers["content-type"].startswith("application/json")
+            for line in response.iter_lines():
+                if line:
+                    events.append(json.loads(line))
+                if until is not None and len(events) >= until:
+                    break
+        return events
+
+    return read

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from devcluster.apiserver import discovery, status
 from devcluster.apiserver.auth import (
+    AUTHENTICATED,
     Attributes,
     Authenticator,
     Authorizer,
@@ -21,6 +22,7 @@ from devcluster.apiserver.auth import (
     forbidden,
 )
 from devcluster.apiserver.logs import serve_log
+from devcluster.apiserver.protowire import decode_review
 from devcluster.apiserver.registry import Registry, now_rfc3339
 from devcluster.apiserver.resources import VIRTUAL, ResourceType, lookup
 from devcluster.apiserver.selectors import (
@@ -121,6 +123,7 @@ class ApiServer:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         user = self.authenticator.authenticate(request.headers.get("Authorization"))
+        user = self._impersonate(request, user)
         path = request.path.rstrip("/") or "/"
         parts = [p for p in path.split("/") if p]
         target = self._target(parts)
@@ -140,6 +143,45 @@ class ApiServer:
         if target.resource is None:
             raise status.ApiError(404, "the server could not find the requested resource")
         return await self._resource(request, user, target, verb)
+
+    def _impersonate(self, request: web.Request, user: UserInfo) -> UserInfo:
+        """Impersonate-User / Impersonate-Group, allowed by the `impersonate` verb."""
+        name = request.headers.get("Impersonate-User")
+        groups = tuple(request.headers.getall("Impersonate-Group", []))
+        if not name:
+            if groups:
+                raise status.bad_request("requested impersonation of groups without a user")
+            return user
+        checks: list[Attributes] = []
+        prefix = "system:serviceaccount:"
+        if name.startswith(prefix) and name.count(":") == 3:
+            account_namespace, account = name[len(prefix) :].split(":")
+            checks.append(
+                Attributes(
+                    verb="impersonate",
+                    resource="serviceaccounts",
+                    namespace=account_namespace,
+                    name=account,
+                )
+            )
+            groups = (
+                *groups,
+                "system:serviceaccounts",
+                f"system:serviceaccounts:{account_namespace}",
+            )
+        else:
+            checks.append(Attributes(verb="impersonate", resource="users", name=name))
+        checks += [
+            Attributes(verb="impersonate", resource="groups", name=g)
+            for g in groups
+            if not g.startswith("system:serviceaccounts")
+        ]
+        for attributes in checks:
+            if not self.authorizer.allowed(user, attributes):
+                raise forbidden(user, attributes)
+        if AUTHENTICATED not in groups:
+            groups = (*groups, AUTHENTICATED)
+        return UserInfo(name, groups)
 
     def _target(self, parts: list[str]) -> Target | None:
         if parts[:2] == ["api", "v1"] and len(parts) > 2:
@@ -219,6 +261,16 @@ class ApiServer:
         raw = await request.read()
         if not raw:
             return {}
+        if "protobuf" in request.content_type or "cbor" in request.content_type:
+            # Only JSON (and YAML) bodies are served; client-go falls back to JSON on a 415.
+            raise status.ApiError(
+                415,
+                f"the body of the request was in an unknown format - accepted media types "
+                f"include: application/json, application/yaml, "
+                f"application/json-patch+json, application/merge-patch+json, "
+                f"application/strategic-merge-patch+json",
+                reason="UnsupportedMediaType",
+            )
         try:
             if "yaml" in request.content_type:
                 return yaml.safe_load(raw)
@@ -479,7 +531,10 @@ class ApiServer:
     async def _virtual(
         self, request: web.Request, user: UserInfo, resource: ResourceType
     ) -> web.StreamResponse:
-        body = await self._body(request)
+        if "protobuf" in request.content_type:
+            body: Any = decode_review(await request.read())
+        else:
+            body = await self._body(request)
         if resource.plural == "selfsubjectaccessreviews":
             return json_response(self_subject_access_review(self.authorizer, user, body), 201)
         return json_response(self_subject_review(user, body), 201)

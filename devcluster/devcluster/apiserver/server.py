@@ -127,7 +127,9 @@ async def serve(options: ServeOptions) -> None:
         runner, options.host, options.port, ssl_context=_ssl_context(files), reuse_address=True
     )
     await site.start()
-    url = f"https://{options.host}:{options.port}"
+    port = runner.addresses[0][1] if options.port == 0 else options.port  # port 0: any free
+    url = f"https://{options.host}:{port}"
+    server.server_address = f"{options.host}:{port}"
     kubeconfig = state_dir / "kubeconfig"
     _write_private(kubeconfig, kubeconfig_text(url, files.ca_cert, tokens.admin_token))
     log.info("devcluster API serving on %s; kubeconfig %s", url, kubeconfig)
