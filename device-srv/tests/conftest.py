@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
+import grpc
 import pytest
+import yaml
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.device_srv.v1 import device_pb2_grpc
+from device_srv.config import DeviceSrvConfig
 from device_srv.database import open_engine
 from device_srv.domain import Device
 from device_srv.repository import DeviceRepository, SqlDeviceRepository
+from device_srv.service import NAME, compose
+from micro.app import App
+
+if TYPE_CHECKING:
+    from api.device_srv.v1.device_pb2_grpc import DevSvcAsyncStub
 
 
 class InMemoryDeviceRepository:
@@ -108,3 +119,59 @@ def postgres_url() -> Iterator[str]:
             capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+DeviceSrvRunner = Callable[
+    [dict[str, Any]], contextlib.AbstractAsyncContextManager["DevSvcAsyncStub"]
+]
+
+
+def base_config(database_url: str) -> dict[str, Any]:
+    """A local config: gRPC on a free loopback port, static registry, the three devices."""
+    return {
+        "server": {"grpc": {"addr": "127.0.0.1:0"}},
+        "registry": {"type": "static"},
+        "shutdown": {"drain_delay": "0s", "grace_period": "1s"},
+        "database": {"url": database_url},
+        "devices": [
+            {"name": "device1", "active": True},
+            {"name": "device2", "active": True},
+            {"name": "device3", "active": False},
+        ],
+    }
+
+
+@pytest.fixture
+def device_config(sqlite_url: str) -> dict[str, Any]:
+    return base_config(sqlite_url)
+
+
+@pytest.fixture
+def run_device_srv(tmp_path: pathlib.Path) -> DeviceSrvRunner:
+    """Runs device-srv in this process, composed as `python -m device_srv` does, with the
+    given config as its config.yaml; yields a stub connected to its gRPC port."""
+
+    @contextlib.asynccontextmanager
+    async def run(config: dict[str, Any]) -> AsyncIterator[DevSvcAsyncStub]:
+        config_dir = tmp_path / "configs"
+        config_dir.mkdir(exist_ok=True)
+        (config_dir / "config.yaml").write_text(yaml.safe_dump(config))
+        app = App(NAME, DeviceSrvConfig, compose, config_dir=config_dir, env={})
+        await app.start()
+        try:
+            assert app.ctx is not None
+            assert app.ctx.grpc_port is not None
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{app.ctx.grpc_port}") as channel:
+                yield device_pb2_grpc.DevSvcStub(channel)
+        finally:
+            await app.shutdown()
+
+    return run
+
+
+@pytest.fixture
+async def device_stub(
+    run_device_srv: DeviceSrvRunner, device_config: dict[str, Any]
+) -> AsyncIterator[DevSvcAsyncStub]:
+    async with run_device_srv(device_config) as stub:
+        yield stub
