@@ -125,7 +125,7 @@ class Scenario:
         encoded: dict[str, bytes | str] = {
             key: base64.b64encode(value.encode()).decode() for key, value in data.items()
         }
-        body = kubernetes.client.V1Secret(metadata=self.metadata(name), data=encoded)
+        body = kubernetes.client.V1Secret(metadata=self.metadata(name), data=encoded, type="Opaque")
         try:
             self.core.read_namespaced_secret(name, self.namespace)
         except kubernetes.client.ApiException as exc:
