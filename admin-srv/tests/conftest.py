@@ -1,0 +1,201 @@
+"""admin-srv's tests run against the real backends: user-srv, token-srv and device-srv on
+the framework's gRPC server with SQLite files, and admin-srv on its real HTTP and gRPC
+servers."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
+
+from admin_srv.config import AdminAuthConfig, LoginLimitConfig
+from admin_srv.wiring import AdminParts, build_admin
+from api.admin_srv.v1 import admin_pb2_grpc
+from api.device_srv.v1 import device_pb2_grpc
+from api.token_srv.v1 import token_pb2_grpc
+from api.user_srv.v1 import user_pb2_grpc
+from device_srv.database import open_engine
+from device_srv.domain import Device
+from device_srv.repository import SqlDeviceRepository
+from device_srv.servicer import SERVICE_NAME as DEVICE_SERVICE
+from device_srv.servicer import DevSvcServicer
+from device_srv.usecases import DeviceUseCases
+from micro.auth import AccessPolicy
+from micro.config.model import GrpcServerConfig, HttpServerConfig
+from micro.health import Health
+from micro.transport.grpc import GrpcServer
+from micro.transport.http import HttpServer
+from token_srv.config import JwtConfig, JwtKeyConfig
+from token_srv.database import open_database as open_token_database
+from token_srv.migrations import MIGRATIONS as TOKEN_MIGRATIONS
+from token_srv.repository import SqlTokenRepository
+from token_srv.servicer import SERVICE_NAME as TOKEN_SERVICE
+from token_srv.servicer import TokenServicer
+from token_srv.usecases import JwtSettings, TokenUseCases
+from user_srv.config import Argon2Config, BootstrapUser
+from user_srv.database import open_database as open_user_database
+from user_srv.migrations import MIGRATIONS as USER_MIGRATIONS
+from user_srv.passwords import Argon2PasswordHasher
+from user_srv.repository import SqlUserRepository
+from user_srv.servicer import SERVICE_NAME as USER_SERVICE
+from user_srv.servicer import UserServicer
+from user_srv.usecases import UserUseCases
+
+if TYPE_CHECKING:
+    from api.admin_srv.v1.admin_pb2_grpc import (
+        AuthenticationServiceAsyncStub,
+        DeviceServiceAsyncStub,
+        UserServiceAsyncStub,
+    )
+    from api.device_srv.v1.device_pb2_grpc import DevSvcAsyncStub
+    from api.token_srv.v1.token_pb2_grpc import TokenServiceAsyncStub
+    from api.user_srv.v1.user_pb2_grpc import UserServiceAsyncStub as BackendUserStub
+
+FAST_ARGON2 = Argon2Config(time_cost=1, memory_kib=1024, parallelism=1, max_concurrency=2)
+USERS = (
+    BootstrapUser(user_name="thangn", password=SecretStr("123456")),
+    BootstrapUser(user_name="root", password=SecretStr("rootpass"), role="admin"),
+)
+DEVICES = (Device("device1", True), Device("device2", True), Device("device3", False))
+
+
+@dataclass
+class Backends:
+    users: BackendUserStub
+    tokens: TokenServiceAsyncStub
+    devices: DevSvcAsyncStub
+    signing_key: Ed25519PrivateKey
+    jwt: JwtConfig
+
+
+@dataclass
+class Admin:
+    http: httpx.AsyncClient
+    auth: AuthenticationServiceAsyncStub
+    device: DeviceServiceAsyncStub
+    user: UserServiceAsyncStub
+    parts: AdminParts
+
+
+@pytest.fixture
+def signing_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def jwt_cfg(signing_key: Ed25519PrivateKey) -> JwtConfig:
+    """token-srv's keys; a test module overrides this fixture to try HS256."""
+    pem = signing_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return JwtConfig(keys=(JwtKeyConfig(kid="k1", private_key_pem=SecretStr(pem)),))
+
+
+@pytest.fixture
+async def backends(
+    tmp_path: pathlib.Path, signing_key: Ed25519PrivateKey, jwt_cfg: JwtConfig
+) -> AsyncIterator[Backends]:
+    settings = JwtSettings.load(jwt_cfg, str(tmp_path))
+    user_engine = await open_user_database(
+        f"sqlite+aiosqlite:///{tmp_path}/users.db", USER_MIGRATIONS, "user-srv"
+    )
+    token_engine = await open_token_database(
+        f"sqlite+aiosqlite:///{tmp_path}/tokens.db", TOKEN_MIGRATIONS, "token-srv"
+    )
+    device_engine = await open_engine(f"sqlite+aiosqlite:///{tmp_path}/devices.db")
+    hasher = Argon2PasswordHasher(FAST_ARGON2)
+    users = UserUseCases(SqlUserRepository(user_engine), hasher)
+    await users.bootstrap(USERS)
+    devices = DeviceUseCases(SqlDeviceRepository(device_engine))
+    await devices.seed(DEVICES)
+    server = GrpcServer(GrpcServerConfig(addr="127.0.0.1:0"), health=Health())
+    server.add_service(
+        user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(users), USER_SERVICE
+    )
+    server.add_service(
+        token_pb2_grpc.add_TokenServiceServicer_to_server,
+        TokenServicer(TokenUseCases(SqlTokenRepository(token_engine), lambda: settings)),
+        TOKEN_SERVICE,
+    )
+    server.add_service(
+        device_pb2_grpc.add_DevSvcServicer_to_server, DevSvcServicer(devices), DEVICE_SERVICE
+    )
+    port = await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield Backends(
+                users=user_pb2_grpc.UserServiceStub(channel),
+                tokens=token_pb2_grpc.TokenServiceStub(channel),
+                devices=device_pb2_grpc.DevSvcStub(channel),
+                signing_key=signing_key,
+                jwt=jwt_cfg,
+            )
+    finally:
+        await server.stop(0)
+        hasher.close()
+        for engine in (user_engine, token_engine, device_engine):
+            await engine.dispose()
+
+
+@pytest.fixture
+def auth_config() -> AdminAuthConfig:
+    return AdminAuthConfig(audience=("go-micro",))
+
+
+@pytest.fixture
+def login_limit() -> LoginLimitConfig:
+    return LoginLimitConfig(max_failures_per_user=3, max_failures_per_address=6)
+
+
+@pytest.fixture
+async def admin(
+    backends: Backends, auth_config: AdminAuthConfig, login_limit: LoginLimitConfig
+) -> AsyncIterator[Admin]:
+    """admin-srv's real HTTP and gRPC servers, wired as its composition root wires them."""
+    parts = build_admin(
+        auth_config, lambda: login_limit, backends.users, backends.tokens, backends.devices
+    )
+    policy = AccessPolicy()
+    for prefix, roles in parts.protected:
+        policy.protect(prefix, roles=roles)
+    policy.verifier = parts.verifier
+    health = Health()
+    http = HttpServer(HttpServerConfig(addr="127.0.0.1:0"), health=health, policy=policy)
+    http.include_router(parts.router)
+    grpc_server = GrpcServer(GrpcServerConfig(addr="127.0.0.1:0"), health=health, policy=policy)
+    for add, servicer, name in parts.grpc_services:
+        grpc_server.add_service(add, servicer, name)
+    http_port = await http.start()
+    grpc_port = await grpc_server.start()
+    try:
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client,
+            grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
+        ):
+            yield Admin(
+                http=client,
+                auth=admin_pb2_grpc.AuthenticationServiceStub(channel),
+                device=admin_pb2_grpc.DeviceServiceStub(channel),
+                user=admin_pb2_grpc.UserServiceStub(channel),
+                parts=parts,
+            )
+    finally:
+        await grpc_server.stop(0)
+        await http.stop(0)
+
+
+async def login(client: httpx.AsyncClient, user_name: str, password: str) -> dict[str, Any]:
+    response = await client.post(
+        "/admin/v1/login", json={"userName": user_name, "password": password}
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
