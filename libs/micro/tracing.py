@@ -52,10 +52,10 @@ def setup_tracing(
     return provider
 
 
-def shutdown_tracing() -> None:
-    """Flush spans still queued for export."""
+def flush_tracing() -> None:
+    """Export spans still queued (the provider itself shuts down at process exit)."""
     if _provider is not None:
-        _provider.shutdown()
+        _provider.force_flush()
 
 
 def tracer() -> trace.Tracer:

@@ -1,0 +1,386 @@
+"""The service lifecycle: load config, compose, start servers, register, serve; on
+SIGTERM/SIGINT report not-ready, deregister, drain, stop with a grace period, run the
+shutdown hooks, exit 0. A start-up failure is one clear log line and exit code 1.
+
+`run(...)` is what a service's `__main__` calls. `App` is the same lifecycle without
+signals or exit, for running a service inside a test: `await app.start()`, read
+`app.ctx.grpc_port` / `app.ctx.http_port`, then `await app.shutdown()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from fastapi import APIRouter
+
+from micro.auth import AccessPolicy, TokenVerifier
+from micro.config import ConfigHandle, load_config
+from micro.config.model import ServiceConfig
+from micro.health import Health
+from micro.log import configure_logging, follow_config
+from micro.registry.base import Discovery, Registrar, ServiceInstance
+from micro.tracing import flush_tracing, setup_tracing
+from micro.transport.grpc import AddToServer, GrpcServer
+from micro.transport.http import HttpServer
+
+C = TypeVar("C", bound=ServiceConfig)
+S = TypeVar("S")
+
+Hook = Callable[[], Awaitable[None]]
+Compose = Callable[["ServiceContext[C]"], Awaitable[None]]
+
+_log = logging.getLogger("micro.app")
+
+
+class StartupError(RuntimeError):
+    """A start-up step that cannot go on; its message is the one line the service logs."""
+
+
+class ServiceContext(Generic[C]):
+    """What `compose` gets: config, registration of handlers, clients, hooks, logger."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        version: str,
+        instance_id: str,
+        config: ConfigHandle[C],
+        discovery: Discovery,
+        health: Health,
+        logger: logging.Logger,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.instance_id = instance_id
+        self.config = config
+        self.discovery = discovery
+        self.health = health
+        self.logger = logger
+        self.policy = AccessPolicy()
+        self.grpc_services: list[tuple[AddToServer, Any, str]] = []
+        self.routers: list[APIRouter] = []
+        self.startup_hooks: list[Hook] = []
+        self.shutdown_hooks: list[Hook] = []
+        self.grpc_port: int | None = None  # the bound ports, once the servers listen
+        self.http_port: int | None = None
+        self._clients: Any = None
+
+    def add_grpc_service(self, add_to_server: AddToServer, servicer: Any, full_name: str) -> None:
+        """Serve a generated servicer, e.g. (add_UserServiceServicer_to_server, UserServicer(),
+        "user_srv.v1.UserService"); it gets its own grpc.health.v1 status too."""
+        self.grpc_services.append((add_to_server, servicer, full_name))
+
+    def include_router(self, router: APIRouter) -> None:
+        self.routers.append(router)
+
+    def protect(self, prefix: str, *, roles: Iterable[str] = ()) -> None:
+        """Require a valid access token under a gRPC service/method or HTTP path prefix."""
+        self.policy.protect(prefix, roles=roles)
+
+    def set_verifier(self, verifier: TokenVerifier) -> None:
+        """The verifier of protected calls, e.g. micro.auth.JwtVerifier.from_config(...)."""
+        self.policy.verifier = verifier
+
+    def client(self, service_name: str, stub_class: Callable[[Any], S]) -> S:
+        """A stub for `service_name`, balanced over its ready instances by discovery."""
+        if self._clients is None:
+            # built on first use
+            from micro.client import ClientFactory  # type: ignore[attr-defined, unused-ignore]
+
+            self._clients = ClientFactory(self.discovery, self.config.current.client.grpc)
+        stub: S = self._clients.stub(service_name, stub_class)
+        return stub
+
+    def on_startup(self, hook: Hook) -> None:
+        """Runs after the servers listen, before registration."""
+        self.startup_hooks.append(hook)
+
+    def on_shutdown(self, hook: Hook) -> None:
+        """Runs after the servers stopped, last registered first."""
+        self.shutdown_hooks.append(hook)
+
+    async def close_clients(self) -> None:
+        close = getattr(self._clients, "close", None)
+        if close is not None:
+            await close()
+
+
+def default_version(name: str) -> str:
+    """SERVICE_VERSION (set by the image build), else the package's version, else "dev"."""
+    if os.environ.get("SERVICE_VERSION"):
+        return os.environ["SERVICE_VERSION"]
+    try:
+        return importlib.metadata.version(name.rsplit(".", 1)[-1])
+    except importlib.metadata.PackageNotFoundError:
+        return "dev"
+
+
+def default_instance_id() -> str:
+    """The pod name (POD_NAME, else HOSTNAME as the kubelet sets it, else the host)."""
+    return os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or socket.gethostname()
+
+
+def default_config_dir(compose: Callable[..., Any]) -> Path | None:
+    """MICRO_CONFIG_DIR, else the configs/ folder beside the service's package."""
+    if os.environ.get("MICRO_CONFIG_DIR"):
+        return Path(os.environ["MICRO_CONFIG_DIR"])
+    module = sys.modules.get(getattr(compose, "__module__", ""), None)
+    source = getattr(module, "__file__", None)
+    if source is None:
+        return None
+    folder = Path(source).resolve().parent.parent / "configs"
+    return folder if folder.is_dir() else None
+
+
+def advertised_host(bound_host: str) -> str:
+    """The address other pods reach this one at: POD_IP, else the bound host when it is
+    a concrete address, else this host's name resolution."""
+    if os.environ.get("POD_IP"):
+        return os.environ["POD_IP"]
+    if bound_host not in ("0.0.0.0", "::", ""):
+        return bound_host
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def _endpoint(scheme: str, host: str, port: int) -> str:
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+class App(Generic[C]):
+    """One service's lifecycle; `run()` drives it from signals."""
+
+    def __init__(
+        self,
+        name: str,
+        config_model: type[C],
+        compose: Compose[C],
+        *,
+        version: str | None = None,
+        config_dir: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.version = version or default_version(name)
+        self.instance_id = default_instance_id()
+        self._model = config_model
+        self._compose = compose
+        self._config_dir = config_dir if config_dir is not None else default_config_dir(compose)
+        self._env = env
+        self.health = Health()
+        self.ctx: ServiceContext[C] | None = None
+        self._handle: ConfigHandle[C] | None = None
+        self._api: Any = None
+        self._registrar: Registrar | None = None
+        self._discovery: Discovery | None = None
+        self._instance: ServiceInstance | None = None
+        self._grpc: GrpcServer | None = None
+        self._http: HttpServer | None = None
+        self._unfollow_log: Callable[[], None] | None = None
+
+    async def start(self) -> None:
+        """Everything up to serving; raises on any failure after undoing what started."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._release(grace=0.0)
+            raise
+
+    async def _start(self) -> None:
+        configure_logging(
+            service_id=self.instance_id, service_name=self.name, service_version=self.version
+        )
+        handle = load_config(
+            self._model, service=self.name, config_dir=self._config_dir, env=self._env
+        )
+        self._handle = handle
+        await handle.start()
+        cfg = handle.current
+        configure_logging(
+            service_id=self.instance_id,
+            service_name=self.name,
+            service_version=self.version,
+            level=cfg.log.level,
+            fmt=cfg.log.format,
+        )
+        self._unfollow_log = follow_config(handle)
+        self.health.report_config_error(lambda: handle.last_error)
+        setup_tracing(
+            cfg.tracing,
+            service_name=self.name,
+            service_version=self.version,
+            instance_id=self.instance_id,
+        )
+        self._registrar, self._discovery = self._registry(cfg)
+        ctx = ServiceContext(
+            name=self.name,
+            version=self.version,
+            instance_id=self.instance_id,
+            config=handle,
+            discovery=self._discovery,
+            health=self.health,
+            logger=logging.getLogger(self.name),
+        )
+        self.ctx = ctx
+        await self._compose(ctx)
+        await self._start_servers(cfg, ctx)
+        for hook in ctx.startup_hooks:
+            await hook()
+        self._instance = self._service_instance()
+        await self._registrar.register(self._instance)
+        await self.health.set_serving()
+        _log.info("%s %s started", self.name, self.version)
+
+    def _registry(self, cfg: ServiceConfig) -> tuple[Registrar, Discovery]:
+        from micro.registry.factory import registry_from_config  # needs the k8s client
+
+        if cfg.registry.type != "static":
+            from micro.kube import kube_client
+
+            self._api = kube_client(cfg.registry.k8s)
+        return registry_from_config(cfg.registry, self._api)
+
+    async def _start_servers(self, cfg: ServiceConfig, ctx: ServiceContext[C]) -> None:
+        if ctx.grpc_services and cfg.server.grpc is None:
+            raise StartupError("gRPC services were added but server.grpc is not configured")
+        if ctx.routers and cfg.server.http is None:
+            raise StartupError("HTTP routers were added but server.http is not configured")
+        if not ctx.policy.empty and ctx.policy.verifier is None:
+            raise StartupError("protected methods need a token verifier (ctx.set_verifier)")
+        if cfg.server.grpc is not None:
+            self._grpc = GrpcServer(cfg.server.grpc, health=self.health, policy=ctx.policy)
+            for add_to_server, servicer, full_name in ctx.grpc_services:
+                self._grpc.add_service(add_to_server, servicer, full_name)
+            ctx.grpc_port = await self._grpc.start()
+        if cfg.server.http is not None:
+            self._http = HttpServer(
+                cfg.server.http,
+                health=self.health,
+                policy=ctx.policy,
+                title=self.name,
+                version=self.version,
+            )
+            for router in ctx.routers:
+                self._http.include_router(router)
+            ctx.http_port = await self._http.start()
+
+    def _service_instance(self) -> ServiceInstance:
+        from micro.registry.labels import instance_id
+
+        endpoints = []
+        if self._grpc is not None:
+            host = advertised_host(self._grpc.host)
+            endpoints.append(_endpoint("grpc", host, self._grpc.port))
+        if self._http is not None:
+            host = advertised_host(self._http.host)
+            endpoints.append(_endpoint("http", host, self._http.port))
+        return ServiceInstance(
+            id=instance_id(self.instance_id, self.name),
+            name=self.name,
+            version=self.version,
+            endpoints=tuple(endpoints),
+        )
+
+    async def shutdown(self) -> None:
+        """Not ready, deregister, drain, stop servers with the grace period, hooks."""
+        cfg = self._handle.current if self._handle is not None else ServiceConfig()
+        _log.info("shutting down: not ready, deregistering")
+        await self.health.set_not_serving()
+        await self._deregister()
+        drain = cfg.shutdown.drain_delay.total_seconds()
+        if drain > 0:
+            _log.info("draining for %.1fs so discovery converges", drain)
+            await asyncio.sleep(drain)
+        await self._release(grace=cfg.shutdown.grace_period.total_seconds())
+        _log.info("%s stopped", self.name)
+
+    async def _deregister(self) -> None:
+        instance, self._instance = self._instance, None
+        if instance is None or self._registrar is None:
+            return
+        try:
+            await self._registrar.deregister(instance)
+        except Exception as exc:
+            _log.error("deregistration failed (the pod's deletion removes it): %s", exc)
+
+    async def _release(self, *, grace: float) -> None:
+        """Stop whatever started, in reverse; each step runs even when one fails."""
+        await self._deregister()
+        servers = [s for s in (self._grpc, self._http) if s is not None]
+        self._grpc = self._http = None
+        await asyncio.gather(*(server.stop(grace) for server in servers))
+        hooks = list(reversed(self.ctx.shutdown_hooks)) if self.ctx is not None else []
+        if self.ctx is not None:
+            self.ctx.shutdown_hooks.clear()
+            hooks.append(self.ctx.close_clients)
+        for hook in hooks:
+            try:
+                await hook()
+            except Exception:
+                _log.exception("shutdown hook %s failed", getattr(hook, "__qualname__", hook))
+        if self._discovery is not None:
+            discovery, self._discovery = self._discovery, None
+            await discovery.close()
+        if self._unfollow_log is not None:
+            self._unfollow_log()
+            self._unfollow_log = None
+        if self._handle is not None:
+            await self._handle.stop()
+        if self._api is not None:
+            api, self._api = self._api, None
+            api.close()
+        flush_tracing()
+
+
+async def serve_until_signalled(app: App[Any]) -> int:
+    """Start, wait for SIGTERM/SIGINT, shut down; the process exit code."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await app.start()
+    except Exception as exc:
+        detail = str(exc) or type(exc).__name__
+        _log.error("start-up failed: %s", detail)
+        _log.debug("start-up failure", exc_info=True)
+        return 1
+    await stop.wait()
+    # A second signal while shutting down changes nothing: the grace period still holds.
+    await app.shutdown()
+    return 0
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run(
+    name: str,
+    config_model: type[C],
+    compose: Compose[C],
+    *,
+    version: str | None = None,
+    config_dir: Path | None = None,
+) -> None:
+    """The whole life of a service process; exits with 0 after a clean shutdown."""
+    app = App(name, config_model, compose, version=version, config_dir=config_dir)
+    with asyncio.Runner(loop_factory=_new_loop) as runner:
+        code = runner.run(serve_until_signalled(app))
+    sys.exit(code)

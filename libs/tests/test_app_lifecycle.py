@@ -1,0 +1,239 @@
+"""micro.app: health through start and shutdown, SIGTERM with calls in flight, and
+start-up failures, with the service as its own process (libs/tests/runtime_service.py)
+and in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from micro.app import App, ServiceContext
+from micro.config.model import ServiceConfig
+
+SERVICE = Path(__file__).with_name("runtime_service.py")
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+LISTENING = re.compile(r"\[(gRPC|HTTP)\] server listening on: 127\.0\.0\.1:(\d+)")
+
+
+def service_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MICRO")}
+    env.update(
+        {
+            "POD_NAME": "test-srv-0",
+            "MICRO__REGISTRY__TYPE": "static",
+            "MICRO__SERVER__GRPC__ADDR": "127.0.0.1:0",
+            "MICRO__SERVER__GRPC__TIMEOUT": "20s",
+            "MICRO__SERVER__HTTP__ADDR": "127.0.0.1:0",
+            "MICRO__SERVER__HTTP__TIMEOUT": "20s",
+            "MICRO__SHUTDOWN__DRAIN_DELAY": "1s",
+            "MICRO__SHUTDOWN__GRACE_PERIOD": "15s",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class ServiceProcess:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self.ports: dict[str, int] = {}
+        self._started = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stderr is not None
+        async for raw in self.process.stderr:
+            line = raw.decode(errors="replace").rstrip("\n")
+            self.lines.append(line)
+            if match := LISTENING.search(line):
+                self.ports[match[1]] = int(match[2])
+            if "msg=go-micro.test-srv test started" in line:
+                self._started.set()
+
+    async def started(self) -> None:
+        waiter = asyncio.create_task(self._started.wait())
+        exited = asyncio.create_task(self.process.wait())
+        done, _ = await asyncio.wait({waiter, exited}, timeout=30, return_when="FIRST_COMPLETED")
+        waiter.cancel()
+        exited.cancel()
+        assert waiter in done, "the service did not start:\n" + "\n".join(self.lines)
+
+    async def exit_code(self) -> int:
+        code = await asyncio.wait_for(self.process.wait(), timeout=30)
+        await self._reader
+        return code
+
+
+@pytest.fixture
+async def spawn() -> AsyncIterator[Any]:
+    processes: list[ServiceProcess] = []
+
+    async def start(**env: str) -> ServiceProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(SERVICE),
+            env=service_env(**env),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        processes.append(ServiceProcess(process))
+        return processes[-1]
+
+    yield start
+    for service in processes:
+        if service.process.returncode is None:
+            service.process.kill()
+            await service.process.wait()
+
+
+async def health_of(port: int, service: str = "") -> int:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        return int(response.status)
+
+
+async def eventually(check: Any, attempts: int = 200) -> None:
+    """Poll an async predicate, bounded in count (50 ms apart)."""
+    for _ in range(attempts):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{check.__name__} never held")
+
+
+async def test_sigterm_with_calls_in_flight_loses_none(spawn: Any) -> None:
+    service = await spawn()
+    await service.started()
+    grpc_port, http_port = service.ports["gRPC"], service.ports["HTTP"]
+    base = f"http://127.0.0.1:{http_port}"
+    assert await health_of(grpc_port) == SERVING
+    assert await health_of(grpc_port, "device_srv.v1.DevSvc") == SERVING
+
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
+    ):
+        assert (await http.get(f"{base}/readyz")).status_code == 200
+        stub = device_pb2_grpc.DevSvcStub(channel)
+
+        async def slow_get() -> device_pb2.Device:
+            return await stub.Get(device_pb2.DeviceName(name="sleep:2"), timeout=30)
+
+        grpc_calls = [asyncio.create_task(slow_get()) for _ in range(8)]
+        http_calls = [asyncio.create_task(http.get(f"{base}/slow/2")) for _ in range(8)]
+
+        async def all_arrived() -> bool:
+            return bool((await http.get(f"{base}/inflight")).json()["count"] == 16)
+
+        await eventually(all_arrived)
+        service.process.send_signal(signal.SIGTERM)
+
+        async def not_ready() -> bool:
+            return (await http.get(f"{base}/readyz")).status_code == 503
+
+        await eventually(not_ready)  # while draining, the servers still answer probes
+        assert await health_of(grpc_port) == NOT_SERVING
+        assert await health_of(grpc_port, "device_srv.v1.DevSvc") == NOT_SERVING
+
+        answers = await asyncio.gather(*grpc_calls)
+        responses = await asyncio.gather(*http_calls)
+    assert [a.name for a in answers] == ["sleep:2"] * 8
+    assert [r.status_code for r in responses] == [200] * 8
+    assert await service.exit_code() == 0
+    log = "\n".join(service.lines)
+    assert "msg=shutdown hook ran" in log
+    assert "msg=go-micro.test-srv stopped" in log
+    with pytest.raises(ConnectionRefusedError):  # nothing listens any more
+        socket.create_connection(("127.0.0.1", http_port), timeout=2).close()
+
+
+async def test_invalid_config_is_one_line_and_exit_1(spawn: Any) -> None:
+    service = await spawn(MICRO__SERVER__GRPC__TIMEOUT="soon")
+    assert await service.exit_code() == 1
+    errors = [line for line in service.lines if line.startswith("ERROR")]
+    assert len(errors) == 1, service.lines
+    assert "start-up failed" in errors[0]
+    assert "server.grpc.timeout" in errors[0]
+
+
+async def test_port_in_use_is_one_line_and_exit_1(spawn: Any) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = await spawn(MICRO__SERVER__HTTP__ADDR=f"127.0.0.1:{port}")
+        assert await service.exit_code() == 1
+    errors = [line for line in service.lines if line.startswith("ERROR")]
+    assert len(errors) == 1, service.lines
+    assert f"cannot listen on 127.0.0.1:{port}" in errors[0]
+
+
+@pytest.fixture
+def restore_logging() -> Any:
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == "micro"]:
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
+async def test_health_through_start_and_shutdown_in_process(restore_logging: Any) -> None:
+    seen: dict[str, Any] = {}
+
+    async def compose(ctx: ServiceContext[ServiceConfig]) -> None:
+        async def before_registration() -> None:
+            # The servers listen, but the service is not ready yet.
+            assert ctx.grpc_port is not None
+            seen["starting"] = await health_of(ctx.grpc_port)
+            async with httpx.AsyncClient() as http:
+                ready = await http.get(f"http://127.0.0.1:{ctx.http_port}/readyz")
+            seen["starting_readyz"] = ready.status_code
+
+        ctx.on_startup(before_registration)
+
+    env = {
+        "MICRO__REGISTRY__TYPE": "static",
+        "MICRO__SERVER__GRPC__ADDR": "127.0.0.1:0",
+        "MICRO__SERVER__HTTP__ADDR": "127.0.0.1:0",
+        "MICRO__SHUTDOWN__DRAIN_DELAY": "1s",
+        "MICRO__SHUTDOWN__GRACE_PERIOD": "1s",
+    }
+    app = App("go-micro.test-srv", ServiceConfig, compose, version="test", env=env)
+    await app.start()
+    assert app.ctx is not None
+    grpc_port, http_port = app.ctx.grpc_port, app.ctx.http_port
+    assert grpc_port
+    assert http_port
+    assert seen == {"starting": NOT_SERVING, "starting_readyz": 503}
+    assert await health_of(grpc_port) == SERVING
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"http://127.0.0.1:{http_port}/readyz")).status_code == 200
+        stopping = asyncio.create_task(app.shutdown())
+
+        async def draining() -> bool:
+            ready = await http.get(f"http://127.0.0.1:{http_port}/readyz")
+            return ready.status_code == 503
+
+        await eventually(draining)
+        assert await health_of(grpc_port) == NOT_SERVING
+        await stopping
+    with pytest.raises(grpc.aio.AioRpcError) as gone:
+        await health_of(grpc_port)
+    assert gone.value.code() is grpc.StatusCode.UNAVAILABLE
