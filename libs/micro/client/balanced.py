@@ -1,0 +1,234 @@
+"""A grpc.aio.Channel look-alike whose calls go to a service's instances: generated
+stubs are built on it unchanged, and each call picks an instance, with retries."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from micro.client.pool import Endpoint, InstancePool
+
+# A short pause before retrying the instance that just failed, when it is the only one.
+SAME_INSTANCE_RETRY_S = (0.02, 0.05)
+
+
+def unavailable(message: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(
+        grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), message, None
+    )
+
+
+def deadline_exceeded(message: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(
+        grpc.StatusCode.DEADLINE_EXCEEDED, grpc.aio.Metadata(), grpc.aio.Metadata(), message, None
+    )
+
+
+class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type-arg]
+    """`await stub.Method(request, timeout=..., metadata=...)` over the pool.
+
+    The call returns an awaitable of the response (not a grpc.aio.UnaryUnaryCall):
+    errors arrive as grpc.aio.AioRpcError, as from any channel.
+    """
+
+    def __init__(
+        self,
+        pool: InstancePool,
+        method: str,
+        request_serializer: Any,
+        response_deserializer: Any,
+        *,
+        retryable: bool,
+        timeout_s: float,
+        max_attempts: int,
+    ) -> None:
+        self._pool = pool
+        self._method = method
+        self._serializer = request_serializer
+        self._deserializer = response_deserializer
+        self._attempts = max_attempts if retryable else 1
+        self._timeout_s = timeout_s
+
+    def __call__(
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        return self._invoke(request, timeout, metadata, credentials, wait_for_ready, compression)
+
+    def _callable(self, endpoint: Endpoint) -> Any:
+        multicallable = endpoint.callables.get(self._method)
+        if multicallable is None:
+            multicallable = endpoint.channel.unary_unary(
+                self._method, self._serializer, self._deserializer
+            )
+            endpoint.callables[self._method] = multicallable
+        return multicallable
+
+    async def _invoke(
+        self,
+        request: Any,
+        timeout_s: float | None,
+        metadata: Any,
+        credentials: grpc.CallCredentials | None,
+        wait_for_ready: bool | None,
+        compression: grpc.Compression | None,
+    ) -> Any:
+        pool = self._pool
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self._timeout_s if timeout_s is None else timeout_s)
+        if not pool.started:
+            # Past the deadline, answer from what is known: nothing, so UNAVAILABLE.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pool.ready(), max(deadline - loop.time(), 0.0))
+        tried: list[Endpoint] = []
+        last_error: grpc.aio.AioRpcError | None = None
+        for _ in range(self._attempts):
+            endpoint = pool.pick(tried) or (pool.pick() if tried else None)
+            if endpoint is None:
+                if last_error is not None:
+                    raise last_error
+                raise unavailable(f"no ready instance of {pool.service_name}")
+            if tried and endpoint is tried[-1]:
+                # Only the instance that just failed is left: give it a moment.
+                await asyncio.sleep(random.uniform(*SAME_INSTANCE_RETRY_S))  # noqa: S311
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                if last_error is not None:
+                    raise last_error
+                raise deadline_exceeded(f"deadline passed before calling {pool.service_name}")
+            tried.append(endpoint)
+            endpoint.begin()
+            try:
+                return await self._callable(endpoint)(
+                    request,
+                    timeout=remaining,
+                    metadata=metadata,
+                    credentials=credentials,
+                    wait_for_ready=wait_for_ready,
+                    compression=compression,
+                )
+            except grpc.aio.AioRpcError as error:
+                if error.code() is not grpc.StatusCode.UNAVAILABLE:
+                    raise
+                last_error = error
+            finally:
+                endpoint.end()
+        assert last_error is not None
+        raise last_error
+
+
+class _PickedStream:
+    """Streaming calls go to one picked instance, without retries."""
+
+    def __init__(self, pool: InstancePool, kind: str, method: str, ser: Any, deser: Any) -> None:
+        self._pool, self._kind, self._method = pool, kind, method
+        self._ser, self._deser = ser, deser
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        endpoint = self._pool.pick()
+        if endpoint is None:
+            raise unavailable(f"no ready instance of {self._pool.service_name}")
+        factory = getattr(endpoint.channel, self._kind)
+        return factory(self._method, self._ser, self._deser)(*args, **kwargs)
+
+
+class BalancedChannel(grpc.aio.Channel):
+    """The channel handed to a generated stub: one per (service, stub class)."""
+
+    def __init__(
+        self,
+        pool: InstancePool,
+        *,
+        retryable_methods: frozenset[str],
+        timeout_s: float,
+        max_attempts: int,
+    ) -> None:
+        self._pool = pool
+        self._retryable = retryable_methods
+        self._timeout_s = timeout_s
+        self._max_attempts = max_attempts
+
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        return BalancedUnaryUnary(
+            self._pool,
+            method,
+            request_serializer,
+            response_deserializer,
+            retryable=method in self._retryable,
+            timeout_s=self._timeout_s,
+            max_attempts=self._max_attempts,
+        )
+
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        return _PickedStream(
+            self._pool, "unary_stream", method, request_serializer, response_deserializer
+        )
+
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        return _PickedStream(
+            self._pool, "stream_unary", method, request_serializer, response_deserializer
+        )
+
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        return _PickedStream(
+            self._pool, "stream_stream", method, request_serializer, response_deserializer
+        )
+
+    async def close(self, grace: float | None = None) -> None:
+        """The channels belong to the ClientFactory, which closes them."""
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        if self._pool.endpoints():
+            return grpc.ChannelConnectivity.READY
+        return grpc.ChannelConnectivity.TRANSIENT_FAILURE
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        raise NotImplementedError("a balanced channel has no single connectivity state")
+
+    async def channel_ready(self) -> None:
+        await self._pool.ready()
+
+    async def __aenter__(self) -> BalancedChannel:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> bool | None:
+        return None

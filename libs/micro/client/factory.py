@@ -1,0 +1,81 @@
+"""Stubs for other services, balanced over their ready instances."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+
+from micro.client.balanced import BalancedChannel
+from micro.client.idempotency import idempotent_methods
+from micro.client.pool import InstancePool, InterceptorsFor
+from micro.config.model import GrpcClientConfig
+from micro.registry.base import Discovery
+from micro.transport.client_interceptors import client_interceptors
+
+S = TypeVar("S")
+
+
+class ClientFactory:
+    """`factory.stub("go-micro.user-srv", UserServiceStub)` -> a stub over every ready
+    instance of the service.
+
+    - Each call picks an instance (power of two choices on outstanding calls).
+    - Methods marked `idempotency_level = NO_SIDE_EFFECTS` (or IDEMPOTENT) are retried on
+      UNAVAILABLE on another instance, up to cfg.max_attempts and within the deadline.
+    - The deadline is the call's timeout, else cfg.timeout.
+    - With no ready instance a call fails at once: UNAVAILABLE "no ready instance of <name>".
+    - Each instance has its own grpc.aio channel carrying `interceptors(service_name)`
+      (tracing context and client metrics by default).
+    """
+
+    def __init__(
+        self,
+        discovery: Discovery,
+        cfg: GrpcClientConfig,
+        *,
+        interceptors: InterceptorsFor = client_interceptors,
+        channel_options: Sequence[tuple[str, Any]] = (),
+        drain_limit_s: float = 30.0,
+    ) -> None:
+        self._discovery = discovery
+        self._cfg = cfg
+        self._interceptors = interceptors
+        self._channel_options = channel_options
+        self._drain_limit_s = drain_limit_s
+        self._pools: dict[str, InstancePool] = {}
+
+    def pool(self, service_name: str) -> InstancePool:
+        """The channels to service_name's instances, shared by all its stubs."""
+        pool = self._pools.get(service_name)
+        if pool is None:
+            pool = InstancePool(
+                service_name,
+                self._discovery,
+                interceptors=self._interceptors,
+                channel_options=self._channel_options,
+                drain_limit_s=self._drain_limit_s,
+            )
+            self._pools[service_name] = pool
+        return pool
+
+    def channel(self, service_name: str, stub_class: type) -> BalancedChannel:
+        return BalancedChannel(
+            self.pool(service_name),
+            retryable_methods=idempotent_methods(stub_class),
+            timeout_s=self._cfg.timeout.total_seconds(),
+            max_attempts=self._cfg.max_attempts,
+        )
+
+    def stub(self, service_name: str, stub_class: Callable[[grpc.aio.Channel], S]) -> S:
+        if not isinstance(stub_class, type):
+            raise TypeError(f"stub_class must be a generated *Stub class, got {stub_class!r}")
+        stub: S = stub_class(self.channel(service_name, stub_class))
+        return stub
+
+    async def close(self) -> None:
+        """Close every channel (in-flight calls get a second to finish)."""
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.close()

@@ -1,0 +1,211 @@
+"""The balanced client against real grpc.aio servers on several loopback addresses."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import grpc
+import pytest
+
+from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from api.token_srv.v1 import token_pb2_grpc
+from api.user_srv.v1 import user_pb2, user_pb2_grpc
+from micro.client import ClientFactory, idempotent_methods
+from micro.config.model import GrpcClientConfig, StaticService
+from micro.registry import ServiceInstance, StaticDiscovery
+
+SERVICE = "go-micro.device-srv"
+
+
+class Replica(device_pb2_grpc.DevSvcServicer, user_pb2_grpc.UserServiceServicer):
+    """Answers its own label; can fail every call with a code, or answer slowly."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.calls = 0
+        self.called = asyncio.Event()
+        self.fail_with: grpc.StatusCode | None = None
+        self.delay_s = 0.0
+
+    async def Get(
+        self, request: device_pb2.DeviceName, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> device_pb2.Device:
+        self.calls += 1
+        self.called.set()
+        if self.fail_with is not None:
+            await context.abort(self.fail_with, f"{self.label} fails")
+        await asyncio.sleep(self.delay_s)
+        return device_pb2.Device(name=self.label, active=True)
+
+    async def CreateUser(
+        self, request: user_pb2.CreateUserRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> user_pb2.CreateUserResponse:
+        self.calls += 1
+        if self.fail_with is not None:
+            await context.abort(self.fail_with, f"{self.label} fails")
+        return user_pb2.CreateUserResponse()
+
+    async def _not_here(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not used by these tests")
+
+    List = GetUser = ListUsers = VerifyPassword = _not_here
+
+
+StartReplica = Callable[[str], Awaitable[tuple[Replica, str]]]
+
+
+@pytest.fixture
+async def start_replica() -> AsyncIterator[StartReplica]:
+    """Start a DevSvc + UserService server on 127.0.0.<n>:0; answers (replica, endpoint)."""
+    servers: list[grpc.aio.Server] = []
+
+    async def start(host: str) -> tuple[Replica, str]:
+        replica = Replica(host)
+        server = grpc.aio.server()
+        device_pb2_grpc.add_DevSvcServicer_to_server(replica, server)
+        user_pb2_grpc.add_UserServiceServicer_to_server(replica, server)
+        port = server.add_insecure_port(f"{host}:0")
+        await server.start()
+        servers.append(server)
+        return replica, f"grpc://{host}:{port}"
+
+    yield start
+    await asyncio.gather(*(server.stop(0) for server in servers))
+
+
+def factory_for(*endpoints: str, timeout_s: float = 2.0, max_attempts: int = 3) -> ClientFactory:
+    discovery = StaticDiscovery([StaticService(name=SERVICE, endpoints=endpoints)])
+    cfg = GrpcClientConfig(timeout=timedelta(seconds=timeout_s), max_attempts=max_attempts)
+    return ClientFactory(discovery, cfg)
+
+
+async def test_calls_are_shared_by_three_replicas(start_replica: StartReplica) -> None:
+    replicas = [await start_replica(f"127.0.0.{n}") for n in (2, 3, 4)]
+    factory = factory_for(*(endpoint for _, endpoint in replicas))
+    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    answers: Counter[str] = Counter()
+    for _ in range(150):
+        answers[(await stub.Get(device_pb2.DeviceName(name="d"))).name] += 1
+    for _ in range(5):  # concurrent waves: outstanding calls steer the choice
+        wave = await asyncio.gather(*(stub.Get(device_pb2.DeviceName(name="d")) for _ in range(30)))
+        answers.update(answer.name for answer in wave)
+    await factory.close()
+    assert sum(answers.values()) == 300
+    assert set(answers) == {"127.0.0.2", "127.0.0.3", "127.0.0.4"}
+    assert min(answers.values()) >= 45, answers  # each well above nothing (expected 100)
+
+
+async def test_idempotent_calls_retry_on_another_instance(start_replica: StartReplica) -> None:
+    (broken, broken_endpoint), (healthy, healthy_endpoint) = [
+        await start_replica(host) for host in ("127.0.0.5", "127.0.0.6")
+    ]
+    broken.fail_with = grpc.StatusCode.UNAVAILABLE
+    factory = factory_for(broken_endpoint, healthy_endpoint)
+    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    answers = [await stub.Get(device_pb2.DeviceName(name="d")) for _ in range(40)]
+    await factory.close()
+    assert {a.name for a in answers} == {"127.0.0.6"}
+    assert healthy.calls == 40
+    assert broken.calls > 0  # it was tried, and each time the retry went to the other one
+
+
+async def test_retries_are_bounded_by_max_attempts(start_replica: StartReplica) -> None:
+    replicas = [await start_replica(f"127.0.0.{n}") for n in (7, 8, 9)]
+    for replica, _ in replicas:
+        replica.fail_with = grpc.StatusCode.UNAVAILABLE
+    factory = factory_for(*(e for _, e in replicas), max_attempts=2)
+    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Get(device_pb2.DeviceName(name="d"))
+    await factory.close()
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert sum(r.calls for r, _ in replicas) == 2
+    assert len([r for r, _ in replicas if r.calls]) == 2  # two different instances
+
+
+async def test_non_idempotent_calls_are_not_retried(start_replica: StartReplica) -> None:
+    replicas = [await start_replica(f"127.0.0.{n}") for n in (10, 11)]
+    for replica, _ in replicas:
+        replica.fail_with = grpc.StatusCode.UNAVAILABLE
+    factory = factory_for(*(e for _, e in replicas))
+    stub = factory.stub(SERVICE, user_pb2_grpc.UserServiceStub)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.CreateUser(user_pb2.CreateUserRequest())
+    await factory.close()
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert sum(r.calls for r, _ in replicas) == 1
+
+
+async def test_other_errors_are_not_retried(start_replica: StartReplica) -> None:
+    replicas = [await start_replica(f"127.0.0.{n}") for n in (12, 13)]
+    for replica, _ in replicas:
+        replica.fail_with = grpc.StatusCode.NOT_FOUND
+    factory = factory_for(*(e for _, e in replicas))
+    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Get(device_pb2.DeviceName(name="d"))
+    await factory.close()
+    assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+    assert sum(r.calls for r, _ in replicas) == 1
+
+
+async def test_no_ready_instance_fails_at_once_naming_the_service() -> None:
+    factory = factory_for()
+    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        # A long deadline: the answer must not be a deadline expiry.
+        await stub.Get(device_pb2.DeviceName(name="d"), timeout=60)
+    await factory.close()
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert raised.value.details() == f"no ready instance of {SERVICE}"
+
+
+async def test_the_deadline_comes_from_config(start_replica: StartReplica) -> None:
+    replica, endpoint = await start_replica("127.0.0.14")
+    replica.delay_s = 1.0
+    factory = factory_for(endpoint, timeout_s=0.1)
+    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Get(device_pb2.DeviceName(name="d"))
+    answer = await stub.Get(device_pb2.DeviceName(name="d"), timeout=5)  # the call's own
+    await factory.close()
+    assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert answer.name == "127.0.0.14"
+
+
+async def test_removed_instances_finish_their_calls_then_close(start_replica: StartReplica) -> None:
+    (slow, slow_endpoint), (_, other_endpoint) = [
+        await start_replica(host) for host in ("127.0.0.15", "127.0.0.16")
+    ]
+    slow.delay_s = 0.5
+    factory = factory_for(slow_endpoint)
+    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    in_flight = asyncio.ensure_future(stub.Get(device_pb2.DeviceName(name="d")))
+    await slow.called.wait()
+    pool = factory.pool(SERVICE)
+    # What discovery does when the slow instance goes away and another appears:
+    pool.update([ServiceInstance("other", SERVICE, "v1", endpoints=(other_endpoint,))])
+    after = await stub.Get(device_pb2.DeviceName(name="d"))
+    assert after.name == "127.0.0.16"
+    assert pool.draining() == ["127.0.0.15:" + slow_endpoint.rsplit(":", 1)[1]]
+    assert (await in_flight).name == "127.0.0.15"  # not dropped
+    for _ in range(100):
+        if not pool.draining():
+            break
+        await asyncio.sleep(0.01)
+    assert pool.draining() == []
+    await factory.close()
+
+
+def test_idempotent_methods_come_from_the_proto_options() -> None:
+    assert idempotent_methods(device_pb2_grpc.DevSvcStub) == {
+        "/device_srv.v1.DevSvc/Get",
+        "/device_srv.v1.DevSvc/List",
+    }
+    token_methods = idempotent_methods(token_pb2_grpc.TokenServiceStub)
+    assert "/token_srv.v1.TokenService/VerifyToken" in token_methods
+    assert "/token_srv.v1.TokenService/GenerateToken" not in token_methods
