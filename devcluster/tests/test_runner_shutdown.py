@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 import pathlib
 
-from devcluster.runner.testing import alive, children, deployment, pod_pids, ready_pods, running_node, wait_for
+from devcluster.runner.testing import (
+    alive,
+    children,
+    deployment,
+    pod_pids,
+    ready_pods,
+    running_node,
+    wait_for,
+)
 
 IMAGES = pathlib.Path(__file__).resolve().parent / "runner_images.yaml"
 
@@ -18,10 +26,13 @@ def test_sigterm_leaves_no_process_behind(tmp_path: pathlib.Path) -> None:
         ]
     )
     with running_node(tmp_path, manifests, images=IMAGES) as node:
-        pods = wait_for("2 ready pods", lambda: len(p := ready_pods(node.core, "shop", "app=web")) == 2 and p)
+        pods = wait_for(
+            "2 ready pods", lambda: len(p := ready_pods(node.core, "shop", "app=web")) == 2 and p
+        )
         pids = pod_pids(pods)
         helpers = children(node.process.pid)  # the API server and the pod processes
-        assert len(pids) == 2 and set(pids) <= set(helpers)
+        assert len(pids) == 2
+        assert set(pids) <= set(helpers)
         assert len(helpers) >= 3
         assert all(alive(pid) for pid in helpers)
         assert node.stop() == 0

@@ -42,7 +42,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
 @pytest.fixture
 def namespace(node: RunningNode) -> str:
     name = f"r-{uuid.uuid4().hex[:8]}"
-    node.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    node.core.create_namespace(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
     return name
 
 
@@ -55,7 +57,9 @@ def test_deployment_brings_up_ready_pods_with_their_own_addresses(
     node: RunningNode, namespace: str
 ) -> None:
     node.apply(json.dumps(deployment("web", namespace, replicas=3)))
-    pods = wait_for("3 ready pods", lambda: len(p := ready_pods(node.core, namespace, "app=web")) == 3 and p)
+    pods = wait_for(
+        "3 ready pods", lambda: len(p := ready_pods(node.core, namespace, "app=web")) == 3 and p
+    )
     addresses = {p.status.pod_ip for p in pods}
     assert len(addresses) == 3
     assert all(ip.startswith(node.node_address.rsplit(".", 1)[0] + ".") for ip in addresses)
@@ -73,27 +77,40 @@ def test_deployment_brings_up_ready_pods_with_their_own_addresses(
         assert seen["POD_IP"] == seen["MICRO_BIND_HOST"] == pod.status.pod_ip
     status = wait_for(
         "deployment status",
-        lambda: (s := node.apps.read_namespaced_deployment("web", namespace).status).available_replicas
-        == 3
-        and s,
+        lambda: (
+            (s := node.apps.read_namespaced_deployment("web", namespace).status).available_replicas
+            == 3
+            and s
+        ),
     )
     assert status.updated_replicas == status.ready_replicas == status.replicas == 3
-    assert {c.type: c.status for c in status.conditions} == {"Available": "True", "Progressing": "True"}
+    assert {c.type: c.status for c in status.conditions} == {
+        "Available": "True",
+        "Progressing": "True",
+    }
 
 
-def test_deleted_pod_is_stopped_and_replaced(node: RunningNode, namespace: str, tmp_path: pathlib.Path) -> None:
+def test_deleted_pod_is_stopped_and_replaced(
+    node: RunningNode, namespace: str, tmp_path: pathlib.Path
+) -> None:
     trace = tmp_path / "prestop"
-    hook = {"lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", f"echo $POD_NAME >> {trace}"]}}}}
+    hook = {
+        "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", f"echo $POD_NAME >> {trace}"]}}}
+    }
     node.apply(json.dumps(deployment("web", namespace, replicas=2, extra_container=hook)))
-    pods = wait_for("2 ready pods", lambda: len(p := ready_pods(node.core, namespace, "app=web")) == 2 and p)
+    pods = wait_for(
+        "2 ready pods", lambda: len(p := ready_pods(node.core, namespace, "app=web")) == 2 and p
+    )
     victim = pods[0]
     [pid] = pod_pids([victim])
     assert alive(pid)
     node.core.delete_namespaced_pod(victim.metadata.name, namespace)
     wait_for(
         "the deleted pod to leave the API",
-        lambda: victim.metadata.name
-        not in {p.metadata.name for p in node.core.list_namespaced_pod(namespace).items},
+        lambda: (
+            victim.metadata.name
+            not in {p.metadata.name for p in node.core.list_namespaced_pod(namespace).items}
+        ),
     )
     assert not alive(pid)
     assert trace.read_text().split() == [victim.metadata.name]  # preStop ran
@@ -104,13 +121,15 @@ def test_deleted_pod_is_stopped_and_replaced(node: RunningNode, namespace: str, 
 
 
 def test_rolling_update_keeps_every_replica_available(node: RunningNode, namespace: str) -> None:
-    node.apply(json.dumps(deployment("web", namespace, replicas=2, env={"VERSION": "v1", "DRAIN_S": "1"})))
+    node.apply(
+        json.dumps(deployment("web", namespace, replicas=2, env={"VERSION": "v1", "DRAIN_S": "1"}))
+    )
     wait_for("2 ready pods", lambda: len(ready_pods(node.core, namespace, "app=web")) == 2)
     samples: list[tuple[int, int]] = []
     done = threading.Event()
 
     def sample() -> None:
-        core = kubernetes.client.CoreV1Api(node.api)
+        core: Any = kubernetes.client.CoreV1Api(node.api)
         while not done.is_set():
             pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
             active = [p for p in pods if p.metadata.deletion_timestamp is None]
@@ -123,7 +142,17 @@ def test_rolling_update_keeps_every_replica_available(node: RunningNode, namespa
         node.apps.patch_namespaced_deployment(
             "web",
             namespace,
-            {"spec": {"template": {"spec": {"containers": [{"name": "app", "env": [{"name": "VERSION", "value": "v2"}]}]}}}},
+            {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {"name": "app", "env": [{"name": "VERSION", "value": "v2"}]}
+                            ]
+                        }
+                    }
+                }
+            },
         )
 
         def rolled_out() -> bool:
@@ -140,11 +169,15 @@ def test_rolling_update_keeps_every_replica_available(node: RunningNode, namespa
         sampler.join()
     assert min(ready for ready, _ in samples) >= 2, "maxUnavailable=0 was not honoured"
     assert max(active for _, active in samples) <= 3, "maxSurge=1 was not honoured"
-    pods = wait_for("2 pods of v2", lambda: len(p := ready_pods(node.core, namespace, "app=web")) == 2 and p)
+    pods = wait_for(
+        "2 pods of v2", lambda: len(p := ready_pods(node.core, namespace, "app=web")) == 2 and p
+    )
     assert {get_json(f"http://{p.status.pod_ip}:8080/")["version"] for p in pods} == {"v2"}
     sets = node.apps.list_namespaced_replica_set(namespace).items
     assert sorted(rs.spec.replicas for rs in sets) == [0, 2]
-    assert max(int(rs.metadata.annotations["deployment.kubernetes.io/revision"]) for rs in sets) == 2
+    assert (
+        max(int(rs.metadata.annotations["deployment.kubernetes.io/revision"]) for rs in sets) == 2
+    )
 
 
 def service(name: str, namespace: str, node_port: int | None = None) -> dict[str, Any]:
@@ -155,7 +188,11 @@ def service(name: str, namespace: str, node_port: int | None = None) -> dict[str
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"type": "NodePort" if node_port else "ClusterIP", "selector": {"app": name}, "ports": [port]},
+        "spec": {
+            "type": "NodePort" if node_port else "ClusterIP",
+            "selector": {"app": name},
+            "ports": [port],
+        },
     }
 
 
@@ -169,7 +206,13 @@ def test_endpointslices_follow_readiness(node: RunningNode, namespace: str) -> N
         },
         "volumeMounts": [{"name": "gate", "mountPath": "/gate"}],
     }
-    manifest = deployment("gated", namespace, replicas=1, extra_container=gate, pod_spec={"volumes": [{"name": "gate", "emptyDir": {}}]})
+    manifest = deployment(
+        "gated",
+        namespace,
+        replicas=1,
+        extra_container=gate,
+        pod_spec={"volumes": [{"name": "gate", "emptyDir": {}}]},
+    )
     node.apply(json.dumps(manifest))
     node.apply(json.dumps(service("gated", namespace)))
 
@@ -183,7 +226,10 @@ def test_endpointslices_follow_readiness(node: RunningNode, namespace: str) -> N
             for e in s.endpoints or []
         ]
 
-    pod = wait_for("a running pod", lambda: [p for p in node.core.list_namespaced_pod(namespace).items if p.status.pod_ip])[0]
+    pod = wait_for(
+        "a running pod",
+        lambda: [p for p in node.core.list_namespaced_pod(namespace).items if p.status.pod_ip],
+    )[0]
     wait_for("a not-ready endpoint", lambda: endpoints() == [(pod.status.pod_ip, False, False)])
     gate_file = node.state_dir / "pods" / pod.metadata.uid / "volumes" / "gate" / "open"
     gate_file.write_text("")
@@ -192,7 +238,9 @@ def test_endpointslices_follow_readiness(node: RunningNode, namespace: str) -> N
     assert [(p.name, p.port) for p in slice_.ports] == [("http", 8080)]
     assert slice_.endpoints[0].target_ref.name == pod.metadata.name
     gate_file.unlink()
-    wait_for("the endpoint to turn not ready", lambda: endpoints() == [(pod.status.pod_ip, False, False)])
+    wait_for(
+        "the endpoint to turn not ready", lambda: endpoints() == [(pod.status.pod_ip, False, False)]
+    )
 
 
 def test_nodeport_proxy_forwards_over_ready_endpoints(node: RunningNode, namespace: str) -> None:
@@ -214,9 +262,19 @@ def test_nodeport_proxy_forwards_over_ready_endpoints(node: RunningNode, namespa
 
 def test_failing_liveness_probe_restarts_with_back_off(node: RunningNode, namespace: str) -> None:
     liveness = {
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1}
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 1,
+            "failureThreshold": 1,
+        }
     }
-    node.apply(json.dumps(deployment("sick", namespace, replicas=1, env={"HEALTH": "fail"}, extra_container=liveness)))
+    node.apply(
+        json.dumps(
+            deployment(
+                "sick", namespace, replicas=1, env={"HEALTH": "fail"}, extra_container=liveness
+            )
+        )
+    )
     seen: set[str] = set()
 
     def restarted_twice() -> bool:
@@ -234,14 +292,23 @@ def test_failing_liveness_probe_restarts_with_back_off(node: RunningNode, namesp
     assert pod.status.container_statuses[0].last_state.terminated.exit_code != 0
 
 
-def test_crashing_container_backs_off_and_keeps_its_exit_code(node: RunningNode, namespace: str) -> None:
-    crash = {"command": ["python", "-c", "import sys; print('crashing'); sys.exit(3)"], "readinessProbe": None}
+def test_crashing_container_backs_off_and_keeps_its_exit_code(
+    node: RunningNode, namespace: str
+) -> None:
+    crash = {
+        "command": ["python", "-c", "import sys; print('crashing'); sys.exit(3)"],
+        "readinessProbe": None,
+    }
     node.apply(json.dumps(deployment("crash", namespace, replicas=1, extra_container=crash)))
 
     def crash_looping() -> Any:
         for pod in node.core.list_namespaced_pod(namespace).items:
             status = (pod.status.container_statuses or [None])[0]
-            if status and status.state.waiting and status.state.waiting.reason == "CrashLoopBackOff":
+            if (
+                status
+                and status.state.waiting
+                and status.state.waiting.reason == "CrashLoopBackOff"
+            ):
                 return pod
         return None
 
@@ -257,7 +324,10 @@ def test_crashing_container_backs_off_and_keeps_its_exit_code(node: RunningNode,
 def test_env_volumes_and_service_account_files(node: RunningNode, namespace: str) -> None:
     node.core.create_namespaced_config_map(
         namespace,
-        {"metadata": {"name": "settings"}, "data": {"app.yaml": "greeting: hello\n", "LEVEL": "debug"}},
+        {
+            "metadata": {"name": "settings"},
+            "data": {"app.yaml": "greeting: hello\n", "LEVEL": "debug"},
+        },
     )
     node.core.create_namespaced_secret(
         namespace,
@@ -267,9 +337,18 @@ def test_env_volumes_and_service_account_files(node: RunningNode, namespace: str
         "envFrom": [{"secretRef": {"name": "keys"}}],
         "volumeMounts": [{"name": "config", "mountPath": "/etc/config", "readOnly": True}],
     }
-    manifest = deployment("configured", namespace, replicas=1, extra_container=extra, pod_spec={"volumes": [{"name": "config", "configMap": {"name": "settings"}}]})
+    manifest = deployment(
+        "configured",
+        namespace,
+        replicas=1,
+        extra_container=extra,
+        pod_spec={"volumes": [{"name": "config", "configMap": {"name": "settings"}}]},
+    )
     manifest["spec"]["template"]["spec"]["containers"][0]["env"].append(
-        {"name": "LOG_LEVEL", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "LEVEL"}}}
+        {
+            "name": "LOG_LEVEL",
+            "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "LEVEL"}},
+        }
     )
     node.apply(json.dumps(manifest))
     [pod] = wait_for("a ready pod", lambda: ready_pods(node.core, namespace, "app=configured"))
@@ -289,10 +368,15 @@ def test_env_volumes_and_service_account_files(node: RunningNode, namespace: str
     configuration.ssl_ca_cert = str(node.state_dir / "pki" / "ca.crt")
     configuration.api_key = {"authorization": f"Bearer {token}"}
     with kubernetes.client.ApiClient(configuration) as client:
-        review = kubernetes.client.AuthenticationV1Api(client).create_self_subject_review({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+        authentication: Any = kubernetes.client.AuthenticationV1Api(client)
+        review = authentication.create_self_subject_review(
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        )
     assert review.status.user_info.username == f"system:serviceaccount:{namespace}:default"
     # A ConfigMap update reaches the mounted file.
-    node.core.patch_namespaced_config_map("settings", namespace, {"data": {"app.yaml": "greeting: bye\n"}})
+    node.core.patch_namespaced_config_map(
+        "settings", namespace, {"data": {"app.yaml": "greeting: bye\n"}}
+    )
     wait_for(
         "the updated file",
         lambda: get_json(f"{base}/file?path=/etc/config/app.yaml")["content"] == "greeting: bye\n",

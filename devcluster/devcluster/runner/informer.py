@@ -75,7 +75,7 @@ class Informer:
     async def wait_synced(self) -> None:
         await self._synced.wait()
 
-    def list(self, namespace: str | None = None) -> list[Obj]:
+    def objects(self, namespace: str | None = None) -> list[Obj]:
         objects = list(self.cache.values())
         if namespace is None:
             return objects
@@ -129,10 +129,12 @@ class Informer:
             if key not in fresh:
                 self._apply("DELETED", old)
         for key, obj in fresh.items():
-            old = self.cache.get(key)
-            if old is None:
+            cached = self.cache.get(key)
+            if cached is None:
                 self._apply("ADDED", obj)
-            elif old["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
+            elif cached["metadata"].get("resourceVersion") != obj["metadata"].get(
+                "resourceVersion"
+            ):
                 self._apply("MODIFIED", obj)
         for waiters in self._waiters.values():
             for future in waiters:

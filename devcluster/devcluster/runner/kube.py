@@ -50,7 +50,9 @@ class Kind:
 
     @property
     def snake(self) -> str:
-        return _SNAKE_EXCEPTIONS.get(self.kind) or re.sub(r"(?<!^)(?=[A-Z])", "_", self.kind).lower()
+        return (
+            _SNAKE_EXCEPTIONS.get(self.kind) or re.sub(r"(?<!^)(?=[A-Z])", "_", self.kind).lower()
+        )
 
 
 POD = Kind("v1", "Pod")
@@ -89,7 +91,9 @@ class Kube:
         self.api_client = api_client
         self._apis: dict[str, Any] = {}
 
-    def _method(self, kind: Kind, verb: str, scope: str = "") -> Callable[..., Any]:
+    def _method(
+        self, kind: Kind, verb: str, scope: str = "", suffix: str = ""
+    ) -> Callable[..., Any]:
         api = self._apis.get(kind.api_version)
         if api is None:
             api = getattr(kubernetes.client, _API_CLASSES[kind.api_version])(self.api_client)
@@ -100,7 +104,7 @@ class Kube:
             name = f"{verb}_{kind.snake}_for_all_namespaces"
         else:
             name = f"{verb}_namespaced_{kind.snake}"
-        method: Callable[..., Any] = getattr(api, name)
+        method: Callable[..., Any] = getattr(api, name + suffix)
         return method
 
     @staticmethod
@@ -117,14 +121,14 @@ class Kube:
 
     # blocking calls ----------------------------------------------------------------------
 
-    def list_sync(
-        self, kind: Kind, namespace: str | None = None, **query: Any
-    ) -> Obj:
+    def list_sync(self, kind: Kind, namespace: str | None = None, **query: Any) -> Obj:
         if kind.namespaced and namespace is None:
             call = self._method(kind, "list", "all")
             return self._json(call(_preload_content=False, **query))
         return self._json(
-            self._method(kind, "list")(*self._args(kind, namespace), _preload_content=False, **query)
+            self._method(kind, "list")(
+                *self._args(kind, namespace), _preload_content=False, **query
+            )
         )
 
     def watch_sync(
@@ -170,9 +174,7 @@ class Kube:
         status: bool = False,
         content_type: str = STRATEGIC_MERGE_PATCH,
     ) -> Obj:
-        call = self._method(kind, "patch")
-        if status:
-            call = getattr(call.__self__, f"{call.__name__}_status")
+        call = self._method(kind, "patch", suffix="_status" if status else "")
         return self._json(
             call(
                 *self._args(kind, namespace, name),

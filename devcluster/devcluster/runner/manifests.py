@@ -27,7 +27,9 @@ def load(paths: Iterable[pathlib.Path]) -> list[Obj]:
     """Every object of the given files and folders, Namespaces first."""
     documents: list[Obj] = []
     for path in paths:
-        files = sorted(p for p in path.iterdir() if p.suffix in SUFFIXES) if path.is_dir() else [path]
+        files = (
+            sorted(p for p in path.iterdir() if p.suffix in SUFFIXES) if path.is_dir() else [path]
+        )
         for file in files:
             for document in yaml.safe_load_all(file.read_text()):
                 if not document:
@@ -60,9 +62,10 @@ def apply_one(kube: Kube, manifest: Obj) -> str:
             raise
         kube.create_sync(kind, annotated, namespace)
         return f"{label} created"
-    if live.get("metadata", {}).get("annotations", {}).get(LAST_APPLIED) == annotated[
-        "metadata"
-    ]["annotations"][LAST_APPLIED]:
+    if (
+        live.get("metadata", {}).get("annotations", {}).get(LAST_APPLIED)
+        == annotated["metadata"]["annotations"][LAST_APPLIED]
+    ):
         return f"{label} unchanged"
     kube.patch_sync(kind, name, annotated, namespace)
     return f"{label} configured"

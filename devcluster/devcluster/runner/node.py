@@ -54,7 +54,9 @@ class Node:
         self.replicasets = Informer(kube, REPLICASET)
         self.deployments = Informer(kube, DEPLOYMENT)
         self.services = Informer(kube, SERVICE)
-        self.slices = Informer(kube, ENDPOINTSLICE, label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}")
+        self.slices = Informer(
+            kube, ENDPOINTSLICE, label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+        )
         self.queues: list[WorkQueue] = [
             ReplicaSetController(kube, self.replicasets, self.pods).queue,
             DeploymentController(kube, self.deployments, self.replicasets, self.pods).queue,

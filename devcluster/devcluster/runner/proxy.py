@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 from dataclasses import dataclass, field
@@ -51,12 +52,12 @@ class NodePortProxy:
 
     def urls(self) -> list[tuple[str, str, int]]:
         """(service key, port name, node port) of every open listener."""
-        return sorted((l.service_key, l.port_name, l.node_port) for l in self.listeners.values())
+        return sorted((x.service_key, x.port_name, x.node_port) for x in self.listeners.values())
 
     async def sync(self) -> None:
         async with self._sync_lock:
             wanted: dict[int, tuple[str, str]] = {}
-            for service in self.services.list():
+            for service in self.services.objects():
                 spec = service.get("spec", {})
                 if spec.get("type") not in ("NodePort", "LoadBalancer"):
                     continue
@@ -64,7 +65,9 @@ class NodePortProxy:
                     if port.get("protocol", "TCP") != "TCP":
                         continue
                     if not port.get("nodePort"):
-                        log.warning("service %s port %s has no nodePort", key_of(service), port.get("port"))
+                        log.warning(
+                            "service %s port %s has no nodePort", key_of(service), port.get("port")
+                        )
                         continue
                     wanted[int(port["nodePort"])] = (key_of(service), port.get("name", ""))
                 if spec.get("type") == "LoadBalancer":
@@ -79,13 +82,19 @@ class NodePortProxy:
                     continue
                 try:
                     server = await asyncio.start_server(
-                        lambda r, w, p=node_port: self._forward(p, r, w),
+                        functools.partial(self._forward, node_port),
                         self.address,
                         node_port,
                         reuse_address=True,
                     )
                 except OSError as error:
-                    log.error("cannot listen on %s:%d for %s: %s", self.address, node_port, service_key, error)
+                    log.error(
+                        "cannot listen on %s:%d for %s: %s",
+                        self.address,
+                        node_port,
+                        service_key,
+                        error,
+                    )
                     continue
                 self.listeners[node_port] = Listener(service_key, port_name, node_port, server)
                 log.info("service %s: %s:%d", service_key, self.address, node_port)
@@ -106,7 +115,7 @@ class NodePortProxy:
     def ready_endpoints(self, service_key: str, port_name: str) -> list[tuple[str, int]]:
         namespace, name = service_key.split("/", 1)
         found = []
-        for endpoint_slice in self.slices.list(namespace):
+        for endpoint_slice in self.slices.objects(namespace):
             if (endpoint_slice["metadata"].get("labels") or {}).get(SERVICE_NAME_LABEL) != name:
                 continue
             port = next(

@@ -29,19 +29,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="a folder or file of manifests to apply (repeatable; default .k8s)",
     )
-    parser.add_argument("--state-dir", type=pathlib.Path, default=pathlib.Path(".devcluster"),
-                        help="API state, kubeconfig, pod folders and logs (.devcluster)")
+    parser.add_argument(
+        "--state-dir",
+        type=pathlib.Path,
+        default=pathlib.Path(".devcluster"),
+        help="API state, kubeconfig, pod folders and logs (.devcluster)",
+    )
     parser.add_argument("--api-host", default="127.0.0.1", help="API server address (127.0.0.1)")
-    parser.add_argument("--api-port", type=int, default=6443, help="API server port (6443; 0 picks a free one)")
+    parser.add_argument(
+        "--api-port", type=int, default=6443, help="API server port (6443; 0 picks a free one)"
+    )
     parser.add_argument("--node-name", default="devcluster", help="the node's name (devcluster)")
-    parser.add_argument("--node-address", default="127.0.0.1",
-                        help="where NodePort Services listen (127.0.0.1)")
-    parser.add_argument("--pod-network", default="127.0.1.0/24",
-                        help="loopback network pod addresses come from (127.0.1.0/24)")
-    parser.add_argument("--images", type=pathlib.Path, default=DEFAULT_IMAGES_FILE,
-                        help="image -> local command mapping (devcluster/images.yaml)")
-    parser.add_argument("--restart-backoff", type=float, default=10.0,
-                        help="first crash-loop back-off in seconds, doubling to 300 (10)")
+    parser.add_argument(
+        "--node-address", default="127.0.0.1", help="where NodePort Services listen (127.0.0.1)"
+    )
+    parser.add_argument(
+        "--pod-network",
+        default="127.0.1.0/24",
+        help="loopback network pod addresses come from (127.0.1.0/24)",
+    )
+    parser.add_argument(
+        "--images",
+        type=pathlib.Path,
+        default=DEFAULT_IMAGES_FILE,
+        help="image -> local command mapping (devcluster/images.yaml)",
+    )
+    parser.add_argument(
+        "--restart-backoff",
+        type=float,
+        default=10.0,
+        help="first crash-loop back-off in seconds, doubling to 300 (10)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,7 +125,11 @@ def _print_where(cluster: RunningDevCluster, node: Node) -> None:
     for service, port_name, node_port in node.proxy.urls():
         scheme = "grpc" if "grpc" in port_name else "http"
         address = f"{node.options.node_address}:{node_port}"
-        url = f"grpc {address} (grpcurl -plaintext {address} list)" if scheme == "grpc" else f"http://{address}"
+        url = (
+            f"grpc {address} (grpcurl -plaintext {address} list)"
+            if scheme == "grpc"
+            else f"http://{address}"
+        )
         print(f"devcluster: service {service} port {port_name or '-'}: {url}", flush=True)
 
 
@@ -115,7 +137,7 @@ async def _announce_available(node: Node) -> None:
     """Say once when every Deployment has all its replicas updated and available."""
     while True:
         await asyncio.sleep(0.5)
-        deployments = node.deployments.list()
+        deployments = node.deployments.objects()
         if deployments and all(_rolled_out(d) for d in deployments):
             print(f"devcluster: all {len(deployments)} deployments available", flush=True)
             return
@@ -125,7 +147,9 @@ def _rolled_out(deployment: dict[str, object]) -> bool:
     spec = deployment.get("spec") or {}
     status = deployment.get("status") or {}
     meta = deployment.get("metadata") or {}
-    assert isinstance(spec, dict) and isinstance(status, dict) and isinstance(meta, dict)
+    assert isinstance(spec, dict)
+    assert isinstance(status, dict)
+    assert isinstance(meta, dict)
     wanted = spec.get("replicas", 1)
     return bool(
         status.get("observedGeneration", 0) >= meta.get("generation", 1)

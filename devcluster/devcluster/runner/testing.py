@@ -38,15 +38,15 @@ class RunningNode:
     api: kubernetes.client.ApiClient
 
     @property
-    def core(self) -> kubernetes.client.CoreV1Api:
+    def core(self) -> Any:  # the client's models are Optional everywhere
         return kubernetes.client.CoreV1Api(self.api)
 
     @property
-    def apps(self) -> kubernetes.client.AppsV1Api:
+    def apps(self) -> Any:  # the client's models are Optional everywhere
         return kubernetes.client.AppsV1Api(self.api)
 
     @property
-    def discovery(self) -> kubernetes.client.DiscoveryV1Api:
+    def discovery(self) -> Any:  # the client's models are Optional everywhere
         return kubernetes.client.DiscoveryV1Api(self.api)
 
     def text(self) -> str:
@@ -56,7 +56,8 @@ class RunningNode:
         """Create every object of a YAML stream (the test's own, fresh objects)."""
         for document in yaml.safe_load_all(manifest):
             if document:
-                kubernetes.utils.create_from_dict(self.api, document)
+                create: Any = kubernetes.utils.create_from_dict  # untyped in the client
+                create(self.api, document)
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -98,8 +99,12 @@ def running_node(
     net = f"127.{random.randint(100, 250)}.{random.randint(1, 250)}"  # noqa: S311
     state_dir = tmp_path / "state"
     manifest_file = tmp_path / "manifests.yaml"
-    manifest_file.write_text(manifests or "apiVersion: v1\nkind: Namespace\nmetadata: {name: empty}\n")
-    sources = [arg for path in (manifest_file, *manifest_paths) for arg in ("--manifests", str(path))]
+    manifest_file.write_text(
+        manifests or "apiVersion: v1\nkind: Namespace\nmetadata: {name: empty}\n"
+    )
+    sources = [
+        arg for path in (manifest_file, *manifest_paths) for arg in ("--manifests", str(path))
+    ]
     output = tmp_path / "run.log"
     command = [
         sys.executable, "-m", "devcluster", "run",
@@ -113,24 +118,28 @@ def running_node(
         *extra_args,
     ]  # fmt: skip
     with output.open("wb") as sink:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             command, stdout=sink, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ}
         )
     node: RunningNode | None = None
     try:
         wait_for(
             "the runner to apply its manifests",
-            lambda: process.poll() is not None or "devcluster: export KUBECONFIG" in output.read_text(),
+            lambda: (
+                process.poll() is not None or "devcluster: export KUBECONFIG" in output.read_text()
+            ),
             timeout_s=60,
         )
         if process.poll() is not None:
             raise AssertionError(f"devcluster run exited: {output.read_text()[-3000:]}")
-        api = kubernetes.config.new_client_from_config(config_file=str(state_dir / "kubeconfig"))
+        load: Any = kubernetes.config.new_client_from_config  # untyped in the client
+        api: kubernetes.client.ApiClient = load(config_file=str(state_dir / "kubeconfig"))
         node = RunningNode(process, state_dir, f"{net}.1", output, api)
         yield node
     finally:
         if node is not None:
-            node.api.close()
+            closing: Any = node.api
+            closing.close()
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
@@ -170,7 +179,7 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def ready_pods(core: kubernetes.client.CoreV1Api, namespace: str, selector: str) -> list[Any]:
+def ready_pods(core: Any, namespace: str, selector: str) -> list[Any]:
     pods = core.list_namespaced_pod(namespace, label_selector=selector).items
     return [
         p
@@ -216,7 +225,11 @@ def deployment(
             or {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
                 "metadata": {"labels": {"app": name}, "annotations": {"team": "runner"}},
-                "spec": {"terminationGracePeriodSeconds": 5, "containers": [container], **(pod_spec or {})},
+                "spec": {
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [container],
+                    **(pod_spec or {}),
+                },
             },
         },
     }

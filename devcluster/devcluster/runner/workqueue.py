@@ -56,7 +56,9 @@ class WorkQueue:
                     if isinstance(error, ApiException) and error.status == 409:
                         log.debug("%s %s: conflict, retrying", self.name, key)
                     else:
-                        log.warning("%s %s failed (%s); retrying in %.1fs", self.name, key, error, delay)
+                        log.warning(
+                            "%s %s failed (%s); retrying in %.1fs", self.name, key, error, delay
+                        )
                     self.add_after(key, delay)
         finally:
             for handle in self._timers:

@@ -98,7 +98,7 @@ class DeploymentController:
 
     def _on_replicaset(self, _type: str, rs: Obj, _previous: Obj | None) -> None:
         owner = podutil.owner_uid(rs)
-        for deployment in self.deployments.list(rs["metadata"].get("namespace")):
+        for deployment in self.deployments.objects(rs["metadata"].get("namespace")):
             if deployment["metadata"]["uid"] == owner:
                 self.queue.add(key_of(deployment))
 
@@ -107,7 +107,7 @@ class DeploymentController:
         return sorted(
             (
                 rs
-                for rs in self.replicasets.list(deployment["metadata"]["namespace"])
+                for rs in self.replicasets.objects(deployment["metadata"]["namespace"])
                 if podutil.owner_uid(rs) == uid
             ),
             key=lambda rs: (rs["metadata"].get("creationTimestamp") or "", rs["metadata"]["name"]),
@@ -219,7 +219,9 @@ class DeploymentController:
             REPLICASET,
             rs["metadata"]["name"],
             {
-                "metadata": {"annotations": {DESIRED: str(wanted), MAX_REPLICAS: str(wanted + surge)}},
+                "metadata": {
+                    "annotations": {DESIRED: str(wanted), MAX_REPLICAS: str(wanted + surge)}
+                },
                 "spec": {"replicas": replicas},
             },
             rs["metadata"]["namespace"],
@@ -289,7 +291,7 @@ class DeploymentController:
         old_uids = {rs["metadata"]["uid"] for rs in old_rs}
         if any(
             podutil.owner_uid(pod) in old_uids
-            for pod in self.pods.list(deployment["metadata"]["namespace"])
+            for pod in self.pods.objects(deployment["metadata"]["namespace"])
         ):
             return  # wait until every old pod is gone
         await self._scale(deployment, new_rs, int(deployment["spec"].get("replicas", 1)))
@@ -300,7 +302,9 @@ class DeploymentController:
         idle.sort(key=_revision)
         for rs in idle[: max(0, len(idle) - limit)]:
             try:
-                await self.kube.delete(REPLICASET, rs["metadata"]["name"], rs["metadata"]["namespace"])
+                await self.kube.delete(
+                    REPLICASET, rs["metadata"]["name"], rs["metadata"]["namespace"]
+                )
             except ApiException as error:
                 if error.status != 404:
                     raise
@@ -354,7 +358,9 @@ class DeploymentController:
         if new_rs is not None:
             annotations[REVISION] = str(_revision(new_rs))
         if annotations != {
-            k: v for k, v in (deployment["metadata"].get("annotations") or {}).items() if k == REVISION
+            k: v
+            for k, v in (deployment["metadata"].get("annotations") or {}).items()
+            if k == REVISION
         }:
             await self.kube.patch(
                 DEPLOYMENT,
@@ -381,7 +387,11 @@ class DeploymentController:
         if previous is not None and previous.get("status") == value:
             transition = previous.get("lastTransitionTime", stamp)
         update = stamp
-        if previous is not None and previous.get("reason") == reason and previous.get("status") == value:
+        if (
+            previous is not None
+            and previous.get("reason") == reason
+            and previous.get("status") == value
+        ):
             update = previous.get("lastUpdateTime", stamp)
         return {
             "type": kind,

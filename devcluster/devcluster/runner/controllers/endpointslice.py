@@ -111,9 +111,7 @@ def _project_endpoints(endpoints: list[Obj]) -> list[tuple[Any, ...]]:
 
 
 class EndpointSliceController:
-    def __init__(
-        self, kube: Kube, services: Informer, pods: Informer, slices: Informer
-    ) -> None:
+    def __init__(self, kube: Kube, services: Informer, pods: Informer, slices: Informer) -> None:
         self.kube = kube
         self.services = services
         self.pods = pods
@@ -125,7 +123,7 @@ class EndpointSliceController:
 
     def _on_pod(self, _type: str, pod: Obj, previous: Obj | None) -> None:
         namespace = pod["metadata"].get("namespace")
-        for service in self.services.list(namespace):
+        for service in self.services.objects(namespace):
             selector = service.get("spec", {}).get("selector")
             if matches_map(selector, pod["metadata"].get("labels")) or (
                 previous is not None and matches_map(selector, previous["metadata"].get("labels"))
@@ -141,7 +139,7 @@ class EndpointSliceController:
     def _owned_slices(self, namespace: str, name: str) -> list[Obj]:
         return [
             s
-            for s in self.slices.list(namespace)
+            for s in self.slices.objects(namespace)
             if (s["metadata"].get("labels") or {}).get(SERVICE_NAME_LABEL) == name
             and (s["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
         ]
@@ -156,7 +154,7 @@ class EndpointSliceController:
             return
         publish = bool(service["spec"].get("publishNotReadyAddresses"))
         groups: dict[str, tuple[list[Obj], list[Obj]]] = {}
-        for pod in self.pods.list(namespace):
+        for pod in self.pods.objects(namespace):
             if not matches_map(service["spec"]["selector"], pod["metadata"].get("labels")):
                 continue
             if not pod.get("status", {}).get("podIP"):
@@ -173,7 +171,11 @@ class EndpointSliceController:
         for signature, (ports, endpoints) in groups.items():
             endpoints.sort(key=lambda e: e["targetRef"]["name"])
             current = next(
-                (s for s in unused if json.dumps(s.get("ports") or [], sort_keys=True) == signature),
+                (
+                    s
+                    for s in unused
+                    if json.dumps(s.get("ports") or [], sort_keys=True) == signature
+                ),
                 None,
             )
             if current is None and unused:
@@ -230,7 +232,9 @@ class EndpointSliceController:
         if (
             _project_ports(current.get("ports") or []) == _project_ports(ports)
             and _project_endpoints(current.get("endpoints") or []) == _project_endpoints(endpoints)
-            and all((current["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())
+            and all(
+                (current["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items()
+            )
         ):
             return
         written = await self.kube.patch(

@@ -22,14 +22,18 @@ class GarbageCollector:
         self.dependents = dependents
         self.owners = owners
         self.queue = WorkQueue(f"gc-{dependents.kind.kind}", self.reconcile)
-        dependents.add_handler(lambda t, o, _p: t != "DELETED" and self.queue.add(key_of(o)))
+        dependents.add_handler(self._on_dependent)
         owners.add_handler(self._on_owner)
+
+    def _on_dependent(self, event_type: str, dependent: Obj, _previous: Obj | None) -> None:
+        if event_type != "DELETED":
+            self.queue.add(key_of(dependent))
 
     def _on_owner(self, event_type: str, owner: Obj, _previous: Obj | None) -> None:
         if event_type != "DELETED" and not owner["metadata"].get("deletionTimestamp"):
             return
         uid = owner["metadata"]["uid"]
-        for dependent in self.dependents.list(owner["metadata"].get("namespace")):
+        for dependent in self.dependents.objects(owner["metadata"].get("namespace")):
             if podutil.owner_uid(dependent) == uid:
                 self.queue.add(key_of(dependent))
 
@@ -56,7 +60,11 @@ class GarbageCollector:
         meta = dependent["metadata"]
         try:
             await self.kube.delete(
-                self.dependents.kind, meta["name"], namespace, uid=meta.get("uid"), propagation="Background"
+                self.dependents.kind,
+                meta["name"],
+                namespace,
+                uid=meta.get("uid"),
+                propagation="Background",
             )
         except ApiException as error:
             if error.status not in (404, 409):

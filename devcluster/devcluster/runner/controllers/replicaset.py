@@ -50,7 +50,7 @@ class ReplicaSetController:
             owner = podutil.owner_uid(candidate)
             if owner is None:
                 continue
-            for rs in self.replicasets.list(candidate["metadata"].get("namespace")):
+            for rs in self.replicasets.objects(candidate["metadata"].get("namespace")):
                 if rs["metadata"]["uid"] == owner:
                     self.queue.add(key_of(rs))
                     # A pod that just turned ready becomes available after minReadySeconds.
@@ -63,7 +63,7 @@ class ReplicaSetController:
         selector = rs.get("spec", {}).get("selector")
         return [
             pod
-            for pod in self.pods.list(rs["metadata"]["namespace"])
+            for pod in self.pods.objects(rs["metadata"]["namespace"])
             if podutil.owner_uid(pod) == uid and matches(selector, pod["metadata"].get("labels"))
         ]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from kubernetes.client import CoreV1Api
 from kubernetes.client.exceptions import ApiException
@@ -46,7 +47,7 @@ class Scheduler:
         }
 
         def bind() -> None:
-            core = CoreV1Api(self.kube.api_client)
+            core: Any = CoreV1Api(self.kube.api_client)  # dict body, raw answer
             response = core.create_namespaced_pod_binding(
                 meta["name"], meta["namespace"], binding, _preload_content=False
             )

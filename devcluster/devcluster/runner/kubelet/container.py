@@ -117,7 +117,11 @@ class ContainerRunner:
             try:
                 launch = self.launch()
             except (EnvError, ValueError) as error:
-                self._set(state={"waiting": {"reason": "CreateContainerConfigError", "message": str(error)}})
+                self._set(
+                    state={
+                        "waiting": {"reason": "CreateContainerConfigError", "message": str(error)}
+                    }
+                )
                 await self._sleep(2.0)
                 continue
             self._last_env, self._last_cwd = launch.env, launch.cwd
@@ -130,7 +134,9 @@ class ContainerRunner:
             else:
                 started_at = podutil.timestamp()
                 began = time.monotonic()
-                log.info("started %s (pid %d): %s", self.name, self.process.pid, " ".join(launch.argv))
+                log.info(
+                    "started %s (pid %d): %s", self.name, self.process.pid, " ".join(launch.argv)
+                )
                 self._set(
                     state={"running": {"startedAt": started_at}},
                     started=not self.spec.get("startupProbe") and not self.init,
@@ -149,10 +155,14 @@ class ContainerRunner:
                 message = f"back-off {delay:g}s restarting failed container={self.name}"
                 self._set(state={"waiting": {"reason": "CrashLoopBackOff", "message": message}})
                 await self._sleep(delay)
-                if self.stopping:
+                if self.is_stopping():
                     self._set(finished=True)
                     return
             self.restart_count += 1
+
+    def is_stopping(self) -> bool:
+        """Set by stop() while the run loop awaits (a method, so checks are fresh)."""
+        return self.stopping
 
     def _should_restart(self) -> bool:
         if self.restart_policy == "Always" and not self.init:
@@ -208,7 +218,14 @@ class ContainerRunner:
         if pre_stop and handler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    run_action(handler, self.spec, self.pod_ip, self._last_env, str(self._last_cwd), grace_s),
+                    run_action(
+                        handler,
+                        self.spec,
+                        self.pod_ip,
+                        self._last_env,
+                        str(self._last_cwd),
+                        grace_s,
+                    ),
                     max(grace_s, 0.1),
                 )
         # The kubelet grants at least 2 s after a preStop hook that overran.
@@ -296,8 +313,7 @@ class ContainerRunner:
                 return
             await asyncio.sleep(settings["period"])
 
-    async def _check(self, probe: Obj, timeout: float) -> tuple[bool, str]:
+    async def _check(self, probe: Obj, timeout_s: float) -> tuple[bool, str]:
         return await run_action(
-            probe, self.spec, self.pod_ip, self._last_env, str(self._last_cwd), timeout
+            probe, self.spec, self.pod_ip, self._last_env, str(self._last_cwd), timeout_s
         )
-

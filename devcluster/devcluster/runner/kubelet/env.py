@@ -60,7 +60,7 @@ def field_value(pod: Obj, path: str) -> str:
     return "" if simple[path] is None else str(simple[path])
 
 
-_UNITS = {
+_UNITS: dict[str, Decimal | int] = {
     "": 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
 }  # fmt: skip
@@ -89,7 +89,10 @@ def resource_value(container: Obj, ref: Obj) -> str:
 
 def _data(obj: Obj, secret: bool) -> dict[str, str]:
     if secret:
-        decoded = {k: base64.b64decode(v).decode(errors="replace") for k, v in (obj.get("data") or {}).items()}
+        decoded = {
+            k: base64.b64decode(v).decode(errors="replace")
+            for k, v in (obj.get("data") or {}).items()
+        }
         decoded.update(obj.get("stringData") or {})
         return decoded
     return {str(k): str(v) for k, v in (obj.get("data") or {}).items()}

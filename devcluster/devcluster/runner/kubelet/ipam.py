@@ -17,7 +17,9 @@ class AddressPool:
         self.reserved = set(reserved)
         self.in_use: dict[str, str] = {}  # address -> pod uid
         self._hosts = [
-            str(a) for a in self.network.hosts() if str(a).rsplit(".", 1)[1] not in ("0", "1", "255")
+            str(a)
+            for a in self.network.hosts()
+            if str(a).rsplit(".", 1)[1] not in ("0", "1", "255")
         ]
         self._cursor = 0
 

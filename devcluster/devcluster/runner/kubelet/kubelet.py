@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import pathlib
+from collections.abc import Coroutine
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
@@ -145,8 +147,8 @@ class Kubelet:
 
     # pods -----------------------------------------------------------------------------------
 
-    def _spawn(self, coroutine: object) -> None:
-        task = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

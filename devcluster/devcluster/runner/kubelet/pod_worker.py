@@ -120,7 +120,8 @@ class PodWorker:
                     return  # the pod fails (or is going away) before its app containers
             self.initialized = True
             self.runners = [
-                self._runner(spec, restart_policy) for spec in self.pod["spec"].get("containers", [])
+                self._runner(spec, restart_policy)
+                for spec in self.pod["spec"].get("containers", [])
             ]
             self._changed()
             await asyncio.gather(*(r.run() for r in self.runners))
@@ -261,7 +262,9 @@ class PodWorker:
             return "Pending"
         if all(r.finished for r in self.runners):
             return "Succeeded" if all(r.exited_ok() for r in self.runners) else "Failed"
-        if any("running" in r.state or r.restart_count or "terminated" in r.state for r in self.runners):
+        if any(
+            "running" in r.state or r.restart_count or "terminated" in r.state for r in self.runners
+        ):
             return "Running"
         return "Pending"
 
@@ -270,8 +273,14 @@ class PodWorker:
         containers_ready = bool(runners) and all(r.ready for r in runners)
         statuses = [r.status() for r in runners]
         if not runners:
-            reason = "CreateContainerConfigError" if self.config_error else (
-                "PodInitializing" if self.pod["spec"].get("initContainers") else "ContainerCreating"
+            reason = (
+                "CreateContainerConfigError"
+                if self.config_error
+                else (
+                    "PodInitializing"
+                    if self.pod["spec"].get("initContainers")
+                    else "ContainerCreating"
+                )
             )
             waiting: dict[str, Any] = {"reason": reason}
             if self.config_error:
@@ -351,10 +360,10 @@ def _qos_class(pod: Obj) -> str:
     if not any(r.get("requests") or r.get("limits") for r in resources):
         return "BestEffort"
     guaranteed = all(
-        (r.get("limits") or {}).get(k) and (r.get("requests") or {}).get(k, (r.get("limits") or {}).get(k))
+        (r.get("limits") or {}).get(k)
+        and (r.get("requests") or {}).get(k, (r.get("limits") or {}).get(k))
         == (r.get("limits") or {}).get(k)
         for r in resources
         for k in ("cpu", "memory")
     )
     return "Guaranteed" if guaranteed else "Burstable"
-

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +32,7 @@ def port_number(container: Obj, port: int | str) -> int:
     raise ValueError(f"container {container['name']!r} has no port named {port!r}")
 
 
-async def http_get(action: Obj, container: Obj, pod_ip: str, timeout: float) -> Result:
+async def http_get(action: Obj, container: Obj, pod_ip: str, timeout_s: float) -> Result:
     host = action.get("host") or pod_ip
     scheme = str(action.get("scheme", "HTTP")).lower()
     port = port_number(container, action["port"])
@@ -42,12 +41,12 @@ async def http_get(action: Obj, container: Obj, pod_ip: str, timeout: float) -> 
         path = "/" + path
     headers = {h["name"]: h["value"] for h in action.get("httpHeaders") or []}
     headers.setdefault("User-Agent", "kube-probe/devcluster")
-    context: ssl.SSLContext | bool = False if scheme == "https" else True
+    verify = scheme != "https"  # probes skip certificate checks, as the kubelet does
     url = f"{scheme}://{host}:{port}{path}"
     try:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-            session.get(url, headers=headers, ssl=context, allow_redirects=False) as answer,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
+            session.get(url, headers=headers, ssl=verify, allow_redirects=False) as answer,
         ):
             if 200 <= answer.status < 400:
                 return True, f"HTTP {answer.status}"
@@ -56,11 +55,11 @@ async def http_get(action: Obj, container: Obj, pod_ip: str, timeout: float) -> 
         return False, f'Get "{url}": {error or type(error).__name__}'
 
 
-async def tcp_socket(action: Obj, container: Obj, pod_ip: str, timeout: float) -> Result:
+async def tcp_socket(action: Obj, container: Obj, pod_ip: str, timeout_s: float) -> Result:
     host = action.get("host") or pod_ip
     port = port_number(container, action["port"])
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
     except (OSError, TimeoutError) as error:
         return False, f"dial tcp {host}:{port}: {error or 'timeout'}"
     writer.close()
@@ -69,7 +68,7 @@ async def tcp_socket(action: Obj, container: Obj, pod_ip: str, timeout: float) -
     return True, "connected"
 
 
-async def grpc_health(action: Obj, container: Obj, pod_ip: str, timeout: float) -> Result:
+async def grpc_health(action: Obj, container: Obj, pod_ip: str, timeout_s: float) -> Result:
     port = port_number(container, action["port"])
     target = f"{pod_ip}:{port}"
     async with grpc.aio.insecure_channel(target) as channel:
@@ -77,7 +76,7 @@ async def grpc_health(action: Obj, container: Obj, pod_ip: str, timeout: float) 
         try:
             answer = await stub.Check(
                 health_pb2.HealthCheckRequest(service=action.get("service") or ""),
-                timeout=timeout,
+                timeout=timeout_s,
             )
         except grpc.aio.AioRpcError as error:
             return False, f"rpc error: code = {error.code().name} desc = {error.details()}"
@@ -87,9 +86,7 @@ async def grpc_health(action: Obj, container: Obj, pod_ip: str, timeout: float) 
     return False, f"service unhealthy (responded with {name!r})"
 
 
-async def exec_command(
-    action: Obj, env: Mapping[str, str], cwd: str, timeout: float
-) -> Result:
+async def exec_command(action: Obj, env: Mapping[str, str], cwd: str, timeout_s: float) -> Result:
     command = [str(word) for word in action.get("command") or []]
     if not command:
         return False, "exec: no command"
@@ -106,12 +103,12 @@ async def exec_command(
     except OSError as error:
         return False, f"exec: {error}"
     try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout)
+        output, _ = await asyncio.wait_for(process.communicate(), timeout_s)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, 9)
         await process.wait()
-        return False, f"command timed out after {timeout}s"
+        return False, f"command timed out after {timeout_s}s"
     text = output.decode(errors="replace").strip()[-200:]
     if process.returncode == 0:
         return True, text
@@ -124,18 +121,18 @@ async def run_action(
     pod_ip: str,
     env: Mapping[str, str],
     cwd: str,
-    timeout: float,
+    timeout_s: float,
 ) -> Result:
     """One probe or lifecycle handler of any kind."""
     try:
         if "httpGet" in action:
-            return await http_get(action["httpGet"], container, pod_ip, timeout)
+            return await http_get(action["httpGet"], container, pod_ip, timeout_s)
         if "tcpSocket" in action:
-            return await tcp_socket(action["tcpSocket"], container, pod_ip, timeout)
+            return await tcp_socket(action["tcpSocket"], container, pod_ip, timeout_s)
         if "grpc" in action:
-            return await grpc_health(action["grpc"], container, pod_ip, timeout)
+            return await grpc_health(action["grpc"], container, pod_ip, timeout_s)
         if "exec" in action:
-            return await exec_command(action["exec"], env, cwd, timeout)
+            return await exec_command(action["exec"], env, cwd, timeout_s)
         if "sleep" in action:
             await asyncio.sleep(float(action["sleep"].get("seconds", 0)))
             return True, "slept"

@@ -43,7 +43,7 @@ async def start(
             stdout=log,
             stderr=log,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl
+            preexec_fn=_die_with_parent,
         )
 
 

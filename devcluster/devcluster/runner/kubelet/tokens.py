@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import kubernetes.client
 
@@ -27,7 +28,7 @@ def request_token(kube: Kube, pod: Obj, audiences: list[str], seconds: int) -> s
             },
         },
     }
-    core = kubernetes.client.CoreV1Api(kube.api_client)
+    core: Any = kubernetes.client.CoreV1Api(kube.api_client)  # dict body, raw answer
     response = core.create_namespaced_service_account_token(
         account, meta["namespace"], body, _preload_content=False
     )

@@ -138,7 +138,10 @@ class PodFiles:
         elif "downwardAPI" in volume:
             write_atomically(target, self._downward(volume["downwardAPI"].get("items") or []))
         else:
-            raise EnvError(f"volume {name!r}: only emptyDir, configMap, secret, projected and downwardAPI are supported")
+            raise EnvError(
+                f"volume {name!r}: only emptyDir, configMap, secret, projected and "
+                "downwardAPI volumes are supported"
+            )
 
     def _projected(self, projected: Obj, namespace: str) -> dict[str, bytes]:
         files: dict[str, bytes] = {}
@@ -146,7 +149,9 @@ class PodFiles:
             if "serviceAccountToken" in source:
                 spec = source["serviceAccountToken"]
                 audience = [spec["audience"]] if spec.get("audience") else []
-                files[spec["path"]] = self.token(audience, spec.get("expirationSeconds", 3607)).encode()
+                files[spec["path"]] = self.token(
+                    audience, spec.get("expirationSeconds", 3607)
+                ).encode()
             elif "downwardAPI" in source:
                 files.update(self._downward(source["downwardAPI"].get("items") or []))
             else:
@@ -172,7 +177,10 @@ class PodFiles:
     def _mount(self, container: Obj, with_service_account: bool) -> None:
         root = self.container_root(container["name"])
         root.mkdir(parents=True, exist_ok=True)
-        mounts = [(m["mountPath"], m["name"], m.get("subPath", "")) for m in container.get("volumeMounts") or []]
+        mounts = [
+            (m["mountPath"], m["name"], m.get("subPath", ""))
+            for m in container.get("volumeMounts") or []
+        ]
         if with_service_account and not any(path == SERVICE_ACCOUNT_PATH for path, _, _ in mounts):
             mounts.append((SERVICE_ACCOUNT_PATH, "kube-api-access", ""))
         for mount_path, volume, sub_path in mounts:
