@@ -1,0 +1,5 @@
+"""`python -m admin_srv` starts admin-srv."""
+
+from admin_srv.service import main
+
+main()
