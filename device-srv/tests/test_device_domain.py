@@ -1,9 +1,11 @@
-"""Device names and page tokens."""
+"""Device names, page tokens and the device list of the config."""
 
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
+from device_srv.config import DeviceSrvConfig
 from device_srv.domain import decode_page_token, encode_page_token, name_problem
 
 
@@ -40,3 +42,14 @@ def test_page_token_round_trips_and_is_opaque() -> None:
 def test_foreign_page_tokens_are_refused(token: str) -> None:
     # "ZGV2aWNlMg" is base64 of "device2" without the token's prefix.
     assert decode_page_token(token) is None
+
+
+def test_the_config_refuses_a_bad_device_list() -> None:
+    with pytest.raises(ValidationError, match="may contain only"):
+        DeviceSrvConfig.model_validate({"devices": [{"name": "dev ice", "active": True}]})
+    with pytest.raises(ValidationError, match="listed more than once: twice"):
+        DeviceSrvConfig.model_validate(
+            {"devices": [{"name": "twice", "active": True}, {"name": "twice", "active": True}]}
+        )
+    with pytest.raises(ValidationError, match="active"):
+        DeviceSrvConfig.model_validate({"devices": [{"name": "device1"}]})
