@@ -1,0 +1,273 @@
+"""Authentication by bearer token and RBAC authorization of every request."""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+from collections.abc import Iterator
+
+import httpx
+import kubernetes.client
+import pytest
+from kubernetes.client import ApiException
+
+from devcluster.testing import RunningDevCluster, body
+
+RBAC = "rbac.authorization.k8s.io"
+
+
+@pytest.fixture
+def robot(core: kubernetes.client.CoreV1Api, devcluster: RunningDevCluster, namespace: str) -> str:
+    """A ServiceAccount's token, obtained the way a pod gets one (TokenRequest)."""
+    core.create_namespaced_service_account(namespace, body({"metadata": {"name": "robot"}}))
+    return devcluster.service_account_token(namespace, "robot")
+
+
+@pytest.fixture
+def as_robot(devcluster: RunningDevCluster, robot: str) -> Iterator[kubernetes.client.CoreV1Api]:
+    with devcluster.api_client(robot) as client:
+        yield kubernetes.client.CoreV1Api(client)
+
+
+def _grant(
+    api: kubernetes.client.ApiClient,
+    namespace: str,
+    rules: list[dict[str, object]],
+    subject: dict[str, str] | None = None,
+    name: str = "r",
+) -> None:
+    rbac = kubernetes.client.RbacAuthorizationV1Api(api)
+    rbac.create_namespaced_role(namespace, body({"metadata": {"name": name}, "rules": rules}))
+    rbac.create_namespaced_role_binding(
+        namespace,
+        body(
+            {
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": name},
+                "subjects": [
+                    subject or {"kind": "ServiceAccount", "name": "robot", "namespace": namespace}
+                ],
+            }
+        ),
+    )
+
+
+def _forbidden(call: object, *args: object, **kwargs: object) -> str:
+    with pytest.raises(ApiException) as raised:
+        call(*args, **kwargs)  # type: ignore[operator]
+    assert raised.value.status == 403
+    status = json.loads(raised.value.body)
+    assert (status["kind"], status["reason"], status["code"]) == ("Status", "Forbidden", 403)
+    message: str = status["message"]
+    return message
+
+
+def test_token_request_issues_a_service_account_token(
+    core: kubernetes.client.CoreV1Api, namespace: str, robot: str
+) -> None:
+    payload = json.loads(base64.urlsafe_b64decode(robot.split(".")[1] + "=="))
+    assert payload["sub"] == f"system:serviceaccount:{namespace}:robot"
+    answer = core.create_namespaced_service_account_token(
+        "robot", namespace, body({"spec": {"audiences": ["api"], "expirationSeconds": 3600}})
+    )
+    assert answer.status.token
+    assert answer.status.expiration_timestamp is not None
+    with pytest.raises(ApiException) as short:
+        core.create_namespaced_service_account_token(
+            "robot", namespace, body({"spec": {"expirationSeconds": 60}})
+        )
+    assert short.value.status == 422
+    with pytest.raises(ApiException) as missing:
+        core.create_namespaced_service_account_token("nobody", namespace, body({"spec": {}}))
+    assert missing.value.status == 404
+
+
+def test_who_am_i(devcluster: RunningDevCluster, robot: str, namespace: str) -> None:
+    with devcluster.api_client(robot) as client:
+        review = kubernetes.client.AuthenticationV1Api(client).create_self_subject_review(
+            body({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+        )
+    info = review.status.user_info
+    assert info.username == f"system:serviceaccount:{namespace}:robot"
+    assert set(info.groups) == {
+        "system:serviceaccounts",
+        f"system:serviceaccounts:{namespace}",
+        "system:authenticated",
+    }
+
+
+def test_a_service_account_starts_with_no_rights(
+    as_robot: kubernetes.client.CoreV1Api, namespace: str
+) -> None:
+    message = _forbidden(as_robot.list_namespaced_pod, namespace)
+    assert message == (
+        f'pods is forbidden: User "system:serviceaccount:{namespace}:robot" cannot list '
+        f'resource "pods" in API group "" in the namespace "{namespace}"'
+    )
+    message = _forbidden(as_robot.patch_namespaced_pod, "x", namespace, {"metadata": {}})
+    assert message == (
+        f'pods "x" is forbidden: User "system:serviceaccount:{namespace}:robot" cannot patch '
+        f'resource "pods" in API group "" in the namespace "{namespace}"'
+    )
+    message = _forbidden(as_robot.list_namespace)
+    assert message.endswith(
+        'cannot list resource "namespaces" in API group "" at the cluster scope'
+    )
+
+
+def test_a_role_grants_exactly_its_rules(
+    api: kubernetes.client.ApiClient, as_robot: kubernetes.client.CoreV1Api, namespace: str
+) -> None:
+    _grant(
+        api,
+        namespace,
+        [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["patch"]},
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "verbs": ["get"],
+                "resourceNames": ["allowed"],
+            },
+        ],
+    )
+    core = kubernetes.client.CoreV1Api(api)
+    core.create_namespaced_pod(
+        namespace,
+        body({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "m", "image": "i:1"}]}}),
+    )
+    core.create_namespaced_config_map(namespace, body({"metadata": {"name": "allowed"}}))
+    core.create_namespaced_config_map(namespace, body({"metadata": {"name": "secret-ish"}}))
+
+    assert [p.metadata.name for p in as_robot.list_namespaced_pod(namespace).items] == ["p"]
+    assert (
+        as_robot.patch_namespaced_pod_status(
+            "p", namespace, {"status": {"phase": "Running"}}
+        ).status.phase
+        == "Running"
+    )
+    message = _forbidden(as_robot.patch_namespaced_pod, "p", namespace, {"metadata": {}})
+    assert 'cannot patch resource "pods"' in message
+    message = _forbidden(as_robot.read_namespaced_pod_log, "p", namespace)
+    assert 'cannot get resource "pods/log" in API group ""' in message
+    assert as_robot.read_namespaced_config_map("allowed", namespace).metadata.name == "allowed"
+    _forbidden(as_robot.read_namespaced_config_map, "secret-ish", namespace)
+    _forbidden(as_robot.list_namespaced_config_map, namespace)
+    # The Role is namespaced: another namespace stays closed.
+    _forbidden(as_robot.list_namespaced_pod, "default")
+
+
+def test_cluster_roles_groups_and_users(
+    api: kubernetes.client.ApiClient, devcluster: RunningDevCluster, robot: str, namespace: str
+) -> None:
+    rbac = kubernetes.client.RbacAuthorizationV1Api(api)
+    name = f"{namespace}-reader"
+    rbac.create_cluster_role(
+        body(
+            {
+                "metadata": {"name": name},
+                "rules": [{"apiGroups": ["apps"], "resources": ["*"], "verbs": ["list"]}],
+            }
+        )
+    )
+    rbac.create_cluster_role_binding(
+        body(
+            {
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": name},
+                "subjects": [{"kind": "Group", "name": f"system:serviceaccounts:{namespace}"}],
+            }
+        )
+    )
+    with devcluster.api_client(robot) as client:
+        apps = kubernetes.client.AppsV1Api(client)
+        assert apps.list_deployment_for_all_namespaces().items is not None
+        message = _forbidden(apps.read_namespaced_deployment, "x", namespace)
+        assert message.startswith('deployments.apps "x" is forbidden')
+        assert 'in API group "apps"' in message
+    # A User subject, checked through impersonation.
+    _grant(
+        api,
+        namespace,
+        [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+        {"kind": "User", "name": "alice", "apiGroup": RBAC},
+        name="alice",
+    )
+    context = ssl.create_default_context(cafile=str(devcluster.ca_file))
+    with httpx.Client(base_url=devcluster.url, verify=context) as http:
+        admin = {"Authorization": f"Bearer {devcluster.admin_token}"}
+        as_alice = {**admin, "Impersonate-User": "alice"}
+        assert http.get(f"/api/v1/namespaces/{namespace}/pods", headers=as_alice).status_code == 200
+        assert http.get("/api/v1/namespaces/default/pods", headers=as_alice).status_code == 403
+        robot_headers = {"Authorization": f"Bearer {robot}", "Impersonate-User": "alice"}
+        refused = http.get("/api/v1/pods", headers=robot_headers)
+        assert refused.status_code == 403
+        assert 'cannot impersonate resource "users"' in refused.json()["message"]
+
+
+def test_bad_tokens_are_401_and_no_token_is_anonymous(
+    devcluster: RunningDevCluster, robot: str, namespace: str
+) -> None:
+    context = ssl.create_default_context(cafile=str(devcluster.ca_file))
+    with httpx.Client(base_url=devcluster.url, verify=context) as http:
+        for token in ("nonsense", robot[:-4] + "AAAA", devcluster.admin_token + "x"):
+            answer = http.get("/api/v1/pods", headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 401
+            assert answer.json() == {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": "Unauthorized",
+                "reason": "Unauthorized",
+                "code": 401,
+            }
+        anonymous = http.get("/api/v1/pods")
+        assert anonymous.status_code == 403
+        assert 'User "system:anonymous"' in anonymous.json()["message"]
+        assert http.get("/apis").status_code == 403
+
+
+def test_a_token_dies_with_its_service_account(
+    core: kubernetes.client.CoreV1Api, devcluster: RunningDevCluster, robot: str, namespace: str
+) -> None:
+    core.delete_namespaced_service_account("robot", namespace)
+    core.create_namespaced_service_account(namespace, body({"metadata": {"name": "robot"}}))
+    with devcluster.api_client(robot) as client, pytest.raises(ApiException) as raised:
+        kubernetes.client.CoreV1Api(client).list_namespaced_pod(namespace)
+    assert raised.value.status == 401
+
+
+def test_service_accounts_may_discover(devcluster: RunningDevCluster, robot: str) -> None:
+    with devcluster.api_client(robot) as client:
+        assert kubernetes.client.CoreApi(client).get_api_versions().versions == ["v1"]
+
+
+def test_self_subject_access_review(
+    api: kubernetes.client.ApiClient, devcluster: RunningDevCluster, robot: str, namespace: str
+) -> None:
+    _grant(api, namespace, [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["watch"]}])
+
+    def can(verb: str, resource: str) -> bool:
+        with devcluster.api_client(robot) as client:
+            review = kubernetes.client.AuthorizationV1Api(client).create_self_subject_access_review(
+                body(
+                    {
+                        "spec": {
+                            "resourceAttributes": {
+                                "namespace": namespace,
+                                "verb": verb,
+                                "resource": resource,
+                            }
+                        }
+                    }
+                )
+            )
+        allowed: bool = review.status.allowed
+        return allowed
+
+    assert can("watch", "configmaps")
+    assert not can("delete", "configmaps")
+    assert not can("watch", "secrets")
