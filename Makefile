@@ -27,8 +27,9 @@ $(CURDIR)/.tools/bin/uv:
 sync: $(UV) ## install the locked environment into .venv
 	$(UV) sync --locked --all-packages
 
-run: sync ## run the whole system on the embedded devcluster
-	@echo "make run: not implemented yet (the devcluster runner)" >&2; exit 1
+run: sync ## run the whole system on the embedded devcluster (Ctrl-C stops it all)
+	@test -d $(DEV_SECRETS_DIR) || $(MAKE) --no-print-directory secrets DEV=1
+	$(RUN) python -m devcluster run --manifests .k8s --manifests $(DEV_SECRETS_DIR)
 
 test: sync lint proto-check ## lint, check generated code, run every test
 	@rc=0; $(RUN) pytest $(PYTEST_ARGS) || rc=$$?; \
