@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from data_srv.negotiation import ReplyFormat, reply_format
 from data_srv.render import report_json, report_text
 from data_srv.usecases import DeviceDataUseCases, DeviceSrvUnavailable
+from micro.transport.http import error_response
 
 
 def build_router(devices: DeviceDataUseCases) -> APIRouter:
@@ -22,12 +23,10 @@ def build_router(devices: DeviceDataUseCases) -> APIRouter:
             report = await devices.report(device)
         except DeviceSrvUnavailable as error:
             # The one error that needs a header, so it is answered here.
+            response = error_response(error)
             seconds = max(1, math.ceil(error.retry_after.total_seconds()))
-            return JSONResponse(
-                error.to_json(),
-                status_code=error.http_status,
-                headers={"Retry-After": str(seconds)},
-            )
+            response.headers["Retry-After"] = str(seconds)
+            return response
         if reply_format(accept) is ReplyFormat.TEXT:
             return PlainTextResponse(report_text(report))
         return JSONResponse(report_json(report))
