@@ -1,0 +1,206 @@
+"""The login system as separate processes: user-srv, token-srv, device-srv and admin-srv,
+each `python -m <package>` with its own config folder, wired by a static registry.
+
+Servers bind port 0; the ports come from each process's "listening on" log lines, so
+concurrent runs never collide. Used by tests/test_e2e_login.py and bench/bench_login.py;
+whoever starts a LoginSystem stops it (it is a context manager).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+_LISTENING = re.compile(r"\[(gRPC|HTTP)\] server listening on: (\S+):(\d+)")
+_QUICK_SHUTDOWN = {"drain_delay": "0s", "grace_period": "2s"}
+
+
+class ServiceProcess:
+    """One service process; its log is a file, its ports are read from that log."""
+
+    def __init__(self, package: str, config: dict[str, Any], workdir: pathlib.Path) -> None:
+        self.package = package
+        self.workdir = workdir
+        self.config_dir = workdir / package / "configs"
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        (self.config_dir / "config.yaml").write_text(yaml.safe_dump(config))
+        self.log_path = workdir / f"{package}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.ports: dict[str, int] = {}
+
+    def start(self) -> None:
+        env = {**os.environ, "MICRO_CONFIG_DIR": str(self.config_dir)}
+        env.pop("MICRO_BIND_HOST", None)
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", self.package],
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.package} exited early:\n{self.log()}")
+            text = self.log()
+            if " started" in text:
+                self.ports = {m[1]: int(m[3]) for m in _LISTENING.finditer(text)}
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"{self.package} did not start in time:\n{self.log()}")
+
+    def stop(self) -> int | None:
+        """SIGTERM (a graceful stop), SIGKILL after a while; answers the exit code."""
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+
+def device_srv_available() -> bool:
+    return importlib.util.find_spec("device_srv.__main__") is not None
+
+
+def _grpc_endpoint(service: str, process: ServiceProcess) -> dict[str, Any]:
+    return {"name": service, "endpoints": [f"grpc://127.0.0.1:{process.ports['gRPC']}"]}
+
+
+class LoginSystem:
+    """user-srv, token-srv, device-srv (when installed) and admin-srv, started in order."""
+
+    def __init__(
+        self,
+        workdir: pathlib.Path,
+        *,
+        bootstrap_users: list[dict[str, str]],
+        argon2: dict[str, int] | None = None,
+        login_limit: dict[str, Any] | None = None,
+    ) -> None:
+        data = workdir / "data"
+        self.with_devices = device_srv_available()
+        self.user = ServiceProcess(
+            "user_srv",
+            {
+                "server": {"grpc": {"addr": "127.0.0.1:0", "timeout": "5s"}},
+                "registry": {"type": "static"},
+                "shutdown": _QUICK_SHUTDOWN,
+                "database": {"data_dir": str(data)},
+                "argon2": argon2 or {},
+                "bootstrap_users": bootstrap_users,
+            },
+            workdir,
+        )
+        self.token = ServiceProcess(
+            "token_srv",
+            {
+                "server": {"grpc": {"addr": "127.0.0.1:0", "timeout": "5s"}},
+                "registry": {"type": "static"},
+                "shutdown": _QUICK_SHUTDOWN,
+                "database": {"data_dir": str(data)},
+                "jwt": {"dev_key_file": "dev-key.pem", "audience": ["go-micro"]},
+            },
+            workdir,
+        )
+        self.device = ServiceProcess(
+            "device_srv",
+            {
+                "server": {"grpc": {"addr": "127.0.0.1:0"}},
+                "registry": {"type": "static"},
+                "shutdown": _QUICK_SHUTDOWN,
+                "database": {"url": f"sqlite+aiosqlite:///{data}/devices.db"},
+                "devices": [
+                    {"name": "device1", "active": True},
+                    {"name": "device2", "active": True},
+                    {"name": "device3", "active": False},
+                ],
+            },
+            workdir,
+        )
+        self._workdir = workdir
+        self._login_limit = login_limit or {}
+        self.admin: ServiceProcess | None = None
+        self.started: list[ServiceProcess] = []
+
+    @property
+    def http_url(self) -> str:
+        assert self.admin is not None
+        return f"http://127.0.0.1:{self.admin.ports['HTTP']}"
+
+    @property
+    def grpc_target(self) -> str:
+        assert self.admin is not None
+        return f"127.0.0.1:{self.admin.ports['gRPC']}"
+
+    def __enter__(self) -> LoginSystem:
+        try:
+            backends = [self.user, self.token] + ([self.device] if self.with_devices else [])
+            for process in backends:
+                process.start()
+                self.started.append(process)
+            services = [
+                _grpc_endpoint("go-micro.user-srv", self.user),
+                _grpc_endpoint("go-micro.token-srv", self.token),
+            ]
+            if self.with_devices:
+                services.append(_grpc_endpoint("go-micro.device-srv", self.device))
+            self.admin = ServiceProcess(
+                "admin_srv",
+                {
+                    "server": {
+                        "http": {"addr": "127.0.0.1:0", "timeout": "10s"},
+                        "grpc": {"addr": "127.0.0.1:0", "timeout": "10s"},
+                    },
+                    "client": {"grpc": {"timeout": "10s"}},
+                    "registry": {"type": "static", "services": services},
+                    "shutdown": _QUICK_SHUTDOWN,
+                    "auth": {"audience": ["go-micro"]},
+                    "login_limit": self._login_limit,
+                },
+                self._workdir,
+            )
+            self.admin.start()
+            self.started.append(self.admin)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> dict[str, int | None]:
+        """Stop everything, the gateway first; answers each process's exit code."""
+        codes: dict[str, int | None] = {}
+        while self.started:
+            process = self.started.pop()
+            codes[process.package] = process.stop()
+        return codes
