@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
 import grpc
+import kubernetes.client
 import pytest
 
 from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from api.user_srv.v1 import user_pb2, user_pb2_grpc
+from devcluster.testing import RunningDevCluster, running_devcluster
 from micro.auth import AccessPolicy, current_principal
 from micro.config.model import GrpcServerConfig, HttpServerConfig
 from micro.errors import ServiceError
@@ -137,3 +141,168 @@ async def grpc_channel_to() -> AsyncIterator[Callable[[GrpcServer], grpc.aio.Cha
     yield open_channel
     for channel in channels:
         await channel.close(None)
+
+
+# Registry, discovery and client tests: one devcluster, pods driven as a kubelet would ---
+
+_namespaces = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def registry_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevCluster]:
+    with running_devcluster(tmp_path_factory.mktemp("registry-devcluster")) as running:
+        yield running
+
+
+class PodDriver:
+    """Creates pods in its own namespace and sets their status through /status, as the
+    scheduler and kubelet would (no process runs: the tests start their own servers)."""
+
+    def __init__(self, cluster: RunningDevCluster) -> None:
+        self.cluster = cluster
+        self.api = cluster.api_client()
+        self.core = kubernetes.client.CoreV1Api(self.api)
+        self.namespace = f"registry-{next(_namespaces)}"
+        self.core.create_namespace(
+            kubernetes.client.V1Namespace(
+                metadata=kubernetes.client.V1ObjectMeta(name=self.namespace)
+            )
+        )
+
+    def reconnect(self) -> None:
+        """A new client after the API server restarted."""
+        self.api.close()  # type: ignore[no-untyped-call]
+        self.api = self.cluster.api_client()
+        self.core = kubernetes.client.CoreV1Api(self.api)
+
+    def create(
+        self,
+        name: str,
+        *,
+        labels: dict[str, str],
+        annotations: dict[str, str] | None = None,
+        ports: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        self.core.create_namespaced_pod(
+            self.namespace,
+            kubernetes.client.V1Pod(
+                metadata=kubernetes.client.V1ObjectMeta(
+                    name=name, labels=labels, annotations=annotations or {}
+                ),
+                spec=kubernetes.client.V1PodSpec(
+                    node_name="devcluster",  # scheduled: deletion is graceful
+                    containers=[
+                        kubernetes.client.V1Container(
+                            name="app",
+                            image="local/app",
+                            ports=[
+                                kubernetes.client.V1ContainerPort(name=n, container_port=p)
+                                for n, p in ports
+                            ],
+                        )
+                    ],
+                ),
+            ),
+        )
+
+    def run(self, name: str, ip: str, *, ready: bool = True, phase: str = "Running") -> None:
+        status = "True" if ready else "False"
+        self.core.patch_namespaced_pod_status(
+            name,
+            self.namespace,
+            {
+                "status": {
+                    "phase": phase,
+                    "podIP": ip,
+                    "podIPs": [{"ip": ip}],
+                    "conditions": [{"type": "Ready", "status": status}],
+                }
+            },
+        )
+
+    def patch(self, name: str, metadata: dict[str, Any]) -> None:
+        self.core.patch_namespaced_pod(
+            name,
+            self.namespace,
+            {"metadata": metadata},
+            _content_type="application/merge-patch+json",
+        )
+
+    def delete(self, name: str, grace_s: int | None = None) -> None:
+        """Graceful by default: the pod stays, with a deletionTimestamp."""
+        self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=grace_s)
+
+    def read(self, name: str) -> Any:
+        return self.core.read_namespaced_pod(name, self.namespace)
+
+
+@pytest.fixture
+def pods(registry_cluster: RunningDevCluster) -> Iterator[PodDriver]:
+    driver = PodDriver(registry_cluster)
+    yield driver
+    driver.api.close()  # type: ignore[no-untyped-call]
+
+
+async def eventually(check: Callable[[], bool], limit_s: float = 10.0) -> None:
+    """Wait until check() holds (a bound, not a timing assertion)."""
+    for _ in range(int(limit_s / 0.01)):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    assert check(), "the condition did not hold in time"
+
+
+class Replica(device_pb2_grpc.DevSvcServicer, user_pb2_grpc.UserServiceServicer):
+    """Answers its own host as the device name; can fail every call, or answer slowly."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.calls = 0
+        self.called = asyncio.Event()
+        self.fail_with: grpc.StatusCode | None = None
+        self.delay_s = 0.0
+
+    async def Get(
+        self, request: device_pb2.DeviceName, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> device_pb2.Device:
+        self.calls += 1
+        self.called.set()
+        if self.fail_with is not None:
+            await context.abort(self.fail_with, f"{self.host} fails")
+        await asyncio.sleep(self.delay_s)
+        return device_pb2.Device(name=self.host, active=True)
+
+    async def CreateUser(
+        self, request: user_pb2.CreateUserRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> user_pb2.CreateUserResponse:
+        self.calls += 1
+        if self.fail_with is not None:
+            await context.abort(self.fail_with, f"{self.host} fails")
+        return user_pb2.CreateUserResponse()
+
+    async def _not_here(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not used by these tests")
+
+    List = GetUser = ListUsers = VerifyPassword = _not_here
+
+
+StartReplica = Callable[[str], Awaitable[tuple[Replica, int]]]
+
+
+@pytest.fixture
+async def start_replica() -> AsyncIterator[StartReplica]:
+    """Start a DevSvc + UserService server on <host>:0; answers (replica, bound port)."""
+    servers: list[grpc.aio.Server] = []
+
+    async def start(host: str) -> tuple[Replica, int]:
+        replica = Replica(host)
+        server = grpc.aio.server()
+        device_pb2_grpc.add_DevSvcServicer_to_server(replica, server)
+        user_pb2_grpc.add_UserServiceServicer_to_server(replica, server)
+        port = server.add_insecure_port(f"{host}:0")
+        await server.start()
+        servers.append(server)
+        return replica, port
+
+    yield start
+    await asyncio.gather(*(server.stop(0) for server in servers))

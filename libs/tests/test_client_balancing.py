@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -21,60 +21,13 @@ from micro.registry import ServiceInstance, StaticDiscovery
 SERVICE = "go-micro.device-srv"
 
 
-class Replica(device_pb2_grpc.DevSvcServicer, user_pb2_grpc.UserServiceServicer):
-    """Answers its own label; can fail every call with a code, or answer slowly."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.calls = 0
-        self.called = asyncio.Event()
-        self.fail_with: grpc.StatusCode | None = None
-        self.delay_s = 0.0
-
-    async def Get(
-        self, request: device_pb2.DeviceName, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> device_pb2.Device:
-        self.calls += 1
-        self.called.set()
-        if self.fail_with is not None:
-            await context.abort(self.fail_with, f"{self.label} fails")
-        await asyncio.sleep(self.delay_s)
-        return device_pb2.Device(name=self.label, active=True)
-
-    async def CreateUser(
-        self, request: user_pb2.CreateUserRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> user_pb2.CreateUserResponse:
-        self.calls += 1
-        if self.fail_with is not None:
-            await context.abort(self.fail_with, f"{self.label} fails")
-        return user_pb2.CreateUserResponse()
-
-    async def _not_here(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not used by these tests")
-
-    List = GetUser = ListUsers = VerifyPassword = _not_here
+# Replica servers come from conftest.py's start_replica: (replica, port) on a host.
+StartReplica = Callable[[str], Awaitable[tuple[Any, int]]]
 
 
-StartReplica = Callable[[str], Awaitable[tuple[Replica, str]]]
-
-
-@pytest.fixture
-async def start_replica() -> AsyncIterator[StartReplica]:
-    """Start a DevSvc + UserService server on 127.0.0.<n>:0; answers (replica, endpoint)."""
-    servers: list[grpc.aio.Server] = []
-
-    async def start(host: str) -> tuple[Replica, str]:
-        replica = Replica(host)
-        server = grpc.aio.server()
-        device_pb2_grpc.add_DevSvcServicer_to_server(replica, server)
-        user_pb2_grpc.add_UserServiceServicer_to_server(replica, server)
-        port = server.add_insecure_port(f"{host}:0")
-        await server.start()
-        servers.append(server)
-        return replica, f"grpc://{host}:{port}"
-
-    yield start
-    await asyncio.gather(*(server.stop(0) for server in servers))
+async def start_on(start_replica: StartReplica, host: str) -> tuple[Any, str]:
+    replica, port = await start_replica(host)
+    return replica, f"grpc://{host}:{port}"
 
 
 def factory_for(*endpoints: str, timeout_s: float = 2.0, max_attempts: int = 3) -> ClientFactory:
@@ -84,7 +37,7 @@ def factory_for(*endpoints: str, timeout_s: float = 2.0, max_attempts: int = 3) 
 
 
 async def test_calls_are_shared_by_three_replicas(start_replica: StartReplica) -> None:
-    replicas = [await start_replica(f"127.0.0.{n}") for n in (2, 3, 4)]
+    replicas = [await start_on(start_replica, f"127.0.0.{n}") for n in (2, 3, 4)]
     factory = factory_for(*(endpoint for _, endpoint in replicas))
     stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
     answers: Counter[str] = Counter()
@@ -101,7 +54,7 @@ async def test_calls_are_shared_by_three_replicas(start_replica: StartReplica) -
 
 async def test_idempotent_calls_retry_on_another_instance(start_replica: StartReplica) -> None:
     (broken, broken_endpoint), (healthy, healthy_endpoint) = [
-        await start_replica(host) for host in ("127.0.0.5", "127.0.0.6")
+        await start_on(start_replica, host) for host in ("127.0.0.5", "127.0.0.6")
     ]
     broken.fail_with = grpc.StatusCode.UNAVAILABLE
     factory = factory_for(broken_endpoint, healthy_endpoint)
@@ -114,7 +67,7 @@ async def test_idempotent_calls_retry_on_another_instance(start_replica: StartRe
 
 
 async def test_retries_are_bounded_by_max_attempts(start_replica: StartReplica) -> None:
-    replicas = [await start_replica(f"127.0.0.{n}") for n in (7, 8, 9)]
+    replicas = [await start_on(start_replica, f"127.0.0.{n}") for n in (7, 8, 9)]
     for replica, _ in replicas:
         replica.fail_with = grpc.StatusCode.UNAVAILABLE
     factory = factory_for(*(e for _, e in replicas), max_attempts=2)
@@ -128,7 +81,7 @@ async def test_retries_are_bounded_by_max_attempts(start_replica: StartReplica) 
 
 
 async def test_non_idempotent_calls_are_not_retried(start_replica: StartReplica) -> None:
-    replicas = [await start_replica(f"127.0.0.{n}") for n in (10, 11)]
+    replicas = [await start_on(start_replica, f"127.0.0.{n}") for n in (10, 11)]
     for replica, _ in replicas:
         replica.fail_with = grpc.StatusCode.UNAVAILABLE
     factory = factory_for(*(e for _, e in replicas))
@@ -141,7 +94,7 @@ async def test_non_idempotent_calls_are_not_retried(start_replica: StartReplica)
 
 
 async def test_other_errors_are_not_retried(start_replica: StartReplica) -> None:
-    replicas = [await start_replica(f"127.0.0.{n}") for n in (12, 13)]
+    replicas = [await start_on(start_replica, f"127.0.0.{n}") for n in (12, 13)]
     for replica, _ in replicas:
         replica.fail_with = grpc.StatusCode.NOT_FOUND
     factory = factory_for(*(e for _, e in replicas))
@@ -165,7 +118,7 @@ async def test_no_ready_instance_fails_at_once_naming_the_service() -> None:
 
 
 async def test_the_deadline_comes_from_config(start_replica: StartReplica) -> None:
-    replica, endpoint = await start_replica("127.0.0.14")
+    replica, endpoint = await start_on(start_replica, "127.0.0.14")
     replica.delay_s = 1.0
     factory = factory_for(endpoint, timeout_s=0.1)
     stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
@@ -179,7 +132,7 @@ async def test_the_deadline_comes_from_config(start_replica: StartReplica) -> No
 
 async def test_removed_instances_finish_their_calls_then_close(start_replica: StartReplica) -> None:
     (slow, slow_endpoint), (_, other_endpoint) = [
-        await start_replica(host) for host in ("127.0.0.15", "127.0.0.16")
+        await start_on(start_replica, host) for host in ("127.0.0.15", "127.0.0.16")
     ]
     slow.delay_s = 0.5
     factory = factory_for(slow_endpoint)

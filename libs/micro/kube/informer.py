@@ -247,7 +247,6 @@ class Informer:
                     resource_version = self._list()
                     listed = True
                 resource_version, delivered = self._watch(resource_version)
-                self._healthy()
                 if delivered or time.monotonic() - started >= MIN_HEALTHY_WATCH_S:
                     self._backoff.reset()
                     continue
@@ -305,6 +304,7 @@ class Informer:
             continue_token = str(metadata.get("continue") or "")
             if not continue_token:
                 break
+        self._healthy()
         self._post(self._replace, items)
         return resource_version
 
@@ -331,6 +331,7 @@ class Informer:
                 _close(response)
                 return resource_version, False
             self._response = response
+        self._healthy()
         delivered = False
         try:
             for line in _lines(response):
