@@ -418,3 +418,87 @@ async def test_survives_an_api_restart_and_relists_after_410(
                 await handle.stop()
         finally:
             client.close()  # type: ignore[no-untyped-call]
+
+
+async def test_named_secrets_are_the_only_secrets_read(
+    scenario: Scenario, api: kubernetes.client.ApiClient
+) -> None:
+    keys = f"{scenario.short_name}-keys"
+    scenario.put_secret({"a.yaml": "greeting:\n  text: named\n"}, name=keys)
+    scenario.put_secret({"b.yaml": "greeting:\n  repeat: 9\n"}, name="not-listed")
+    remote = yaml.safe_load((scenario.config_dir / "remote.yaml").read_text())
+    remote["remote"]["secrets"] = [keys]
+    (scenario.config_dir / "remote.yaml").write_text(yaml.safe_dump(remote))
+    handle = scenario.load(api)
+    await handle.start()
+    try:
+        assert handle.current.greeting == Greeting(text="named", repeat=1)
+    finally:
+        await handle.stop()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ConfigError,
+    reason="devcluster does not yet authorize list/watch by a metadata.name field selector "
+    "against resourceNames, as kube-apiserver does",
+)
+async def test_named_secrets_need_only_resource_name_grants(
+    scenario: Scenario, cluster: RunningDevCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Role that grants Secrets by resourceNames allows list/watch only by name."""
+    monkeypatch.setattr("micro.config.kube.SYNC_TIMEOUT_S", 3.0)
+    account = "greeter"
+    keys = f"{scenario.short_name}-keys"
+    scenario.core.create_namespaced_service_account(
+        scenario.namespace, kubernetes.client.V1ServiceAccount(metadata=scenario.metadata(account))
+    )
+    with cluster.api_client() as admin:
+        rbac = kubernetes.client.RbacAuthorizationV1Api(admin)
+        rule = kubernetes.client.V1PolicyRule
+        rbac.create_namespaced_role(
+            scenario.namespace,
+            kubernetes.client.V1Role(
+                metadata=scenario.metadata(account),
+                rules=[
+                    rule(api_groups=[""], resources=["configmaps"], verbs=["list", "watch"]),
+                    rule(
+                        api_groups=[""],
+                        resources=["secrets"],
+                        resource_names=[keys, "absent-is-fine"],
+                        verbs=["get", "list", "watch"],
+                    ),
+                ],
+            ),
+        )
+        rbac.create_namespaced_role_binding(
+            scenario.namespace,
+            kubernetes.client.V1RoleBinding(
+                metadata=scenario.metadata(account),
+                role_ref=kubernetes.client.V1RoleRef(
+                    api_group="rbac.authorization.k8s.io", kind="Role", name=account
+                ),
+                subjects=[
+                    kubernetes.client.RbacV1Subject(
+                        kind="ServiceAccount", name=account, namespace=scenario.namespace
+                    )
+                ],
+            ),
+        )
+    scenario.put_secret({"keys.yaml": "greeting:\n  text: by-name\n"}, name=keys)
+    scenario.bootstrap()
+    remote = yaml.safe_load((scenario.config_dir / "remote.yaml").read_text())
+    remote["remote"]["secrets"] = [keys, "absent-is-fine"]
+    (scenario.config_dir / "remote.yaml").write_text(yaml.safe_dump(remote))
+
+    restricted = cluster.api_client(cluster.service_account_token(scenario.namespace, account))
+    handle = scenario.load(restricted)
+    await handle.start()
+    try:
+        seen = texts(handle)
+        assert handle.current.greeting.text == "by-name"
+        scenario.put_secret({"keys.yaml": "greeting:\n  text: rotated\n"}, name=keys)
+        await eventually(lambda: seen == ["rotated"], "the rotated Secret")
+    finally:
+        await handle.stop()
+        restricted.close()  # type: ignore[no-untyped-call]

@@ -18,11 +18,11 @@ import kubernetes.client
 from micro.config.documents import ConfigDocument, parse_document
 from micro.config.errors import ConfigError
 from micro.config.files import expand
-from micro.config.model import KubernetesConfig
+from micro.config.model import RemoteConfig
 from micro.kube.client import KubeSetupError, kube_client
 from micro.kube.informer import Informer
 from micro.kube.pod import own_pod
-from micro.kube.resources import CONFIG_MAPS, SECRETS
+from micro.kube.resources import CONFIG_MAPS, SECRETS, Resource
 
 logger = logging.getLogger("micro.config")
 
@@ -36,13 +36,15 @@ def default_label_selector(service: str) -> str:
 
 
 def kube_sources(
-    k8s: KubernetesConfig,
+    remote: RemoteConfig,
     *,
     service: str,
     env: Mapping[str, str],
     api: kubernetes.client.ApiClient | None = None,
 ) -> list[KubeObjectsSource]:
-    """The ConfigMap layer and the Secret layer (in that order) for one service."""
+    """The ConfigMap layer, then the Secret layer (one source per named Secret, in name
+    order, or one for every labelled Secret) for one service."""
+    k8s = remote.k8s
     namespace = k8s.namespace or _own_namespace()
     selector = k8s.label_selector or default_label_selector(service)
     owns_api = api is None
@@ -51,18 +53,25 @@ def kube_sources(
             api = kube_client(k8s)
         except KubeSetupError as exc:
             raise ConfigError(f"remote config: {exc}") from None
+    watched: list[tuple[Resource, str, bool]] = [(CONFIG_MAPS, k8s.field_selector, False)]
+    if remote.secrets:
+        for name in sorted(set(remote.secrets)):
+            by_name = ",".join(filter(None, (f"metadata.name={name}", k8s.field_selector)))
+            watched.append((SECRETS, by_name, True))
+    else:
+        watched.append((SECRETS, k8s.field_selector, True))
     layers = []
-    for resource, secret in ((CONFIG_MAPS, False), (SECRETS, True)):
+    for resource, field_selector, secret in watched:
         informer = Informer(
             api,
             resource,
             namespace=namespace,
             label_selector=selector,
-            field_selector=k8s.field_selector,
+            field_selector=field_selector,
         )
         layers.append(KubeObjectsSource(informer, env=env, secret=secret))
     if owns_api:
-        layers[-1].closes(api)
+        layers[0].closes(api)  # ConfigHandle stops sources in reverse: this one last
     return layers
 
 
@@ -83,7 +92,7 @@ class KubeObjectsSource:
         *,
         env: Mapping[str, str],
         secret: bool,
-        sync_timeout_s: float = SYNC_TIMEOUT_S,
+        sync_timeout_s: float | None = None,
     ) -> None:
         self._informer = informer
         self._env = env
@@ -101,7 +110,8 @@ class KubeObjectsSource:
     async def start(self, on_change: Callable[[], None]) -> None:
         self._unsubscribe = self._informer.subscribe(lambda _events: on_change())
         await self._informer.start()
-        if not await self._informer.wait_synced(self._sync_timeout_s):
+        timeout = SYNC_TIMEOUT_S if self._sync_timeout_s is None else self._sync_timeout_s
+        if not await self._informer.wait_synced(timeout):
             reason = self._informer.last_error or "no answer"
             raise ConfigError(
                 f"remote config: cannot list {self._informer.resource.plural} "

@@ -53,7 +53,7 @@ def load_config(
     if remote_config.type == "k8s":
         from micro.config.kube import kube_sources  # the kubernetes client only when used
 
-        remote = kube_sources(remote_config.k8s, service=service, env=env, api=api)
+        remote = kube_sources(remote_config, service=service, env=env, api=api)
     handle = ConfigHandle(
         model, service=service, local=local, environment=environment, remote=remote
     )
