@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 from fastapi import APIRouter
 
 from micro.auth import AccessPolicy, TokenVerifier
+from micro.client import ClientFactory
 from micro.config import ConfigHandle, load_config
 from micro.config.model import ServiceConfig
 from micro.health import Health
@@ -73,7 +74,7 @@ class ServiceContext(Generic[C]):
         self.shutdown_hooks: list[Hook] = []
         self.grpc_port: int | None = None  # the bound ports, once the servers listen
         self.http_port: int | None = None
-        self._clients: Any = None
+        self._clients: ClientFactory | None = None
 
     def add_grpc_service(self, add_to_server: AddToServer, servicer: Any, full_name: str) -> None:
         """Serve a generated servicer, e.g. (add_UserServiceServicer_to_server, UserServicer(),
@@ -94,12 +95,8 @@ class ServiceContext(Generic[C]):
     def client(self, service_name: str, stub_class: Callable[[Any], S]) -> S:
         """A stub for `service_name`, balanced over its ready instances by discovery."""
         if self._clients is None:
-            # built on first use
-            from micro.client import ClientFactory  # type: ignore[attr-defined, unused-ignore]
-
             self._clients = ClientFactory(self.discovery, self.config.current.client.grpc)
-        stub: S = self._clients.stub(service_name, stub_class)
-        return stub
+        return self._clients.stub(service_name, stub_class)
 
     def on_startup(self, hook: Hook) -> None:
         """Runs after the servers listen, before registration."""
@@ -110,9 +107,9 @@ class ServiceContext(Generic[C]):
         self.shutdown_hooks.append(hook)
 
     async def close_clients(self) -> None:
-        close = getattr(self._clients, "close", None)
-        if close is not None:
-            await close()
+        clients, self._clients = self._clients, None
+        if clients is not None:
+            await clients.close()
 
 
 def default_version(name: str) -> str:
