@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -55,34 +56,45 @@ async def device_srv(tmp_path: pathlib.Path) -> AsyncIterator[App[DeviceSrvConfi
         await app.shutdown()  # a second shutdown (after a test stopped it) is harmless
 
 
+DataSrvRunner = Callable[[str], contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def run_data_srv(tmp_path: pathlib.Path) -> DataSrvRunner:
+    """Runs data-srv in this process with device-srv's gRPC endpoint in a static registry;
+    yields an HTTP client for it."""
+
+    @contextlib.asynccontextmanager
+    async def run(device_endpoint: str) -> AsyncIterator[httpx.AsyncClient]:
+        config = {
+            "server": {"http": {"addr": "127.0.0.1:0", "timeout": "5s"}},
+            "client": {"grpc": {"timeout": "1s", "max_attempts": 2}},
+            "registry": {
+                "type": "static",
+                "services": [{"name": DEVICE_SRV, "endpoints": [device_endpoint]}],
+            },
+            "shutdown": {"drain_delay": "0s", "grace_period": "1s"},
+            "data": {"retry_after": f"{RETRY_AFTER_S}s"},
+        }
+        config_dir = _config_dir(tmp_path / "data-srv", config)
+        app = App(DATA_SRV, DataSrvConfig, compose_data_srv, config_dir=config_dir, env={})
+        await app.start()
+        try:
+            assert app.ctx is not None
+            base_url = f"http://127.0.0.1:{app.ctx.http_port}"
+            async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
+                yield client
+        finally:
+            await app.shutdown()
+
+    return run
+
+
 @pytest.fixture
 async def data_srv(
-    tmp_path: pathlib.Path, device_srv: App[DeviceSrvConfig]
+    run_data_srv: DataSrvRunner, device_srv: App[DeviceSrvConfig]
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client for data-srv, which finds device-srv through a static registry."""
+    """An HTTP client for data-srv, which finds the device_srv fixture's instance."""
     assert device_srv.ctx is not None
-    config = {
-        "server": {"http": {"addr": "127.0.0.1:0", "timeout": "5s"}},
-        "client": {"grpc": {"timeout": "1s", "max_attempts": 2}},
-        "registry": {
-            "type": "static",
-            "services": [
-                {
-                    "name": DEVICE_SRV,
-                    "endpoints": [f"grpc://127.0.0.1:{device_srv.ctx.grpc_port}"],
-                }
-            ],
-        },
-        "shutdown": {"drain_delay": "0s", "grace_period": "1s"},
-        "data": {"retry_after": f"{RETRY_AFTER_S}s"},
-    }
-    config_dir = _config_dir(tmp_path / "data-srv", config)
-    app = App(DATA_SRV, DataSrvConfig, compose_data_srv, config_dir=config_dir, env={})
-    await app.start()
-    try:
-        assert app.ctx is not None
-        base_url = f"http://127.0.0.1:{app.ctx.http_port}"
-        async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
-            yield client
-    finally:
-        await app.shutdown()
+    async with run_data_srv(f"grpc://127.0.0.1:{device_srv.ctx.grpc_port}") as client:
+        yield client

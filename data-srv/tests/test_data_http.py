@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
 import httpx
 import pytest
 
 from device_srv.config import DeviceSrvConfig
 from micro.app import App
+
+DataSrvRunner = Callable[[str], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 TEXT_DEVICE1 = "Device active:  true\nOh and, no data for you!\n"
 
@@ -80,3 +87,26 @@ async def test_device_srv_stopped_is_503_with_retry_after(
         body = reply.json()
         assert body["code"] == "UNAVAILABLE"
         assert body["message"].startswith("device-srv is unavailable: ")
+
+
+async def test_a_device_srv_that_never_answers_is_503(
+    run_data_srv: DataSrvRunner, retry_after_s: int
+) -> None:
+    """A peer that accepts connections and stays silent: the call's deadline ends it."""
+    silent = await asyncio.start_server(_never_answer, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    try:
+        async with run_data_srv(f"grpc://127.0.0.1:{port}") as data_srv:
+            reply = await data_srv.get("/data/device1")
+    finally:
+        silent.close()
+        await silent.wait_closed()
+    assert reply.status_code == 503
+    assert reply.headers["retry-after"] == str(retry_after_s)
+    assert reply.json()["code"] == "UNAVAILABLE"
+
+
+async def _never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        await reader.read()  # until the client gives up and closes
+    writer.close()
