@@ -25,7 +25,7 @@ from fastapi import APIRouter
 from micro.auth import AccessPolicy, TokenVerifier
 from micro.client import ClientFactory
 from micro.config import ConfigHandle, load_config
-from micro.config.model import ServiceConfig
+from micro.config.model import HttpServerConfig, ServiceConfig
 from micro.health import Health
 from micro.log import configure_logging, follow_config
 from micro.registry.base import Discovery, Registrar, ServiceInstance
@@ -74,6 +74,7 @@ class ServiceContext(Generic[C]):
         self.shutdown_hooks: list[Hook] = []
         self.grpc_port: int | None = None  # the bound ports, once the servers listen
         self.http_port: int | None = None
+        self.metrics_port: int | None = None  # server.metrics, when there is no server.http
         self._clients: ClientFactory | None = None
 
     def add_grpc_service(self, add_to_server: AddToServer, servicer: Any, full_name: str) -> None:
@@ -185,6 +186,7 @@ class App(Generic[C]):
         self._instance: ServiceInstance | None = None
         self._grpc: GrpcServer | None = None
         self._http: HttpServer | None = None
+        self._metrics: HttpServer | None = None
         self._unfollow_log: Callable[[], None] | None = None
 
     async def start(self) -> None:
@@ -272,6 +274,15 @@ class App(Generic[C]):
             for router in ctx.routers:
                 self._http.include_router(router)
             ctx.http_port = await self._http.start()
+        elif cfg.server.metrics is not None:
+            # Probes and /metrics only; not registered, so discovery never routes to it.
+            self._metrics = HttpServer(
+                HttpServerConfig(addr=cfg.server.metrics.addr),
+                health=self.health,
+                title=self.name,
+                version=self.version,
+            )
+            ctx.metrics_port = await self._metrics.start()
 
     def _service_instance(self) -> ServiceInstance:
         from micro.registry.labels import instance_id
@@ -315,8 +326,8 @@ class App(Generic[C]):
     async def _release(self, *, grace: float) -> None:
         """Stop whatever started, in reverse; each step runs even when one fails."""
         await self._deregister()
-        servers = [s for s in (self._grpc, self._http) if s is not None]
-        self._grpc = self._http = None
+        servers = [s for s in (self._grpc, self._http, self._metrics) if s is not None]
+        self._grpc = self._http = self._metrics = None
         await asyncio.gather(*(server.stop(grace) for server in servers))
         hooks = list(reversed(self.ctx.shutdown_hooks)) if self.ctx is not None else []
         if self.ctx is not None:

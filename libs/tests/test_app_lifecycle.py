@@ -237,3 +237,34 @@ async def test_health_through_start_and_shutdown_in_process(restore_logging: Any
     with pytest.raises(grpc.aio.AioRpcError) as gone:
         await health_of(grpc_port)
     assert gone.value.code() is grpc.StatusCode.UNAVAILABLE
+
+
+async def test_grpc_only_service_serves_metrics_on_server_metrics(restore_logging: Any) -> None:
+    async def compose(ctx: ServiceContext[ServiceConfig]) -> None:
+        return None
+
+    env = {
+        "MICRO__REGISTRY__TYPE": "static",
+        "MICRO__SERVER__GRPC__ADDR": "127.0.0.1:0",
+        "MICRO__SERVER__METRICS__ADDR": "127.0.0.1:0",
+        "MICRO__SHUTDOWN__DRAIN_DELAY": "0s",
+    }
+    app = App("go-micro.test-srv", ServiceConfig, compose, version="test", env=env)
+    await app.start()
+    try:
+        assert app.ctx is not None
+        assert app.ctx.http_port is None
+        assert app.ctx.grpc_port is not None
+        assert app.ctx.metrics_port is not None
+        assert await health_of(app.ctx.grpc_port) == SERVING
+        async with httpx.AsyncClient() as http:
+            base = f"http://127.0.0.1:{app.ctx.metrics_port}"
+            assert (await http.get(f"{base}/readyz")).status_code == 200
+            scrape = (await http.get(f"{base}/metrics")).text
+        counted = (
+            'micro_server_requests_total{code="OK",'
+            'method="/grpc.health.v1.Health/Check",transport="grpc"}'
+        )
+        assert counted in scrape
+    finally:
+        await app.shutdown()

@@ -55,9 +55,17 @@ class GrpcServerConfig(Section):
     max_message_bytes: int = Field(default=4 << 20, gt=0)
 
 
+class MetricsServerConfig(Section):
+    """An HTTP listener for /metrics, /healthz and /readyz only, for services without
+    server.http (with server.http those paths are served there)."""
+
+    addr: str = "0.0.0.0:9091"
+
+
 class ServerConfig(Section):
     http: HttpServerConfig | None = None
     grpc: GrpcServerConfig | None = None
+    metrics: MetricsServerConfig | None = None
 
 
 class GrpcClientConfig(Section):
