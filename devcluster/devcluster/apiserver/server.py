@@ -121,6 +121,11 @@ async def serve(options: ServeOptions) -> None:
     server = ApiServer(store, tokens, state_dir, f"{options.host}:{options.port}")
     bootstrap(server.registry)
 
+    # Handlers first: a stop request that comes as soon as the server is up is honoured.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     runner = web.AppRunner(server.application(), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
     await runner.setup()
     site = web.TCPSite(
@@ -134,10 +139,6 @@ async def serve(options: ServeOptions) -> None:
     _write_private(kubeconfig, kubeconfig_text(url, files.ca_cert, tokens.admin_token))
     log.info("devcluster API serving on %s; kubeconfig %s", url, kubeconfig)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     try:
         await stop.wait()
     finally:

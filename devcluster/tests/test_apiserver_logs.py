@@ -1,0 +1,99 @@
+"""pods/{name}/log, read from the files the pod runner writes."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import kubernetes.client
+import pytest
+from kubernetes.client import ApiException
+
+from devcluster.apiserver.logs import log_path
+from devcluster.testing import RunningDevCluster, body
+
+
+def _pod(core: kubernetes.client.CoreV1Api, namespace: str, *containers: str) -> None:
+    core.create_namespaced_pod(
+        namespace,
+        body(
+            {
+                "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": c, "image": "i:1"} for c in containers]},
+            }
+        ),
+    )
+
+
+def test_log_reads_the_container_file(
+    core: kubernetes.client.CoreV1Api, devcluster: RunningDevCluster, namespace: str
+) -> None:
+    _pod(core, namespace, "main")
+    path = log_path(devcluster.state_dir, namespace, "p", "main")
+    path.parent.mkdir(parents=True)
+    path.write_text("one\ntwo\nthree\n")
+    assert core.read_namespaced_pod_log("p", namespace) == "one\ntwo\nthree\n"
+    assert core.read_namespaced_pod_log("p", namespace, tail_lines=2) == "two\nthree\n"
+    assert core.read_namespaced_pod_log("p", namespace, limit_bytes=3) == "one"
+
+
+def test_log_container_choice(
+    core: kubernetes.client.CoreV1Api, devcluster: RunningDevCluster, namespace: str
+) -> None:
+    _pod(core, namespace, "a", "b")
+    for container in ("a", "b"):
+        path = log_path(devcluster.state_dir, namespace, "p", container)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"from {container}\n")
+    assert core.read_namespaced_pod_log("p", namespace, container="b") == "from b\n"
+    with pytest.raises(ApiException) as unnamed:
+        core.read_namespaced_pod_log("p", namespace)
+    assert unnamed.value.status == 400
+    assert "a container name must be specified for pod p, choose one of: [a b]" in (
+        unnamed.value.body
+    )
+    with pytest.raises(ApiException) as wrong:
+        core.read_namespaced_pod_log("p", namespace, container="c")
+    assert wrong.value.status == 400
+    assert "container c is not valid for pod p" in wrong.value.body
+
+
+def test_log_before_the_container_starts(core: kubernetes.client.CoreV1Api, namespace: str) -> None:
+    _pod(core, namespace, "main")
+    with pytest.raises(ApiException) as raised:
+        core.read_namespaced_pod_log("p", namespace)
+    assert raised.value.status == 400
+    assert "is waiting to start" in raised.value.body
+    with pytest.raises(ApiException) as missing:
+        core.read_namespaced_pod_log("nope", namespace)
+    assert missing.value.status == 404
+
+
+def test_follow_streams_appended_lines_until_the_pod_goes(
+    core: kubernetes.client.CoreV1Api,
+    http: httpx.Client,
+    devcluster: RunningDevCluster,
+    namespace: str,
+) -> None:
+    _pod(core, namespace, "main")
+    path = log_path(devcluster.state_dir, namespace, "p", "main")
+    path.parent.mkdir(parents=True)
+    path.write_text("first\n")
+
+    def later() -> None:
+        time.sleep(0.5)
+        with path.open("a") as handle:
+            handle.write("second\n")
+        time.sleep(0.5)
+        core.delete_namespaced_pod("p", namespace)
+
+    writer = threading.Thread(target=later)
+    writer.start()
+    with http.stream(
+        "GET", f"/api/v1/namespaces/{namespace}/pods/p/log", params={"follow": "true"}
+    ) as answer:
+        assert answer.headers["content-type"].startswith("text/plain")
+        text = b"".join(answer.iter_bytes()).decode()
+    writer.join()
+    assert text == "first\nsecond\n"

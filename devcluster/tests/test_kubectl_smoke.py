@@ -1,0 +1,222 @@
+"""kubectl against the devcluster: get, apply -f, patch, logs, delete, get -w, auth can-i.
+
+kubectl comes from Debian's kubernetes-client when it is missing and apt is usable;
+elsewhere these tests are skipped with the reason. `apply` runs with --validate=false:
+the devcluster serves no OpenAPI document to validate against. Objects are created with
+`apply -f` because kubectl's generators (`create configmap`, `run`) send protobuf bodies,
+which the devcluster does not decode (it answers 415)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+
+import pytest
+
+from devcluster.apiserver.logs import log_path
+from devcluster.testing import RunningDevCluster
+
+pytestmark = pytest.mark.kubectl
+
+Kubectl = Callable[..., str]
+
+MANIFEST = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  labels: {{app: smoke}}
+data:
+  level: "{level}"
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        env: [{{name: LEVEL, value: "{level}"}}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"""
+
+
+def _install_kubectl() -> str | None:
+    """kubectl's path; installs Debian's kubernetes-client when root with apt."""
+    found = shutil.which("kubectl")
+    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(
+        ["apt-get", "update", "-q"], check=False, capture_output=True, env=environment, timeout=300
+    )
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "kubernetes-client"],
+        check=False,
+        capture_output=True,
+        env=environment,
+        timeout=600,
+    )
+    return shutil.which("kubectl")
+
+
+@pytest.fixture(scope="session")
+def kubectl_binary() -> str:
+    binary = _install_kubectl()
+    if binary is None:
+        pytest.skip(
+            "kubectl is not installed and cannot be installed here (needs root and "
+            "apt-get for Debian's kubernetes-client)"
+        )
+    return binary
+
+
+@pytest.fixture
+def kubectl(kubectl_binary: str, devcluster: RunningDevCluster, namespace: str) -> Kubectl:
+    def run(*args: str, stdin: str | None = None, check: bool = True) -> str:
+        command = [
+            kubectl_binary,
+            "--kubeconfig",
+            str(devcluster.kubeconfig),
+            "--namespace",
+            namespace,
+            *args,
+        ]
+        done = subprocess.run(
+            command, input=stdin, capture_output=True, text=True, timeout=60, check=False
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed: {done.stderr}")
+        return done.stdout + (done.stderr if not check else "")
+
+    return run
+
+
+def test_get_apply_patch_delete(kubectl: Kubectl, namespace: str) -> None:
+    assert "kube-system" in kubectl("get", "namespaces")
+    applied = kubectl("apply", "--validate=false", "-f", "-", stdin=MANIFEST.format(level=1))
+    assert "configmap/settings created" in applied
+    assert "deployment.apps/web created" in applied
+    assert "service/web created" in applied
+    again = kubectl("apply", "--validate=false", "-f", "-", stdin=MANIFEST.format(level=2))
+    assert "configmap/settings configured" in again
+    assert "service/web unchanged" in again
+    settings = json.loads(kubectl("get", "configmap", "settings", "-o", "json"))
+    assert settings["data"] == {"level": "2"}
+    assert "kubectl.kubernetes.io/last-applied-configuration" in settings["metadata"]["annotations"]
+    deployment = json.loads(kubectl("get", "deploy", "web", "-o", "json"))
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["env"] == [
+        {"name": "LEVEL", "value": "2"}
+    ]
+    table = kubectl("get", "svc", "web")
+    assert "NodePort" in table
+    assert "10.96." in table
+
+    kubectl("patch", "configmap", "settings", "-p", '{"data":{"extra":"x"}}')
+    kubectl("patch", "configmap", "settings", "--type=merge", "-p", '{"data":{"level":"3"}}')
+    kubectl(
+        "patch",
+        "configmap",
+        "settings",
+        "--type=json",
+        "-p",
+        '[{"op":"remove","path":"/data/extra"}]',
+    )
+    assert json.loads(kubectl("get", "cm", "settings", "-o", "json"))["data"] == {"level": "3"}
+    assert kubectl("get", "cm", "-l", "app=smoke", "-o", "name") == "configmap/settings\n"
+
+    assert 'configmap "settings" deleted' in kubectl("delete", "configmap", "settings")
+    missing = kubectl("get", "configmap", "settings", check=False)
+    assert 'configmaps "settings" not found' in missing
+
+
+def test_get_watch_prints_changes(
+    kubectl_binary: str, kubectl: Kubectl, devcluster: RunningDevCluster, namespace: str
+) -> None:
+    kubectl(
+        "apply",
+        "--validate=false",
+        "-f",
+        "-",
+        stdin="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\n",
+    )
+    watcher = subprocess.Popen(
+        [
+            kubectl_binary,
+            "--kubeconfig",
+            str(devcluster.kubeconfig),
+            "--namespace",
+            namespace,
+            "get",
+            "configmaps",
+            "--watch",
+            "--output-watch-events",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)
+        kubectl("label", "configmap", "watched", "stage=two")
+        kubectl("delete", "configmap", "watched")
+        time.sleep(1.5)
+    finally:
+        watcher.terminate()
+        output, _ = watcher.communicate(timeout=10)
+    rows = [line.split()[:2] for line in output.splitlines()]
+    assert rows[0] == ["EVENT", "NAME"]
+    assert rows[1:] == [["ADDED", "watched"], ["MODIFIED", "watched"], ["DELETED", "watched"]]
+
+
+def test_logs_and_auth(kubectl: Kubectl, devcluster: RunningDevCluster, namespace: str) -> None:
+    kubectl(
+        "apply",
+        "--validate=false",
+        "-f",
+        "-",
+        stdin=(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: shell}\n"
+            "spec: {containers: [{name: shell, image: busybox:1.36}]}\n"
+        ),
+    )
+    path = log_path(devcluster.state_dir, namespace, "shell", "shell")
+    path.parent.mkdir(parents=True)
+    path.write_text("hi\nthere\n")
+    assert kubectl("logs", "shell") == "hi\nthere\n"
+    assert kubectl("logs", "shell", "--tail=1") == "there\n"
+    assert kubectl("auth", "can-i", "delete", "pods").strip() == "yes"
+    kubectl(
+        "apply",
+        "--validate=false",
+        "-f",
+        "-",
+        stdin="apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: limited}\n",
+    )
+    denied = kubectl(
+        "auth",
+        "can-i",
+        "delete",
+        "pods",
+        f"--as=system:serviceaccount:{namespace}:limited",
+        check=False,
+    )
+    assert denied.strip().startswith("no")
