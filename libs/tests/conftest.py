@@ -243,13 +243,19 @@ def pods(registry_cluster: RunningDevCluster) -> Iterator[PodDriver]:
     driver.api.close()  # type: ignore[no-untyped-call]
 
 
-async def eventually(check: Callable[[], bool], limit_s: float = 10.0) -> None:
-    """Wait until check() holds (a bound, not a timing assertion)."""
+async def _eventually(check: Callable[[], bool], limit_s: float = 10.0) -> None:
     for _ in range(int(limit_s / 0.01)):
         if check():
             return
         await asyncio.sleep(0.01)
     assert check(), "the condition did not hold in time"
+
+
+@pytest.fixture
+def eventually() -> Callable[..., Awaitable[None]]:
+    """`await eventually(check, limit_s=10)`: wait until check() holds (a bound on the
+    wait, not a timing assertion)."""
+    return _eventually
 
 
 class Replica(device_pb2_grpc.DevSvcServicer, user_pb2_grpc.UserServiceServicer):
