@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 import httpx
 import kubernetes.client
@@ -90,9 +91,9 @@ def test_unknown_paths_are_404_status(http: httpx.Client) -> None:
 
 
 def test_official_client_discovers_versions(api: kubernetes.client.ApiClient) -> None:
-    versions = kubernetes.client.CoreApi(api).get_api_versions()
+    versions: Any = kubernetes.client.CoreApi(api).get_api_versions()
     assert versions.versions == ["v1"]
-    groups = kubernetes.client.ApisApi(api).get_api_versions()
+    groups: Any = kubernetes.client.ApisApi(api).get_api_versions()
     assert "apps" in {group.name for group in groups.groups}
-    resources = kubernetes.client.AppsV1Api(api).get_api_resources()
+    resources: Any = kubernetes.client.AppsV1Api(api).get_api_resources()
     assert "deployments" in {resource.name for resource in resources.resources}

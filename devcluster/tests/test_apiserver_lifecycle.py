@@ -8,6 +8,7 @@ import signal
 import ssl
 import subprocess
 import sys
+from typing import Any
 
 import httpx
 import kubernetes.client
@@ -32,11 +33,15 @@ def test_the_kubeconfig_is_cluster_admin(devcluster: RunningDevCluster) -> None:
     config = yaml.safe_load(devcluster.kubeconfig.read_text())
     assert config["clusters"][0]["cluster"]["server"] == devcluster.url
     assert (devcluster.kubeconfig.stat().st_mode & 0o077) == 0
-    client = kubernetes.config.new_client_from_config(str(devcluster.kubeconfig))
+    client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+        str(devcluster.kubeconfig)
+    )
     with client:
-        core = kubernetes.client.CoreV1Api(client)
+        core: Any = kubernetes.client.CoreV1Api(client)
         assert "kube-system" in {n.metadata.name for n in core.list_namespace().items}
-        review = kubernetes.client.AuthorizationV1Api(client).create_self_subject_access_review(
+        review: Any = kubernetes.client.AuthorizationV1Api(
+            client
+        ).create_self_subject_access_review(
             body({"spec": {"resourceAttributes": {"verb": "*", "resource": "*", "group": "*"}}})
         )
         assert review.status.allowed
@@ -45,7 +50,7 @@ def test_the_kubeconfig_is_cluster_admin(devcluster: RunningDevCluster) -> None:
 def test_a_restart_keeps_objects_and_continues_versions(tmp_path: pathlib.Path) -> None:
     with running_devcluster(tmp_path / "state") as cluster:
         with cluster.api_client() as client:
-            core = kubernetes.client.CoreV1Api(client)
+            core: Any = kubernetes.client.CoreV1Api(client)
             created = core.create_namespaced_config_map(
                 "default", body({"metadata": {"name": "kept"}, "data": {"a": "1"}})
             )

@@ -154,7 +154,7 @@ def test_json_patch_operations() -> None:
 def test_the_official_client_sends_strategic_merge_for_dicts(
     api: kubernetes.client.ApiClient, namespace: str
 ) -> None:
-    apps = kubernetes.client.AppsV1Api(api)
+    apps: Any = kubernetes.client.AppsV1Api(api)
     template = {"metadata": {"labels": {"app": "w"}}, "spec": POD["spec"]}
     apps.create_namespaced_deployment(
         namespace,

@@ -6,6 +6,7 @@ import base64
 import json
 import ssl
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import kubernetes.client
@@ -18,14 +19,14 @@ RBAC = "rbac.authorization.k8s.io"
 
 
 @pytest.fixture
-def robot(core: kubernetes.client.CoreV1Api, devcluster: RunningDevCluster, namespace: str) -> str:
+def robot(core: Any, devcluster: RunningDevCluster, namespace: str) -> str:
     """A ServiceAccount's token, obtained the way a pod gets one (TokenRequest)."""
     core.create_namespaced_service_account(namespace, body({"metadata": {"name": "robot"}}))
     return devcluster.service_account_token(namespace, "robot")
 
 
 @pytest.fixture
-def as_robot(devcluster: RunningDevCluster, robot: str) -> Iterator[kubernetes.client.CoreV1Api]:
+def as_robot(devcluster: RunningDevCluster, robot: str) -> Iterator[Any]:
     with devcluster.api_client(robot) as client:
         yield kubernetes.client.CoreV1Api(client)
 
@@ -37,7 +38,7 @@ def _grant(
     subject: dict[str, str] | None = None,
     name: str = "r",
 ) -> None:
-    rbac = kubernetes.client.RbacAuthorizationV1Api(api)
+    rbac: Any = kubernetes.client.RbacAuthorizationV1Api(api)
     rbac.create_namespaced_role(namespace, body({"metadata": {"name": name}, "rules": rules}))
     rbac.create_namespaced_role_binding(
         namespace,
@@ -57,14 +58,14 @@ def _forbidden(call: object, *args: object, **kwargs: object) -> str:
     with pytest.raises(ApiException) as raised:
         call(*args, **kwargs)  # type: ignore[operator]
     assert raised.value.status == 403
-    status = json.loads(raised.value.body)
+    status = json.loads(str(raised.value.body))
     assert (status["kind"], status["reason"], status["code"]) == ("Status", "Forbidden", 403)
     message: str = status["message"]
     return message
 
 
 def test_token_request_issues_a_service_account_token(
-    core: kubernetes.client.CoreV1Api, namespace: str, robot: str
+    core: Any, namespace: str, robot: str
 ) -> None:
     payload = json.loads(base64.urlsafe_b64decode(robot.split(".")[1] + "=="))
     assert payload["sub"] == f"system:serviceaccount:{namespace}:robot"
@@ -85,7 +86,7 @@ def test_token_request_issues_a_service_account_token(
 
 def test_who_am_i(devcluster: RunningDevCluster, robot: str, namespace: str) -> None:
     with devcluster.api_client(robot) as client:
-        review = kubernetes.client.AuthenticationV1Api(client).create_self_subject_review(
+        review: Any = kubernetes.client.AuthenticationV1Api(client).create_self_subject_review(
             body({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
         )
     info = review.status.user_info
@@ -97,9 +98,7 @@ def test_who_am_i(devcluster: RunningDevCluster, robot: str, namespace: str) -> 
     }
 
 
-def test_a_service_account_starts_with_no_rights(
-    as_robot: kubernetes.client.CoreV1Api, namespace: str
-) -> None:
+def test_a_service_account_starts_with_no_rights(as_robot: Any, namespace: str) -> None:
     message = _forbidden(as_robot.list_namespaced_pod, namespace)
     assert message == (
         f'pods is forbidden: User "system:serviceaccount:{namespace}:robot" cannot list '
@@ -117,7 +116,7 @@ def test_a_service_account_starts_with_no_rights(
 
 
 def test_a_role_grants_exactly_its_rules(
-    api: kubernetes.client.ApiClient, as_robot: kubernetes.client.CoreV1Api, namespace: str
+    api: kubernetes.client.ApiClient, as_robot: Any, namespace: str
 ) -> None:
     _grant(
         api,
@@ -133,7 +132,7 @@ def test_a_role_grants_exactly_its_rules(
             },
         ],
     )
-    core = kubernetes.client.CoreV1Api(api)
+    core: Any = kubernetes.client.CoreV1Api(api)
     core.create_namespaced_pod(
         namespace,
         body({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "m", "image": "i:1"}]}}),
@@ -162,7 +161,7 @@ def test_a_role_grants_exactly_its_rules(
 def test_cluster_roles_groups_and_users(
     api: kubernetes.client.ApiClient, devcluster: RunningDevCluster, robot: str, namespace: str
 ) -> None:
-    rbac = kubernetes.client.RbacAuthorizationV1Api(api)
+    rbac: Any = kubernetes.client.RbacAuthorizationV1Api(api)
     name = f"{namespace}-reader"
     rbac.create_cluster_role(
         body(
@@ -182,7 +181,7 @@ def test_cluster_roles_groups_and_users(
         )
     )
     with devcluster.api_client(robot) as client:
-        apps = kubernetes.client.AppsV1Api(client)
+        apps: Any = kubernetes.client.AppsV1Api(client)
         assert apps.list_deployment_for_all_namespaces().items is not None
         message = _forbidden(apps.read_namespaced_deployment, "x", namespace)
         assert message.startswith('deployments.apps "x" is forbidden')
@@ -231,7 +230,7 @@ def test_bad_tokens_are_401_and_no_token_is_anonymous(
 
 
 def test_a_token_dies_with_its_service_account(
-    core: kubernetes.client.CoreV1Api, devcluster: RunningDevCluster, robot: str, namespace: str
+    core: Any, devcluster: RunningDevCluster, robot: str, namespace: str
 ) -> None:
     core.delete_namespaced_service_account("robot", namespace)
     core.create_namespaced_service_account(namespace, body({"metadata": {"name": "robot"}}))
@@ -252,7 +251,9 @@ def test_self_subject_access_review(
 
     def can(verb: str, resource: str) -> bool:
         with devcluster.api_client(robot) as client:
-            review = kubernetes.client.AuthorizationV1Api(client).create_self_subject_access_review(
+            review: Any = kubernetes.client.AuthorizationV1Api(
+                client
+            ).create_self_subject_access_review(
                 body(
                     {
                         "spec": {

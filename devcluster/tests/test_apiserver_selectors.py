@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
-import kubernetes.client
 import pytest
 from kubernetes.client import ApiException
 
@@ -20,7 +21,7 @@ LABELS = {
 
 
 @pytest.fixture
-def labelled(core: kubernetes.client.CoreV1Api, namespace: str) -> str:
+def labelled(core: Any, namespace: str) -> str:
     for name, labels in LABELS.items():
         core.create_namespaced_config_map(
             namespace, body({"metadata": {"name": name, "labels": labels}})
@@ -46,9 +47,7 @@ def labelled(core: kubernetes.client.CoreV1Api, namespace: str) -> str:
         ("app=nothing", ""),
     ],
 )
-def test_label_selectors(
-    core: kubernetes.client.CoreV1Api, labelled: str, selector: str, expected: str
-) -> None:
+def test_label_selectors(core: Any, labelled: str, selector: str, expected: str) -> None:
     found = core.list_namespaced_config_map(labelled, label_selector=selector)
     assert (
         "".join(sorted(c.metadata.name for c in found.items if c.metadata.name in LABELS))
@@ -67,7 +66,7 @@ def test_malformed_label_selectors_are_400(
     assert answer.json()["reason"] == "BadRequest"
 
 
-def test_field_selectors_on_metadata(core: kubernetes.client.CoreV1Api, labelled: str) -> None:
+def test_field_selectors_on_metadata(core: Any, labelled: str) -> None:
     one = core.list_namespaced_config_map(labelled, field_selector="metadata.name=b")
     assert [c.metadata.name for c in one.items] == ["b"]
     others = core.list_namespaced_config_map(labelled, field_selector="metadata.name!=b")
@@ -78,7 +77,7 @@ def test_field_selectors_on_metadata(core: kubernetes.client.CoreV1Api, labelled
     assert [(c.metadata.namespace, c.metadata.name) for c in everywhere.items] == [(labelled, "c")]
 
 
-def test_pod_field_selectors(core: kubernetes.client.CoreV1Api, namespace: str) -> None:
+def test_pod_field_selectors(core: Any, namespace: str) -> None:
     spec = {"containers": [{"name": "m", "image": "busybox:1.36"}]}
     core.create_namespaced_pod(
         namespace,
@@ -116,9 +115,7 @@ def test_unknown_field_selector_is_400(http: httpx.Client, namespace: str) -> No
         assert answer.json()["message"] == f"field label not supported: {field}"
 
 
-def test_limit_and_continue_page_through_a_list(
-    core: kubernetes.client.CoreV1Api, namespace: str
-) -> None:
+def test_limit_and_continue_page_through_a_list(core: Any, namespace: str) -> None:
     for index in range(7):
         core.create_namespaced_config_map(namespace, body({"metadata": {"name": f"cm-{index}"}}))
     seen: list[str] = []
@@ -137,7 +134,7 @@ def test_limit_and_continue_page_through_a_list(
     assert len(versions) == 1  # every page carries the list's resourceVersion
 
 
-def test_bad_continue_token_is_400(core: kubernetes.client.CoreV1Api, namespace: str) -> None:
+def test_bad_continue_token_is_400(core: Any, namespace: str) -> None:
     with pytest.raises(ApiException) as raised:
         core.list_namespaced_config_map(namespace, limit=1, _continue="%%%")
     assert raised.value.status == 400

@@ -31,7 +31,12 @@ def _names(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 def _later(action: Any, delay: float = 0.3) -> threading.Thread:
     """Run a write shortly after a watch opens (the watch blocks this thread)."""
-    thread = threading.Thread(target=lambda: (time.sleep(delay), action()))
+
+    def run() -> None:
+        time.sleep(delay)
+        action()
+
+    thread = threading.Thread(target=run)
     thread.start()
     return thread
 
@@ -185,9 +190,9 @@ def test_send_initial_events_ends_with_an_annotated_bookmark(
     assert annotations == {"k8s.io/initial-events-end": "true"}
 
 
-def test_official_client_watch(core: kubernetes.client.CoreV1Api, namespace: str) -> None:
+def test_official_client_watch(core: Any, namespace: str) -> None:
     core.create_namespaced_config_map(namespace, body(_cm("a")))
-    stream = kubernetes.watch.Watch().stream(
+    stream = kubernetes.watch.Watch().stream(  # type: ignore[no-untyped-call]
         core.list_namespaced_config_map, namespace, timeout_seconds=2
     )
     seen = [(e["type"], e["object"].metadata.name) for e in stream]
