@@ -1,0 +1,130 @@
+"""The balanced client over Pod discovery on the devcluster, with real gRPC servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import grpc
+import pytest
+
+from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from micro.client import ClientFactory
+from micro.config.model import GrpcClientConfig
+from micro.kube import Backoff
+from micro.registry import PodDiscovery
+
+SERVICE = "go-micro.device-srv"
+
+
+class Cluster:
+    """Replica servers, each published as a Running, Ready pod with its own IP."""
+
+    def __init__(self, pods: Any, start_replica: Any) -> None:
+        self.pods = pods
+        self.start_replica = start_replica
+        self.replicas: dict[str, Any] = {}
+
+    async def add(self, name: str, ip: str, *, ready: bool = True) -> Any:
+        replica, port = await self.start_replica(ip)
+        self.pods.create(
+            name,
+            labels={"gomicro-service-app": SERVICE, "gomicro-service-id": f"{name}.{SERVICE}"},
+            annotations={"gomicro-service-protocols": json.dumps({str(port): "grpc"})},
+        )
+        self.pods.run(name, ip, ready=ready)
+        self.replicas[name] = replica
+        return replica
+
+
+@pytest.fixture
+async def factory(pods: Any) -> AsyncIterator[ClientFactory]:
+    discovery = PodDiscovery(pods.api, pods.namespace, backoff=Backoff(0.02, 0.5))
+    made = ClientFactory(discovery, GrpcClientConfig(timeout=timedelta(seconds=2)))
+    yield made
+    await made.close()
+    await discovery.close()
+
+
+@pytest.fixture
+def cluster(pods: Any, start_replica: Any) -> Cluster:
+    return Cluster(pods, start_replica)
+
+
+def hosts(pool: Any) -> list[str]:
+    return sorted(e.target.rsplit(":", 1)[0] for e in pool.endpoints())
+
+
+async def call(stub: Any) -> str:
+    answer = await stub.Get(device_pb2.DeviceName(name="d"))
+    return str(answer.name)
+
+
+async def test_two_then_three_replicas_share_the_load(
+    cluster: Cluster, factory: ClientFactory, eventually: Any
+) -> None:
+    await cluster.add("dev-1", "127.0.11.1")
+    await cluster.add("dev-2", "127.0.11.2")
+    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    pool = factory.pool(SERVICE)
+    await call(stub)
+    await eventually(lambda: len(pool.endpoints()) == 2)
+    two = Counter([await call(stub) for _ in range(200)])
+    assert set(two) == {"127.0.11.1", "127.0.11.2"}
+    assert min(two.values()) >= 50, two  # expected 100 each
+    await cluster.add("dev-3", "127.0.11.3")
+    await eventually(lambda: len(pool.endpoints()) == 3)
+    three: Counter[str] = Counter()
+    for _ in range(10):
+        three.update(await asyncio.gather(*(call(stub) for _ in range(30))))
+    assert set(three) == {"127.0.11.1", "127.0.11.2", "127.0.11.3"}
+    assert min(three.values()) >= 45, three  # expected 100 each
+
+
+async def test_retries_land_on_the_other_instance(
+    cluster: Cluster, factory: ClientFactory, eventually: Any
+) -> None:
+    broken = await cluster.add("dev-1", "127.0.12.1")
+    healthy = await cluster.add("dev-2", "127.0.12.2")
+    broken.fail_with = grpc.StatusCode.UNAVAILABLE
+    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    await call(stub)
+    await eventually(lambda: len(factory.pool(SERVICE).endpoints()) == 2)
+    answers = Counter([await call(stub) for _ in range(60)])
+    assert answers == {"127.0.12.2": 60}
+    assert broken.calls > 0
+    assert healthy.calls == 61
+
+
+async def test_a_deleted_pod_finishes_its_in_flight_call_and_gets_no_more(
+    cluster: Cluster, factory: ClientFactory, eventually: Any, pods: Any
+) -> None:
+    slow = await cluster.add("dev-1", "127.0.13.1")
+    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    await call(stub)
+    slow.delay_s = 0.5
+    slow.called.clear()
+    in_flight = asyncio.ensure_future(call(stub))
+    await slow.called.wait()
+    await cluster.add("dev-2", "127.0.13.2")
+    pods.delete("dev-1")  # deletionTimestamp: routable no more
+    pool = factory.pool(SERVICE)
+    await eventually(lambda: hosts(pool) == ["127.0.13.2"])
+    assert await in_flight == "127.0.13.1"  # not dropped
+    assert {await call(stub) for _ in range(20)} == {"127.0.13.2"}
+    await eventually(lambda: pool.draining() == [])
+
+
+async def test_no_ready_pod_fails_at_once_with_unavailable(
+    cluster: Cluster, factory: ClientFactory
+) -> None:
+    await cluster.add("dev-1", "127.0.14.1", ready=False)
+    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Get(device_pb2.DeviceName(name="d"), timeout=60)
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert SERVICE in (raised.value.details() or "")
