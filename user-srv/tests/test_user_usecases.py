@@ -179,3 +179,34 @@ async def test_bootstrap_never_overwrites_an_existing_password(usecases: UserUse
 
     with pytest.raises(ServiceError):
         await usecases.verify_password("thangn", "123456")
+
+
+class CountingHasher(Argon2PasswordHasher):
+    """The real hasher, counting the argon2 verifications it runs."""
+
+    def __init__(self) -> None:
+        super().__init__(Argon2Config(time_cost=1, memory_kib=1024, max_concurrency=1))
+        self.verifications = 0
+
+    def _check(self, password_hash: str, password: str) -> bool:
+        self.verifications += 1
+        return super()._check(password_hash, password)
+
+
+async def test_unknown_user_costs_one_verification_like_a_wrong_password(
+    repository: SqlUserRepository,
+) -> None:
+    hasher = CountingHasher()
+    usecases = UserUseCases(repository, hasher)
+    try:
+        await usecases.create_user("thangn", "123456")
+        costs = []
+        for name in ("thangn", "ghost"):
+            before = hasher.verifications
+            with pytest.raises(ServiceError):
+                await usecases.verify_password(name, "wrong-password")
+            costs.append(hasher.verifications - before)
+    finally:
+        hasher.close()
+
+    assert costs == [1, 1]
