@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import pathlib
+from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from device_srv.database import devices_table, open_engine
 from device_srv.domain import Device
@@ -59,6 +64,17 @@ async def test_rows_survive_a_reopened_engine(sqlite_url: str, tmp_path: pathlib
         await reopened.dispose()
 
 
+@contextlib.asynccontextmanager
+async def postgres_admin(url: str) -> AsyncIterator[AsyncConnection]:
+    """A connection for setting the stage, outside the code under test."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            yield conn
+    finally:
+        await engine.dispose()
+
+
 @pytest.mark.postgres
 async def test_the_repository_on_postgresql(postgres_url: str) -> None:
     engine = await open_engine(postgres_url)
@@ -74,3 +90,27 @@ async def test_the_repository_on_postgresql(postgres_url: str) -> None:
         assert await repository.list_after("b", 5) == [Device("c", False)]
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_replicas_starting_together_create_the_schema_once(postgres_url: str) -> None:
+    async with postgres_admin(postgres_url) as admin:
+        await admin.execute(text("DROP TABLE IF EXISTS devices"))
+    engines = await asyncio.gather(*(open_engine(postgres_url) for _ in range(4)))
+    try:
+        await SqlDeviceRepository(engines[0]).upsert([Device("device1", True)])
+        assert await SqlDeviceRepository(engines[3]).get("device1") == Device("device1", True)
+    finally:
+        await asyncio.gather(*(engine.dispose() for engine in engines))
+
+
+async def test_replicas_on_one_sqlite_file_seed_at_once(sqlite_url: str) -> None:
+    engines = await asyncio.gather(*(open_engine(sqlite_url) for _ in range(4)))
+    try:
+        seeds = [[Device(f"d{i}-{n}", True) for n in range(50)] for i in range(4)]
+        await asyncio.gather(
+            *(SqlDeviceRepository(e).upsert(s) for e, s in zip(engines, seeds, strict=True))
+        )
+        assert len(await SqlDeviceRepository(engines[0]).list_after(None, 500)) == 200
+    finally:
+        await asyncio.gather(*(engine.dispose() for engine in engines))
