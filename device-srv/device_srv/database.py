@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import Boolean, Column, MetaData, String, Table, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.schema import CreateTable
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.schema import CreateTable
 
 from device_srv.domain import NAME_MAX_LENGTH
 
