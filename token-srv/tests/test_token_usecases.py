@@ -22,7 +22,7 @@ from token_srv.config import JwtConfig, JwtKeyConfig
 from token_srv.domain import Subject
 from token_srv.keys import KeyRing
 from token_srv.repository import SqlTokenRepository
-from token_srv.usecases import JwtSettings, TokenUseCases
+from token_srv.usecases import JwtSettings, JwtSettingsHolder, TokenUseCases
 
 from .conftest import jwt_config
 
@@ -282,3 +282,18 @@ def test_dev_key_is_generated_once_with_private_mode(tmp_path: pathlib.Path) -> 
 def test_no_key_at_all_is_an_error(tmp_path: pathlib.Path) -> None:
     with pytest.raises(ValueError, match="no signing key"):
         KeyRing.from_config(JwtConfig(), str(tmp_path))
+
+
+def test_settings_follow_config_changes_and_keep_the_last_good_keys(
+    tmp_path: pathlib.Path,
+) -> None:
+    holder = JwtSettingsHolder(jwt_config("old"), str(tmp_path))
+    first = holder()
+
+    holder.reload(JwtConfig(keys=(jwt_config("new").keys[0], first.cfg.keys[0])))
+    assert holder().keys.signing.kid == "new"
+    assert holder().keys.verifying_key("old") is not None
+
+    with pytest.raises(ValueError, match="no signing key"):
+        holder.reload(JwtConfig())
+    assert holder().keys.signing.kid == "new"

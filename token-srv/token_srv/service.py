@@ -10,7 +10,7 @@ from token_srv.database import database_url, open_database
 from token_srv.migrations import MIGRATIONS
 from token_srv.repository import SqlTokenRepository
 from token_srv.servicer import SERVICE_NAME, TokenServicer
-from token_srv.usecases import JwtSettings, TokenUseCases
+from token_srv.usecases import JwtSettingsHolder, TokenUseCases
 
 NAME = "go-micro.token-srv"
 
@@ -23,22 +23,18 @@ async def compose(ctx: ServiceContext[TokenSrvConfig]) -> None:
     engine = await open_database(url, MIGRATIONS, "token-srv")
     ctx.on_shutdown(engine.dispose)
     # Keys are parsed here and on every change of the jwt section, never per call.
-    settings = JwtSettings.load(cfg.jwt, data_dir)
-
-    def current() -> JwtSettings:
-        return settings
+    settings = JwtSettingsHolder(cfg.jwt, data_dir)
 
     def reload(jwt: JwtConfig) -> None:
-        nonlocal settings
         try:
-            settings = JwtSettings.load(jwt, data_dir)
+            settings.reload(jwt)
         except ValueError as error:
             ctx.logger.error("jwt settings not applied, keeping the previous ones: %s", error)
             return
-        ctx.logger.info("jwt settings applied: signing key %s", settings.keys.signing.kid)
+        ctx.logger.info("jwt settings applied: signing key %s", settings().keys.signing.kid)
 
     ctx.config.subscribe(lambda c: c.jwt, reload)
-    tokens = TokenUseCases(SqlTokenRepository(engine), current)
+    tokens = TokenUseCases(SqlTokenRepository(engine), settings)
     ctx.add_grpc_service(
         token_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(tokens), SERVICE_NAME
     )

@@ -43,6 +43,22 @@ class JwtSettings:
         return cls(cfg, KeyRing.from_config(cfg, data_dir))
 
 
+class JwtSettingsHolder:
+    """The current JwtSettings, replaced whole when the jwt section changes; a change
+    whose keys cannot be used keeps the previous settings."""
+
+    def __init__(self, cfg: JwtConfig, data_dir: str) -> None:
+        self._data_dir = data_dir
+        self.current = JwtSettings.load(cfg, data_dir)
+
+    def __call__(self) -> JwtSettings:
+        return self.current
+
+    def reload(self, cfg: JwtConfig) -> None:
+        """Raises ValueError (and keeps the old settings) when the new keys are unusable."""
+        self.current = JwtSettings.load(cfg, self._data_dir)
+
+
 def _unauthenticated(message: str, field: str | None = None) -> ServiceError:
     return ServiceError(grpc.StatusCode.UNAUTHENTICATED, message, field=field)
 
