@@ -27,8 +27,10 @@ def build_router(devices: DeviceDataUseCases) -> APIRouter:
             seconds = max(1, math.ceil(error.retry_after.total_seconds()))
             response.headers["Retry-After"] = str(seconds)
             return response
+        # The body depends on Accept, so shared caches must key on it.
+        vary = {"Vary": "Accept"}
         if reply_format(accept) is ReplyFormat.TEXT:
-            return PlainTextResponse(report_text(report))
-        return JSONResponse(report_json(report))
+            return PlainTextResponse(report_text(report), headers=vary)
+        return JSONResponse(report_json(report), headers=vary)
 
     return router

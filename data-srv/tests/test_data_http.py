@@ -22,6 +22,7 @@ async def test_known_devices_answer_json(data_srv: httpx.AsyncClient) -> None:
     reply = await data_srv.get("/data/device1")
     assert reply.status_code == 200
     assert reply.headers["content-type"] == "application/json"
+    assert reply.headers["vary"] == "Accept"
     assert reply.json() == {"device": "device1", "active": True}
     inactive = await data_srv.get("/data/device3")
     assert inactive.json() == {"device": "device3", "active": False}
@@ -34,6 +35,7 @@ async def test_text_plain_answers_the_original_text(
     reply = await data_srv.get("/data/device1", headers={"accept": accept})
     assert reply.status_code == 200
     assert reply.headers["content-type"] == "text/plain; charset=utf-8"
+    assert reply.headers["vary"] == "Accept"
     assert reply.text == TEXT_DEVICE1
 
 
