@@ -265,10 +265,10 @@ class ApiServer:
             # Only JSON (and YAML) bodies are served; client-go falls back to JSON on a 415.
             raise status.ApiError(
                 415,
-                f"the body of the request was in an unknown format - accepted media types "
-                f"include: application/json, application/yaml, "
-                f"application/json-patch+json, application/merge-patch+json, "
-                f"application/strategic-merge-patch+json",
+                "the body of the request was in an unknown format - accepted media types "
+                "include: application/json, application/yaml, "
+                "application/json-patch+json, application/merge-patch+json, "
+                "application/strategic-merge-patch+json",
                 reason="UnsupportedMediaType",
             )
         try:

@@ -18,6 +18,7 @@ from aiohttp import web
 from devcluster.apiserver.app import ApiServer
 from devcluster.apiserver.auth import TokenAuthority, bootstrap_rbac
 from devcluster.apiserver.certs import ServingFiles, ensure_serving_files
+from devcluster.apiserver.gcpolicy import gc_policy
 from devcluster.apiserver.registry import Registry
 from devcluster.apiserver.resources import by_key
 from devcluster.apiserver.store import DEFAULT_HISTORY, Store
@@ -140,7 +141,8 @@ async def serve(options: ServeOptions) -> None:
     log.info("devcluster API serving on %s; kubeconfig %s", url, kubeconfig)
 
     try:
-        await stop.wait()
+        async with gc_policy(lambda: store.rv):
+            await stop.wait()
     finally:
         log.info("stopping")
         with contextlib.suppress(FileNotFoundError):

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from devcluster.apiserver.resources import ResourceType
 from devcluster.apiserver.status import gone
-from devcluster.apiserver.store import Event, Obj, Store, Watcher, watching
+from devcluster.apiserver.store import Obj, Store, Watcher, watching
 
 BOOKMARK_INTERVAL_S = 60.0  # kube-apiserver's bookmark frequency
 PRE_TIMEOUT_BOOKMARK_S = 2.0  # and one shortly before the watch times out
@@ -88,29 +88,38 @@ async def _stream(
         timeout = MIN_REQUEST_TIMEOUT_S * (1 + random.random())  # noqa: S311 - jitter only
     deadline = started + timeout
     next_bookmark = _next_bookmark(started, deadline)
-    last_rv = store.rv
+    queue = watcher.queue
     while True:
         now = time.monotonic()
         if now >= deadline:
             break
-        wake = min(
-            deadline, next_bookmark if options.bookmarks else deadline, now + DISCONNECT_POLL_S
-        )
-        try:
-            event: Event | None = await asyncio.wait_for(watcher.queue.get(), wake - now)
-        except TimeoutError:
-            if request.transport is None or request.transport.is_closing():
-                return
-            if options.bookmarks and time.monotonic() >= next_bookmark:
-                await response.write(
-                    render("BOOKMARK", bookmark_object(resource, max(store.rv, last_rv)), None)
-                )
-                next_bookmark = _next_bookmark(time.monotonic(), deadline)
-            continue
-        if event is None:
-            break  # closed: the server stops or the watcher fell too far behind
-        last_rv = event.rv
-        await response.write(render(event.type, event.obj, event.raw))
+        if queue.empty():
+            wake = min(
+                deadline, next_bookmark if options.bookmarks else deadline, now + DISCONNECT_POLL_S
+            )
+            try:
+                async with asyncio.timeout(wake - now):
+                    first = await queue.get()
+            except TimeoutError:
+                if request.transport is None or request.transport.is_closing():
+                    return
+                if options.bookmarks and time.monotonic() >= next_bookmark:
+                    mark = bookmark_object(resource, store.rv)
+                    await response.write(render("BOOKMARK", mark, None))
+                    next_bookmark = _next_bookmark(time.monotonic(), deadline)
+                continue
+        else:
+            first = queue.get_nowait()
+        # Send everything already queued in one write: one TLS record, one syscall.
+        batch = [first]
+        while not queue.empty():
+            batch.append(queue.get_nowait())
+        closed = None in batch
+        lines = [render(e.type, e.obj, e.raw) for e in batch if e is not None]
+        if lines:
+            await response.write(b"".join(lines))
+        if closed:
+            break  # the server stops, or the watcher fell too far behind
     await response.write_eof()
 
 
