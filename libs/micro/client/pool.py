@@ -28,17 +28,15 @@ class Endpoint:
         self.instance = instance
         self.outstanding = 0
         self.removed = False
-        self.idle = asyncio.Event()
-        self.idle.set()
+        self.idle = asyncio.Event()  # set when removed and its last call has ended
         self.callables: dict[str, Any] = {}  # method path -> this channel's multicallable
 
     def begin(self) -> None:
         self.outstanding += 1
-        self.idle.clear()
 
     def end(self) -> None:
         self.outstanding -= 1
-        if self.outstanding == 0:
+        if self.removed and self.outstanding == 0:
             self.idle.set()
 
 
@@ -154,8 +152,10 @@ class InstancePool:
         return Endpoint(target, channel, instance)
 
     async def _close_when_idle(self, endpoint: Endpoint) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(endpoint.idle.wait(), self._drain_limit_s)
+        if endpoint.outstanding:
+            endpoint.idle.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(endpoint.idle.wait(), self._drain_limit_s)
         if not endpoint.removed:  # it came back meanwhile
             return
         if self._draining.get(endpoint.target) is endpoint:
