@@ -268,7 +268,14 @@ def parse_field_selector(text: str | None, supported: Mapping[str, str]) -> Fiel
             raise bad_request(f"invalid selector: '{text}'; can't understand '{term}'")
         name, operator, value = _unescape(match.group(1)), match.group(2), match.group(3)
         if name not in fields:
-            raise bad_request(f"field label not supported: {name}")
+            # Kinds with their own selectable fields have a conversion function that says
+            # "not supported"; the others answer with the generic metadata-only message.
+            if supported:
+                raise bad_request(f"field label not supported: {name}")
+            raise bad_request(
+                f'"{name}" is not a known field selector: only "metadata.name", '
+                '"metadata.namespace"'
+            )
         terms.append(FieldTerm(name, fields[name], operator == "!=", _unescape(value)))
     return FieldSelector(tuple(terms))
 
