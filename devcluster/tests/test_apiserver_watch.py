@@ -231,3 +231,17 @@ def test_watch_on_one_object(http: httpx.Client, watch: WatchReader, namespace: 
     http.post(path, json=_cm("b"))
     events = watch(f"{path}/b", until=1, timeoutSeconds="5")
     assert _names(events) == [("ADDED", "b")]
+
+
+def test_a_version_from_the_future_waits_then_is_504(http: httpx.Client, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    current = int(http.get(path).json()["metadata"]["resourceVersion"])
+    future = str(current + 1_000_000)
+    for params in ({"resourceVersion": future}, {"watch": "1", "resourceVersion": future}):
+        answer = http.get(path, params=params)
+        assert answer.status_code == 504
+        status = answer.json()
+        assert status["reason"] == "Timeout"
+        assert status["message"].startswith(f"Too large resource version: {future}, current: ")
+        assert status["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
+    assert http.get(path, params={"resourceVersion": "x"}).status_code == 400

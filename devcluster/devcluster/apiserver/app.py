@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 STORE_KEY = web.AppKey("store", Store)
 JSON = "application/json"
-_PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+FRESHNESS_WAIT_S = 3.0  # how long a read waits for a resourceVersion it has not reached
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,16 @@ def error_response(error: status.ApiError) -> web.Response:
 
 def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "").lower() in ("true", "1")
+
+
+def _resource_version(raw: str) -> int:
+    try:
+        version = int(raw)
+    except ValueError:
+        version = -1
+    if version < 0:
+        raise status.bad_request(f'resourceVersion: Invalid value: "{raw}": must be an integer')
+    return version
 
 
 def _int_param(request: web.Request, name: str) -> int | None:
@@ -379,6 +389,9 @@ class ApiServer:
             )
         if verb == "watch":
             return await self._watch(request, resource, namespace, labels, fields)
+        requested = request.query.get("resourceVersion", "")
+        if requested not in ("", "0") and not request.query.get("continue"):
+            await self._wait_until_fresh(_resource_version(requested))
         limit = _int_param(request, "limit") or 0
         page = self.registry.list_page(
             resource, namespace, labels, fields, limit, request.query.get("continue", "")
@@ -420,12 +433,8 @@ class ApiServer:
         since: int | None = None
         send_initial = _flag(request, "sendInitialEvents")
         if rv_param not in ("", "0") and not send_initial:
-            try:
-                since = int(rv_param)
-            except ValueError as error:
-                raise status.ApiError(
-                    400, f'resourceVersion: Invalid value: "{rv_param}": must be an integer'
-                ) from error
+            since = _resource_version(rv_param)
+            await self._wait_until_fresh(since)
         timeout = _int_param(request, "timeoutSeconds")
 
         def accepts(obj: Obj) -> bool:
@@ -448,6 +457,24 @@ class ApiServer:
                 return json_line(event_type, rows, None)
 
         return await serve_watch(request, self.store, resource, watcher, options, render)
+
+    async def _wait_until_fresh(self, version: int) -> None:
+        """A version from the future: wait a little for it, then 504 as kube-apiserver."""
+        if not await self.store.wait_for_version(version, FRESHNESS_WAIT_S):
+            raise status.ApiError(
+                504,
+                f"Too large resource version: {version}, current: {self.store.rv}",
+                reason="Timeout",
+                details={
+                    "causes": [
+                        {
+                            "reason": "ResourceVersionTooLarge",
+                            "message": "Too large resource version",
+                        }
+                    ],
+                    "retryAfterSeconds": 1,
+                },
+            )
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
         options = await self._body(request)

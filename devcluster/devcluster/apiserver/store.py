@@ -124,6 +124,7 @@ class Store:
         self._objects: dict[ResourceKey, dict[ObjectKey, Entry]] = {r.key: {} for r in RESOURCES}
         self._history: dict[ResourceKey, History] = {}
         self._watchers: dict[ResourceKey, set[Watcher]] = {r.key: set() for r in RESOURCES}
+        self._advanced: asyncio.Event | None = None  # set by the next write
         self._reset_histories()
 
     def _reset_histories(self) -> None:
@@ -180,9 +181,26 @@ class Store:
         return obj
 
     def _publish(self, resource: ResourceKey, event: Event) -> None:
+        if self._advanced is not None:
+            self._advanced.set()
+            self._advanced = None
         self._history[resource].append(event)
         for watcher in list(self._watchers[resource]):
             watcher.offer(event)
+
+    async def wait_for_version(self, version: int, timeout_s: float) -> bool:
+        """Wait until the store has reached `version`; False when it did not in time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.rv < version:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            if self._advanced is None:
+                self._advanced = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._advanced.wait(), remaining)
+        return True
 
     # watches ---------------------------------------------------------------------------
 
