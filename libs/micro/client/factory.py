@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -69,9 +71,15 @@ class ClientFactory:
         )
 
     def stub(self, service_name: str, stub_class: Callable[[grpc.aio.Channel], S]) -> S:
+        """The stub; on a running loop, discovery of the service starts now, so the
+        first call usually finds the instances already known."""
         if not isinstance(stub_class, type):
             raise TypeError(f"stub_class must be a generated *Stub class, got {stub_class!r}")
-        stub: S = stub_class(self.channel(service_name, stub_class))
+        channel = self.channel(service_name, stub_class)
+        with contextlib.suppress(RuntimeError):  # no running loop: the first call starts it
+            asyncio.get_running_loop()
+            self.pool(service_name).follow()
+        stub: S = stub_class(channel)
         return stub
 
     async def close(self) -> None:

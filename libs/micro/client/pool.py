@@ -72,14 +72,18 @@ class InstancePool:
         self._started: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def ready(self) -> None:
-        """Follow the service (once) and wait for discovery's first answer; callers bound
-        this with their deadline."""
+    def follow(self) -> asyncio.Task[None]:
+        """Start following the service (once; on the running loop)."""
         if self._started is None:
             self._unsubscribe = self._discovery.subscribe(self.service_name, self.update)
             self._started = asyncio.get_running_loop().create_task(self._first_answer())
-        if not self._started.done():
-            await asyncio.shield(self._started)
+        return self._started
+
+    async def ready(self) -> None:
+        """Wait for discovery's first answer; callers bound this with their deadline."""
+        started = self.follow()
+        if not started.done():
+            await asyncio.shield(started)
 
     async def _first_answer(self) -> None:
         # Applied as returned: nothing runs between its return and this line, so it is
