@@ -15,8 +15,9 @@ from api.device_srv.v1 import device_pb2, device_pb2_grpc
 from api.token_srv.v1 import token_pb2_grpc
 from api.user_srv.v1 import user_pb2, user_pb2_grpc
 from micro.client import ClientFactory, idempotent_methods
-from micro.config.model import GrpcClientConfig, StaticService
+from micro.config.model import GrpcClientConfig, StaticService, TracingConfig
 from micro.registry import ServiceInstance, StaticDiscovery
+from micro.tracing import current_trace_id, setup_tracing, tracer
 
 SERVICE = "go-micro.device-srv"
 
@@ -162,3 +163,18 @@ def test_idempotent_methods_come_from_the_proto_options() -> None:
     token_methods = idempotent_methods(token_pb2_grpc.TokenServiceStub)
     assert "/token_srv.v1.TokenService/VerifyToken" in token_methods
     assert "/token_srv.v1.TokenService/GenerateToken" not in token_methods
+
+
+async def test_the_trace_context_reaches_the_instance(start_grpc: Any) -> None:
+    setup_tracing(
+        TracingConfig(), service_name="go-micro.test-srv", service_version="v0", instance_id="t-1"
+    )
+    server = await start_grpc()  # answers the trace id it sees for the name "trace"
+    factory = factory_for(f"grpc://127.0.0.1:{server.port}")  # default interceptors
+    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    with tracer().start_as_current_span("caller"):
+        caller_trace = current_trace_id()
+        answer = await stub.Get(device_pb2.DeviceName(name="trace"))
+    await factory.close()
+    assert answer.name == caller_trace
+    assert len(caller_trace) == 32
