@@ -2,9 +2,10 @@
 
 kubectl comes from Debian's kubernetes-client when it is missing and apt is usable;
 elsewhere these tests are skipped with the reason. `apply` runs with --validate=false:
-the devcluster serves no OpenAPI document to validate against. Objects are created with
-`apply -f` because kubectl's generators (`create configmap`, `run`) send protobuf bodies,
-which the devcluster does not decode (it answers 415)."""
+the devcluster serves no OpenAPI document to validate against. kubectl's generators send
+protobuf bodies: those of the simple kinds are decoded (`create namespace|configmap|
+secret|serviceaccount`), the others (`run`, `create deployment`) are 415, so pods and
+workloads are created with `apply -f`."""
 
 from __future__ import annotations
 
@@ -220,3 +221,30 @@ def test_logs_and_auth(kubectl: Kubectl, devcluster: RunningDevCluster, namespac
         check=False,
     )
     assert denied.strip().startswith("no")
+
+
+def test_generators_that_send_protobuf(kubectl: Kubectl, namespace: str) -> None:
+    kubectl("create", "configmap", "generated", "--from-literal=a=1", "--from-literal=b=2")
+    kubectl(
+        "create",
+        "secret",
+        "generic",
+        "login",
+        "--from-literal=user=me",
+        "--type=kubernetes.io/basic-auth",
+    )
+    kubectl("create", "serviceaccount", "generated")
+    configmap = json.loads(kubectl("get", "configmap", "generated", "-o", "json"))
+    assert configmap["data"] == {"a": "1", "b": "2"}
+    assert "generateName" not in configmap["metadata"]
+    secret = json.loads(kubectl("get", "secret", "login", "-o", "json"))
+    assert (secret["type"], secret["data"]) == ("kubernetes.io/basic-auth", {"user": "bWU="})
+    assert "serviceaccount/generated" in kubectl("get", "serviceaccounts", "-o", "name")
+    other = f"{namespace}-x"
+    kubectl("create", "namespace", other)
+    try:
+        assert other in kubectl("get", "namespaces", other, "-o", "name")
+    finally:
+        kubectl("delete", "namespace", other)
+    refused = kubectl("create", "deployment", "web", "--image=nginx:1.27", check=False)
+    assert "unknown format" in refused

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import pathlib
@@ -22,7 +23,7 @@ from devcluster.apiserver.auth import (
     forbidden,
 )
 from devcluster.apiserver.logs import serve_log
-from devcluster.apiserver.protowire import decode_review
+from devcluster.apiserver.protowire import UnsupportedKind, decode_object, decode_review
 from devcluster.apiserver.registry import Registry, now_rfc3339
 from devcluster.apiserver.resources import VIRTUAL, ResourceType, lookup
 from devcluster.apiserver.selectors import (
@@ -271,6 +272,9 @@ class ApiServer:
         raw = await request.read()
         if not raw:
             return {}
+        if "protobuf" in request.content_type:
+            with contextlib.suppress(UnsupportedKind):
+                return decode_object(raw)
         if "protobuf" in request.content_type or "cbor" in request.content_type:
             # Only JSON (and YAML) bodies are served; client-go falls back to JSON on a 415.
             raise status.ApiError(
