@@ -264,6 +264,9 @@ class Informer:
                     reason = "410 for the resourceVersion of the list just made"
             except (urllib3.exceptions.HTTPError, OSError, ValueError, _StreamError) as error:
                 reason = str(error) or type(error).__name__
+            except Exception as error:  # never let the thread die: the state would freeze
+                log.exception("%r: unexpected failure", self)
+                reason = repr(error)
             if self._stopping.is_set():
                 break
             self._failed(reason)
