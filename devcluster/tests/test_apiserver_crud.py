@@ -418,3 +418,50 @@ def test_cluster_wide_list_spans_namespaces(core: Any, namespace: str) -> None:
     assert (namespace, "wide") in {
         (c.metadata.namespace, c.metadata.name) for c in everywhere.items
     }
+
+
+def test_immutable_configmaps_keep_their_data(core: Any, namespace: str) -> None:
+    core.create_namespaced_config_map(
+        namespace, body({"metadata": {"name": "fixed"}, "data": {"a": "1"}, "immutable": True})
+    )
+    with pytest.raises(ApiException) as raised:
+        core.patch_namespaced_config_map("fixed", namespace, {"data": {"a": "2"}})
+    assert raised.value.status == 422
+    assert "field is immutable when `immutable` is set" in str(raised.value.body)
+    relabelled = core.patch_namespaced_config_map(
+        "fixed", namespace, {"metadata": {"labels": {"x": "y"}}}
+    )
+    assert relabelled.metadata.labels == {"x": "y"}
+
+
+def test_no_new_finalizers_while_deleting(core: Any, namespace: str) -> None:
+    core.create_namespaced_config_map(
+        namespace, body({"metadata": {"name": "going", "finalizers": ["example.com/a"]}})
+    )
+    core.delete_namespaced_config_map("going", namespace)
+    with pytest.raises(ApiException) as raised:
+        core.patch_namespaced_config_map(
+            "going", namespace, {"metadata": {"finalizers": ["example.com/a", "example.com/b"]}}
+        )
+    assert raised.value.status == 422
+    assert "no new finalizers can be added if the object is being deleted" in str(raised.value.body)
+
+
+def test_leaving_node_port_releases_the_ports(core: Any, namespace: str) -> None:
+    created = core.create_namespaced_service(
+        namespace,
+        body({"metadata": {"name": "np"}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}}),
+    )
+    node_port = created.spec.ports[0].node_port
+    plain = core.patch_namespaced_service("np", namespace, {"spec": {"type": "ClusterIP"}})
+    assert plain.spec.ports[0].node_port is None
+    again = core.create_namespaced_service(
+        namespace,
+        body(
+            {
+                "metadata": {"name": "np2"},
+                "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": node_port}]},
+            }
+        ),
+    )
+    assert again.spec.ports[0].node_port == node_port

@@ -118,6 +118,24 @@ class NamespaceStrategy(Strategy):
         new["spec"] = copy.deepcopy(old.get("spec", {}))
 
 
+def immutable_data_causes(obj: Obj, old: Obj | None) -> Causes:
+    """ConfigMaps and Secrets marked `immutable: true` keep their data and the mark."""
+    if old is None or not old.get("immutable"):
+        return []
+    causes: Causes = []
+    if not obj.get("immutable"):
+        causes.append(("immutable", "Forbidden: field is immutable when `immutable` is set"))
+    for field in ("data", "binaryData"):
+        if obj.get(field) != old.get(field):
+            causes.append((field, "Forbidden: field is immutable when `immutable` is set"))
+    return causes
+
+
+class ConfigMapStrategy(Strategy):
+    def validate(self, obj: Obj, old: Obj | None, store: Store) -> Causes:
+        return immutable_data_causes(obj, old)
+
+
 class SecretStrategy(Strategy):
     def prepare_for_create(self, obj: Obj, store: Store) -> None:
         obj.setdefault("type", "Opaque")
@@ -139,7 +157,7 @@ class SecretStrategy(Strategy):
     def validate(self, obj: Obj, old: Obj | None, store: Store) -> Causes:
         if old is not None and old.get("type") != obj.get("type"):
             return [("type", f'Invalid value: "{obj.get("type")}": field is immutable')]
-        return []
+        return immutable_data_causes(obj, old)
 
 
 class ServiceStrategy(Strategy):
@@ -165,13 +183,17 @@ class ServiceStrategy(Strategy):
             spec["clusterIP"] = previous["clusterIP"]
             spec["clusterIPs"] = previous.get("clusterIPs", [previous["clusterIP"]])
         old_ports = {p.get("port"): p for p in previous.get("ports") or []}
+        needs_node_ports = spec.get("type", "ClusterIP") in ("NodePort", "LoadBalancer")
         for port in spec.get("ports") or []:
             if isinstance(port, dict):
                 port.setdefault("protocol", "TCP")
                 port.setdefault("targetPort", port.get("port"))
-                earlier = old_ports.get(port.get("port"))
-                if earlier and "nodePort" not in port and "nodePort" in earlier:
+                earlier = old_ports.get(port.get("port")) or {}
+                if needs_node_ports and "nodePort" not in port and "nodePort" in earlier:
                     port["nodePort"] = earlier["nodePort"]
+                elif not needs_node_ports and port.get("nodePort") == earlier.get("nodePort"):
+                    # Leaving NodePort releases the ports the update did not ask for.
+                    port.pop("nodePort", None)
 
     def validate(self, obj: Obj, old: Obj | None, store: Store) -> Causes:
         spec = obj.get("spec") or {}
@@ -348,6 +370,7 @@ class WorkloadStrategy(Strategy):
 STRATEGIES: dict[str, Strategy] = {
     "pods": PodStrategy(),
     "namespaces": NamespaceStrategy(),
+    "configmaps": ConfigMapStrategy(),
     "secrets": SecretStrategy(),
     "services": ServiceStrategy(),
     "deployments": WorkloadStrategy(deployment=True),

@@ -300,7 +300,8 @@ class Registry:
         strategy = strategy_for(resource.plural)
         if subresource != "status":
             strategy.prepare_for_update(new, old, self.store)
-            causes = metadata_causes(metadata) + strategy.validate(new, old, self.store)
+            causes = metadata_causes(metadata) + _finalizer_causes(metadata, old_meta)
+            causes += strategy.validate(new, old, self.store)
             if causes:
                 raise status.invalid(resource.kind, resource.group, name, causes)
         if resource.has_generation and new.get("spec") != old.get("spec"):
@@ -434,6 +435,23 @@ def _entry_key(entry: Entry) -> tuple[str, str]:
 
 def _qualified(resource: ResourceType) -> str:
     return f"{resource.plural}.{resource.group}" if resource.group else resource.plural
+
+
+def _finalizer_causes(metadata: dict[str, Any], old: dict[str, Any]) -> list[tuple[str, str]]:
+    """An object being deleted may lose finalizers but gain none."""
+    if not old.get("deletionTimestamp"):
+        return []
+    added = [f for f in metadata.get("finalizers") or [] if f not in (old.get("finalizers") or [])]
+    if not added:
+        return []
+    quoted = ", ".join(f'"{f}"' for f in added)
+    return [
+        (
+            "metadata.finalizers",
+            "Forbidden: no new finalizers can be added if the object "
+            f"is being deleted, found new finalizers []string{{{quoted}}}",
+        )
+    ]
 
 
 def _deletion_complete(obj: Obj) -> bool:
