@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.token_srv.v1 import token_pb2_grpc
 from micro.config.model import GrpcServerConfig
+from micro.db import open_database
 from micro.health import Health
 from micro.transport.grpc import GrpcServer
 from token_srv.config import JwtConfig, JwtKeyConfig
-from token_srv.database import open_database
 from token_srv.migrations import MIGRATIONS
 from token_srv.repository import SqlTokenRepository
 from token_srv.servicer import SERVICE_NAME, TokenServicer

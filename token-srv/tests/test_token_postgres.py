@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from micro.db import open_database, schema_versions
 from micro.errors import ServiceError
-from token_srv.database import open_database, schema_versions
 from token_srv.domain import Subject
 from token_srv.migrations import MIGRATIONS
 from token_srv.repository import SqlTokenRepository

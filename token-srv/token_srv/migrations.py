@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Connection, DateTime, Index, MetaData, String, Table
 
-from token_srv.database import Migration
+from micro.db import Migration
 
 
 def _v1_tokens(conn: Connection) -> None:

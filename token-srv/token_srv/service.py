@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from api.token_srv.v1 import token_pb2_grpc
 from micro.app import ServiceContext, run
+from micro.db import database_url, open_database
 from token_srv.config import JwtConfig, TokenSrvConfig
-from token_srv.database import database_url, open_database
 from token_srv.migrations import MIGRATIONS
 from token_srv.repository import SqlTokenRepository
 from token_srv.servicer import SERVICE_NAME, TokenServicer

@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.user_srv.v1 import user_pb2_grpc
 from micro.config.model import GrpcServerConfig
+from micro.db import open_database
 from micro.health import Health
 from micro.transport.grpc import GrpcServer
 from user_srv.config import Argon2Config
-from user_srv.database import open_database
 from user_srv.migrations import MIGRATIONS
 from user_srv.passwords import Argon2PasswordHasher
 from user_srv.repository import SqlUserRepository

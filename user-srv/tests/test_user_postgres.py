@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from micro.db import open_database, schema_versions
 from micro.errors import ServiceError
-from user_srv.database import open_database, schema_versions
 from user_srv.migrations import MIGRATIONS
 from user_srv.passwords import Argon2PasswordHasher
 from user_srv.repository import SqlUserRepository

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from user_srv.database import open_database, schema_versions
+from micro.db import open_database, schema_versions
 from user_srv.domain import Role
 from user_srv.migrations import MIGRATIONS
 from user_srv.repository import SqlUserRepository, UserExistsError

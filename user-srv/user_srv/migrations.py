@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Connection, DateTime, Integer, MetaData, String, Table
 
-from user_srv.database import Migration
+from micro.db import Migration
 
 
 def _v1_users(conn: Connection) -> None:

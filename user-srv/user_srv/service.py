@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from api.user_srv.v1 import user_pb2_grpc
 from micro.app import ServiceContext, run
+from micro.db import database_url, open_database
 from micro.errors import ServiceError
 from user_srv.config import BootstrapUser, UserSrvConfig
-from user_srv.database import database_url, open_database
 from user_srv.migrations import MIGRATIONS
 from user_srv.passwords import Argon2PasswordHasher
 from user_srv.repository import SqlUserRepository

@@ -1,0 +1,167 @@
+"""A service's database: its URL, an async engine for SQLite or PostgreSQL, and the
+ordered, versioned schema migrations applied at start.
+
+Why not Alembic: the services have a handful of tables and no offline upgrade step, so
+an ordered list of migrations applied in one transaction at start, recorded in a
+schema_version table, is all they need. Replicas that start together must not apply a
+step twice: on PostgreSQL an advisory lock taken inside that transaction orders them, on
+SQLite the transaction starts with the file's write lock (BEGIN IMMEDIATE).
+
+Needs the `db` extra of micro (SQLAlchemy, aiosqlite, asyncpg).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+# How long a SQLite writer waits for another one (a second replica on the same file)
+# before it gives up with "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+# The async driver used when a URL names only the database kind.
+_ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step. `apply` runs inside the migration transaction; it should keep its
+    own table definitions so that later changes to a repository never rewrite history."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+_meta = MetaData()
+schema_version = Table(
+    "schema_version",
+    _meta,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", String(200), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def database_url(url: str, data_dir: str, file_name: str) -> str:
+    """The configured URL, or a SQLite file named file_name in data_dir."""
+    if url:
+        return url
+    return f"sqlite+aiosqlite:///{Path(data_dir) / file_name}"
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine for `url`, PostgreSQL (asyncpg) or a SQLite file.
+
+    A SQLite file's folder is created when missing, so that a fresh checkout or an empty
+    volume works without a manual step; its connections use WAL (readers beside the
+    writer), a busy timeout (several processes may share the file) and foreign keys.
+    """
+    parsed = _with_async_driver(make_url(url))
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(parsed, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _with_async_driver(url: URL) -> URL:
+    backend = url.get_backend_name()
+    if "+" in url.drivername or backend not in _ASYNC_DRIVERS:
+        return url
+    return url.set(drivername=f"{backend}+{_ASYNC_DRIVERS[backend]}")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    # First: switching a new file to WAL takes a lock another process may hold.
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+async def open_database(url: str, migrations: Sequence[Migration], lock_name: str) -> AsyncEngine:
+    """An engine on a database whose schema is at the newest version.
+
+    lock_name names the schema (the service) for PostgreSQL's advisory lock.
+    """
+    engine = create_engine(url)
+    try:
+        await migrate(engine, migrations, lock_name)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine
+
+
+async def migrate(engine: AsyncEngine, migrations: Sequence[Migration], lock_name: str) -> None:
+    """Apply the migrations newer than the recorded version, oldest first, in one
+    transaction that holds the schema lock; the ones already applied are skipped."""
+    ordered = _checked(migrations)
+    async with engine.begin() as conn:
+        await _lock_schema(conn, lock_name)
+        await conn.run_sync(_apply_pending, ordered)
+
+
+def _checked(migrations: Sequence[Migration]) -> list[Migration]:
+    versions = [m.version for m in migrations]
+    if any(v < 1 for v in versions):
+        raise ValueError(f"migration versions start at 1: {sorted(versions)}")
+    twice = sorted({v for v in versions if versions.count(v) > 1})
+    if twice:
+        raise ValueError(f"migration versions listed more than once: {twice}")
+    return sorted(migrations, key=lambda m: m.version)
+
+
+async def _lock_schema(conn: AsyncConnection, lock_name: str) -> None:
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(lock_name.encode())}
+        )
+    elif conn.dialect.name == "sqlite":
+        # The driver would begin only at the first INSERT, after the version was read
+        # and tables created outside any transaction; take the write lock up front.
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _apply_pending(conn: Connection, migrations: Sequence[Migration]) -> None:
+    schema_version.create(conn, checkfirst=True)
+    current = conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
+    for migration in migrations:
+        if migration.version <= current:
+            continue
+        migration.apply(conn)
+        conn.execute(
+            schema_version.insert().values(
+                version=migration.version,
+                description=migration.description,
+                applied_at=datetime.now(UTC),
+            )
+        )
+
+
+def schema_versions(conn: Connection) -> list[int]:
+    """The versions applied so far, oldest first."""
+    return list(conn.execute(select(schema_version.c.version).order_by("version")).scalars())
