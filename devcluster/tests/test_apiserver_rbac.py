@@ -272,3 +272,38 @@ def test_self_subject_access_review(
     assert can("watch", "configmaps")
     assert not can("delete", "configmaps")
     assert not can("watch", "secrets")
+
+
+def test_resource_names_admit_a_list_or_watch_of_that_name(
+    api: kubernetes.client.ApiClient, http: httpx.Client, robot: str, namespace: str
+) -> None:
+    _grant(
+        api,
+        namespace,
+        [
+            {
+                "apiGroups": [""],
+                "resources": ["secrets"],
+                "verbs": ["get", "list", "watch"],
+                "resourceNames": ["mine"],
+            }
+        ],
+    )
+    core: Any = kubernetes.client.CoreV1Api(api)
+    for name in ("mine", "theirs"):
+        core.create_namespaced_secret(namespace, body({"metadata": {"name": name}}))
+    path = f"/api/v1/namespaces/{namespace}/secrets"
+    as_robot = {"Authorization": f"Bearer {robot}"}
+
+    def get(**params: str) -> httpx.Response:
+        return http.get(path, params=params, headers=as_robot)
+
+    listed = get(fieldSelector="metadata.name=mine")
+    assert listed.status_code == 200
+    assert [s["metadata"]["name"] for s in listed.json()["items"]] == ["mine"]
+    watched = get(fieldSelector="metadata.name=mine", watch="1", timeoutSeconds="1")
+    assert watched.status_code == 200
+    assert '"name":"mine"' in watched.text
+    assert get(fieldSelector="metadata.name=theirs").status_code == 403
+    assert get(fieldSelector="metadata.name!=theirs").status_code == 403
+    assert get().status_code == 403

@@ -147,7 +147,7 @@ class ApiServer:
             resource=target.plural,
             subresource=target.subresource,
             namespace=target.namespace or "",
-            name=target.name,
+            name=target.name or self._selected_name(request, verb),
         )
         if not self.authorizer.allowed(user, attributes):
             raise forbidden(user, attributes)
@@ -217,6 +217,22 @@ class ApiServer:
         if resource is not None and not resource.namespaced and name and plural == "namespaces":
             namespace = name  # RBAC sees a namespace's own name as its namespace
         return Target(resource, plural, group, namespace, name, subresource)
+
+    @staticmethod
+    def _selected_name(request: web.Request, verb: str) -> str:
+        """As kube-apiserver's RequestInfo: a list or watch that selects one name with
+        fieldSelector=metadata.name=<n> is a request for that name, so RBAC
+        resourceNames admit it."""
+        if verb not in ("list", "watch"):
+            return ""
+        try:
+            fields = parse_field_selector(request.query.get("fieldSelector"), {})
+        except status.ApiError:
+            return ""  # reported by the handler once authorized as an unnamed request
+        names = [t.value for t in fields.terms if t.field == "metadata.name" and not t.negated]
+        if len(names) != 1 or names[0] in (".", "..") or "/" in names[0] or "%" in names[0]:
+            return ""
+        return names[0]
 
     @staticmethod
     def _verb(request: web.Request, target: Target) -> str:
