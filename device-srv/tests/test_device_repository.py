@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from device_srv.database import devices_table, open_engine
 from device_srv.domain import Device
+from device_srv.migrations import MIGRATIONS
 from device_srv.repository import SqlDeviceRepository
+from micro.db import schema_versions
 
 
 async def test_get_answers_stored_devices_and_none_for_others(
@@ -64,6 +66,28 @@ async def test_rows_survive_a_reopened_engine(sqlite_url: str, tmp_path: pathlib
         await reopened.dispose()
 
 
+async def test_a_file_from_before_versioned_migrations_opens_with_its_rows(
+    tmp_path: pathlib.Path,
+) -> None:
+    # The schema device-srv created before it had versioned migrations: no schema_version.
+    url = f"sqlite+aiosqlite:///{tmp_path}/old-devices.db"
+    old = create_async_engine(url)
+    async with old.begin() as conn:
+        await conn.execute(
+            text("CREATE TABLE devices (name VARCHAR(63) PRIMARY KEY, active BOOLEAN NOT NULL)")
+        )
+        await conn.execute(text("INSERT INTO devices VALUES ('device1', 1)"))
+    await old.dispose()
+
+    engine = await open_engine(url)
+    try:
+        assert await SqlDeviceRepository(engine).get("device1") == Device("device1", True)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(schema_versions) == [m.version for m in MIGRATIONS]
+    finally:
+        await engine.dispose()
+
+
 @contextlib.asynccontextmanager
 async def postgres_admin(url: str) -> AsyncIterator[AsyncConnection]:
     """A connection for setting the stage, outside the code under test."""
@@ -95,7 +119,7 @@ async def test_the_repository_on_postgresql(postgres_url: str) -> None:
 @pytest.mark.postgres
 async def test_replicas_starting_together_create_the_schema_once(postgres_url: str) -> None:
     async with postgres_admin(postgres_url) as admin:
-        await admin.execute(text("DROP TABLE IF EXISTS devices"))
+        await admin.execute(text("DROP TABLE IF EXISTS devices, schema_version"))
     engines = await asyncio.gather(*(open_engine(postgres_url) for _ in range(4)))
     try:
         await SqlDeviceRepository(engines[0]).upsert([Device("device1", True)])
