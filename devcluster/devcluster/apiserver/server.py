@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT = "store.json"
 SHUTDOWN_GRACE_S = 2.0
+SAVE_EVERY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,16 @@ def bootstrap(registry: Registry) -> None:
                 },
             },
         )
+
+
+async def save_periodically(store: Store, snapshot: pathlib.Path) -> None:
+    """Snapshot after writes, so even a killed server loses at most a few seconds."""
+    saved = store.rv
+    while True:
+        await asyncio.sleep(SAVE_EVERY_S)
+        if store.rv != saved:
+            saved = store.rv
+            store.save(snapshot)
 
 
 def kubeconfig_text(url: str, ca_file: pathlib.Path, token: str) -> str:
@@ -141,8 +152,12 @@ async def serve(options: ServeOptions) -> None:
     log.info("devcluster API serving on %s; kubeconfig %s", url, kubeconfig)
 
     try:
+        saver = asyncio.create_task(save_periodically(store, snapshot))
         async with gc_policy(lambda: store.rv):
             await stop.wait()
+        saver.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await saver
     finally:
         log.info("stopping")
         with contextlib.suppress(FileNotFoundError):

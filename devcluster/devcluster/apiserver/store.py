@@ -245,17 +245,19 @@ class Store:
     # persistence -----------------------------------------------------------------------
 
     def save(self, path: pathlib.Path) -> None:
-        """Write a snapshot atomically, so a restart keeps objects and versions."""
-        snapshot = {
-            "resourceVersion": self.rv,
-            "objects": {
-                f"{group}/{plural}": [entry.obj for entry in objects.values()]
-                for (group, plural), objects in self._objects.items()
-                if objects
-            },
-        }
+        """Write a snapshot atomically, so a restart keeps objects and versions. It is
+        assembled from the stored JSON, without encoding any object again."""
+        groups = [
+            json.dumps(f"{group}/{plural}").encode()
+            + b":["
+            + b",".join(entry.raw for entry in objects.values())
+            + b"]"
+            for (group, plural), objects in self._objects.items()
+            if objects
+        ]
+        snapshot = b'{"resourceVersion":%d,"objects":{' % self.rv + b",".join(groups) + b"}}"
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(snapshot))
+        temporary.write_bytes(snapshot)
         os.replace(temporary, path)
 
     def load(self, path: pathlib.Path) -> bool:
