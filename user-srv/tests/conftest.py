@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
@@ -19,6 +14,7 @@ from api.user_srv.v1 import user_pb2_grpc
 from micro.config.model import GrpcServerConfig
 from micro.db import open_database
 from micro.health import Health
+from micro.testing.postgres import postgres_unavailable_reason, throwaway_postgres
 from micro.transport.grpc import GrpcServer
 from user_srv.config import Argon2Config
 from user_srv.migrations import MIGRATIONS
@@ -76,53 +72,11 @@ async def user_stub(usecases: UserUseCases) -> AsyncIterator[UserServiceAsyncStu
     await server.stop(0)
 
 
-def _postgres_command(binary: str) -> list[str] | None:
-    """How to run a PostgreSQL binary here: as the postgres user when we are root."""
-    path = shutil.which(binary)
-    if path is None:
-        return None
-    if os.geteuid() != 0:
-        return [path]
-    runuser = shutil.which("runuser")
-    return None if runuser is None else [runuser, "-u", "postgres", "--", path]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL server (initdb + pg_ctl in a temporary folder), or a skip."""
-    initdb, pg_ctl = _postgres_command("initdb"), _postgres_command("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    # Not under pytest's tmp folder: as root that one is closed to the postgres user.
-    root = pathlib.Path(tempfile.mkdtemp(prefix="user-srv-postgres-"))
-    data = root / "data"
-    if os.geteuid() == 0:
-        shutil.chown(root, user="postgres")
-    subprocess.run(
-        [*initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"],
-        check=True,
-        capture_output=True,
-    )
-    port = _free_port()
-    options = f"-h 127.0.0.1 -p {port} -k {root} -F"
-    subprocess.run(
-        [*pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
-            check=False,
-            capture_output=True,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+    """A throwaway PostgreSQL server for this session, or a skip."""
+    reason = postgres_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with throwaway_postgres(prefix="user-srv-postgres-") as url:
+        yield url
