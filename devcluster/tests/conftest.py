@@ -21,7 +21,7 @@ import pytest
 if getattr(sys.modules.get("devcluster"), "__file__", "") is None:
     del sys.modules["devcluster"]
 
-from devcluster.testing import RunningDevCluster, running_devcluster  # noqa: E402
+from devcluster.testing import RunningDevCluster, running_devcluster
 
 
 @pytest.fixture(scope="session")

@@ -465,3 +465,22 @@ def test_leaving_node_port_releases_the_ports(core: Any, namespace: str) -> None
         ),
     )
     assert again.spec.ports[0].node_port == node_port
+
+
+def test_scale_subresource(api: kubernetes.client.ApiClient, namespace: str) -> None:
+    apps: Any = kubernetes.client.AppsV1Api(api)
+    apps.create_namespaced_deployment(
+        namespace,
+        body({"metadata": {"name": "s"}, "spec": {"selector": _SELECTOR, "template": _TEMPLATE}}),
+    )
+    scale = apps.read_namespaced_deployment_scale("s", namespace)
+    assert (scale.spec.replicas, scale.status.selector) == (1, "app=x")
+    scaled = apps.patch_namespaced_deployment_scale("s", namespace, {"spec": {"replicas": 4}})
+    assert scaled.spec.replicas == 4
+    deployment = apps.read_namespaced_deployment("s", namespace)
+    assert (deployment.spec.replicas, deployment.metadata.generation) == (4, 2)
+    scaled.spec.replicas = 2
+    scaled.metadata.resource_version = "1"  # stale: the precondition fails
+    with pytest.raises(ApiException) as raised:
+        apps.replace_namespaced_deployment_scale("s", namespace, scaled)
+    assert raised.value.status == 409

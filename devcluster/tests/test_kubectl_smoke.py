@@ -127,6 +127,8 @@ def test_get_apply_patch_delete(kubectl: Kubectl, namespace: str) -> None:
     assert deployment["spec"]["template"]["spec"]["containers"][0]["env"] == [
         {"name": "LEVEL", "value": "2"}
     ]
+    assert "deployment.apps/web scaled" in kubectl("scale", "deployment", "web", "--replicas=3")
+    assert json.loads(kubectl("get", "deploy", "web", "-o", "json"))["spec"]["replicas"] == 3
     table = kubectl("get", "svc", "web")
     assert "NodePort" in table
     assert "10.96." in table

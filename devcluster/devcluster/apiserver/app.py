@@ -23,6 +23,7 @@ from devcluster.apiserver.auth import (
     forbidden,
 )
 from devcluster.apiserver.logs import serve_log
+from devcluster.apiserver.patch import apply_patch
 from devcluster.apiserver.protowire import UnsupportedKind, decode_object, decode_review
 from devcluster.apiserver.registry import Registry, now_rfc3339
 from devcluster.apiserver.resources import VIRTUAL, ResourceType, lookup
@@ -36,6 +37,8 @@ from devcluster.apiserver.store import Obj, Store, Watcher
 from devcluster.apiserver.subresources import (
     bind_pod,
     request_token,
+    rescale,
+    scale_of,
     self_subject_access_review,
     self_subject_review,
 )
@@ -566,6 +569,15 @@ class ApiServer:
             return json_response(
                 request_token(self.registry, self.tokens, namespace, target.name, body), 201
             )
+        if sub == "scale":
+            workload = self.registry.get(resource, namespace, target.name).obj
+            if verb == "get":
+                return json_response(scale_of(workload))
+            body = await self._body(request)
+            if verb == "patch":
+                body = apply_patch(request.content_type, scale_of(workload), body)
+            if verb in ("patch", "update"):
+                return json_response(rescale(self.registry, resource, namespace, target.name, body))
         if sub == "binding" and verb == "create":
             body = await self._body(request)
             return json_response(bind_pod(self.registry, namespace, target.name, body), 201)

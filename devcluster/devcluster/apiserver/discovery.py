@@ -18,6 +18,7 @@ KUBERNETES_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-devclu
 _SUBRESOURCE_KINDS = {
     "token": ("authentication.k8s.io", "v1", "TokenRequest"),
     "binding": ("", "v1", "Binding"),
+    "scale": ("autoscaling", "v1", "Scale"),
 }
 
 

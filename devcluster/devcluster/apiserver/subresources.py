@@ -15,8 +15,9 @@ from devcluster.apiserver.auth import (
     TokenAuthority,
     UserInfo,
 )
+from devcluster.apiserver.patch import MERGE_PATCH
 from devcluster.apiserver.registry import Registry
-from devcluster.apiserver.resources import by_key
+from devcluster.apiserver.resources import ResourceType, by_key
 
 MAX_TOKEN_SECONDS = 2**32
 
@@ -186,3 +187,45 @@ def self_subject_review(user: UserInfo, body: Any) -> dict[str, Any]:
         "metadata": {"creationTimestamp": None},
         "status": {"userInfo": info},
     }
+
+
+def scale_of(workload: dict[str, Any]) -> dict[str, Any]:
+    """The autoscaling/v1 Scale view of a Deployment or ReplicaSet."""
+    metadata = workload["metadata"]
+    spec = workload.get("spec") or {}
+    labels = (spec.get("selector") or {}).get("matchLabels") or {}
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            key: metadata[key]
+            for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if key in metadata
+        },
+        "spec": {"replicas": spec.get("replicas", 1)},
+        "status": {
+            "replicas": (workload.get("status") or {}).get("replicas", 0),
+            "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        },
+    }
+
+
+def rescale(
+    registry: Registry, resource: ResourceType, namespace: str, name: str, scale: Any
+) -> dict[str, Any]:
+    """PUT/PATCH .../scale: set spec.replicas, with the Scale's resourceVersion as the
+    precondition."""
+    replicas = ((scale or {}).get("spec") or {}).get("replicas")
+    if not isinstance(replicas, int) or replicas < 0:
+        raise status.invalid(
+            "Scale",
+            "autoscaling",
+            name,
+            [("spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")],
+        )
+    patch: dict[str, Any] = {"spec": {"replicas": replicas}}
+    wanted = ((scale or {}).get("metadata") or {}).get("resourceVersion")
+    if wanted:
+        patch["metadata"] = {"resourceVersion": wanted}
+    updated = registry.patch(resource, namespace, name, MERGE_PATCH, patch)
+    return scale_of(updated)
