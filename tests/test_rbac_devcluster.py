@@ -14,9 +14,12 @@ from typing import Any
 
 import kubernetes.client
 import pytest
+import yaml
 from kubernetes.client.exceptions import ApiException
 
 from devcluster.testing import RunningDevCluster, body, running_devcluster
+from micro.config.kube import kube_sources
+from micro.config.model import RemoteConfig
 
 NAMESPACE = "go-micro"
 OWN_SECRETS = {
@@ -160,22 +163,47 @@ def test_nothing_beyond_is_granted(
     assert allowed == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "kube-apiserver authorizes a list/watch carrying fieldSelector=metadata.name=<n> "
-        "as a request for resource name <n> (requestinfo.go), so resourceNames admit it; "
-        "the devcluster authorizer does not map the field selector to the name yet"
-    ),
-)
 def test_own_secrets_can_be_listed_and_watched_by_name(
     as_service: kubernetes.client.ApiClient, shipped_service: str
 ) -> None:
     if not OWN_SECRETS[shipped_service]:
-        pytest.xfail(f"{shipped_service} owns no Secret")
+        pytest.skip(f"{shipped_service} owns no Secret")
     core = kubernetes.client.CoreV1Api(as_service)
     for name in OWN_SECRETS[shipped_service]:
         selector = f"metadata.name={name}"
         listed = core.list_namespaced_secret(NAMESPACE, field_selector=selector)
         assert [s.metadata and s.metadata.name for s in listed.items] == [name]
         watch(core.list_namespaced_secret, NAMESPACE, field_selector=selector)
+
+
+async def test_the_image_bootstrap_config_sources_start_under_the_role(
+    as_service: kubernetes.client.ApiClient,
+    shipped_service: str,
+    repo_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ConfigMap and Secret watches that <svc>/configs/k8s/remote.yaml sets up (for
+    admin-srv and data-srv: no Secret at all) list and watch under the service's Role."""
+    monkeypatch.setattr("micro.config.kube.SYNC_TIMEOUT_S", 3.0)
+    bootstrap = yaml.safe_load(
+        (repo_root / shipped_service / "configs/k8s/remote.yaml").read_text()
+    )
+    remote = RemoteConfig.model_validate(bootstrap["remote"])
+    assert remote.secrets is not None, "a Role grants Secrets by name only: list them"
+    assert sorted(remote.secrets) == sorted(OWN_SECRETS[shipped_service])
+    k8s = remote.k8s.model_copy(update={"namespace": NAMESPACE})
+    sources = kube_sources(
+        remote.model_copy(update={"k8s": k8s}),
+        service=f"go-micro.{shipped_service}",
+        env={},
+        api=as_service,
+    )
+    started = []
+    try:
+        for source in sources:
+            started.append(source)
+            await source.start(lambda: None)  # ConfigError when a list is refused
+    finally:
+        for source in reversed(started):
+            await source.stop()
+    assert len(sources) == 1 + len(OWN_SECRETS[shipped_service])

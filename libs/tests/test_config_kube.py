@@ -437,39 +437,19 @@ async def test_named_secrets_are_the_only_secrets_read(
         await handle.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ConfigError,
-    reason="devcluster does not yet authorize list/watch by a metadata.name field selector "
-    "against resourceNames, as kube-apiserver does",
-)
-async def test_named_secrets_need_only_resource_name_grants(
-    scenario: Scenario, cluster: RunningDevCluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A Role that grants Secrets by resourceNames allows list/watch only by name."""
-    monkeypatch.setattr("micro.config.kube.SYNC_TIMEOUT_S", 3.0)
+def restricted_account(
+    scenario: Scenario, cluster: RunningDevCluster, *rules: kubernetes.client.V1PolicyRule
+) -> str:
+    """A ServiceAccount bound to a Role granting exactly `rules`; returns its token."""
     account = "greeter"
-    keys = f"{scenario.short_name}-keys"
     scenario.core.create_namespaced_service_account(
         scenario.namespace, kubernetes.client.V1ServiceAccount(metadata=scenario.metadata(account))
     )
     with cluster.api_client() as admin:
         rbac = kubernetes.client.RbacAuthorizationV1Api(admin)
-        rule = kubernetes.client.V1PolicyRule
         rbac.create_namespaced_role(
             scenario.namespace,
-            kubernetes.client.V1Role(
-                metadata=scenario.metadata(account),
-                rules=[
-                    rule(api_groups=[""], resources=["configmaps"], verbs=["list", "watch"]),
-                    rule(
-                        api_groups=[""],
-                        resources=["secrets"],
-                        resource_names=[keys, "absent-is-fine"],
-                        verbs=["get", "list", "watch"],
-                    ),
-                ],
-            ),
+            kubernetes.client.V1Role(metadata=scenario.metadata(account), rules=list(rules)),
         )
         rbac.create_namespaced_role_binding(
             scenario.namespace,
@@ -485,13 +465,41 @@ async def test_named_secrets_need_only_resource_name_grants(
                 ],
             ),
         )
-    scenario.put_secret({"keys.yaml": "greeting:\n  text: by-name\n"}, name=keys)
-    scenario.bootstrap()
+    return cluster.service_account_token(scenario.namespace, account)
+
+
+CONFIGMAPS_ONLY = kubernetes.client.V1PolicyRule(
+    api_groups=[""], resources=["configmaps"], verbs=["list", "watch"]
+)
+
+
+def set_remote_secrets(scenario: Scenario, secrets: list[str]) -> None:
     remote = yaml.safe_load((scenario.config_dir / "remote.yaml").read_text())
-    remote["remote"]["secrets"] = [keys, "absent-is-fine"]
+    remote["remote"]["secrets"] = secrets
     (scenario.config_dir / "remote.yaml").write_text(yaml.safe_dump(remote))
 
-    restricted = cluster.api_client(cluster.service_account_token(scenario.namespace, account))
+
+async def test_named_secrets_need_only_resource_name_grants(
+    scenario: Scenario, cluster: RunningDevCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Role that grants Secrets by resourceNames allows list/watch only by name."""
+    monkeypatch.setattr("micro.config.kube.SYNC_TIMEOUT_S", 3.0)
+    keys = f"{scenario.short_name}-keys"
+    token = restricted_account(
+        scenario,
+        cluster,
+        CONFIGMAPS_ONLY,
+        kubernetes.client.V1PolicyRule(
+            api_groups=[""],
+            resources=["secrets"],
+            resource_names=[keys, "absent-is-fine"],
+            verbs=["get", "list", "watch"],
+        ),
+    )
+    scenario.put_secret({"keys.yaml": "greeting:\n  text: by-name\n"}, name=keys)
+    set_remote_secrets(scenario, [keys, "absent-is-fine"])
+
+    restricted = cluster.api_client(token)
     handle = scenario.load(restricted)
     await handle.start()
     try:
@@ -502,3 +510,38 @@ async def test_named_secrets_need_only_resource_name_grants(
     finally:
         await handle.stop()
         restricted.close()  # type: ignore[no-untyped-call]
+
+
+async def test_an_empty_secrets_list_reads_no_secret_and_needs_no_grant(
+    scenario: Scenario, cluster: RunningDevCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`remote.secrets: []` makes no Secret request: a Role without any Secret rule
+    suffices, and a labelled Secret that absence of the key would read is ignored."""
+    monkeypatch.setattr("micro.config.kube.SYNC_TIMEOUT_S", 3.0)
+    token = restricted_account(scenario, cluster, CONFIGMAPS_ONLY)
+    scenario.put_configmap({"config.yaml": "greeting:\n  text: from-configmap\n"})
+    scenario.put_secret({"keys.yaml": "greeting:\n  repeat: 7\n"})
+    with cluster.api_client(token) as restricted:
+        # Absent: every labelled Secret is listed, which this Role refuses.
+        with pytest.raises(ConfigError, match="cannot list secrets"):
+            await scenario.load(restricted).start()
+        set_remote_secrets(scenario, [])
+        handle = scenario.load(restricted)
+        await handle.start()
+        try:
+            assert handle.current.greeting == Greeting(text="from-configmap", repeat=1)
+        finally:
+            await handle.stop()
+
+
+async def test_absent_secrets_key_reads_every_labelled_secret(
+    scenario: Scenario, api: kubernetes.client.ApiClient
+) -> None:
+    scenario.put_secret({"a.yaml": "greeting:\n  text: first\n"}, name="one")
+    scenario.put_secret({"b.yaml": "greeting:\n  repeat: 3\n"}, name="two")
+    handle = scenario.load(api)
+    await handle.start()
+    try:
+        assert handle.current.greeting == Greeting(text="first", repeat=3)
+    finally:
+        await handle.stop()

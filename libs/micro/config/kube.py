@@ -42,8 +42,9 @@ def kube_sources(
     env: Mapping[str, str],
     api: kubernetes.client.ApiClient | None = None,
 ) -> list[KubeObjectsSource]:
-    """The ConfigMap layer, then the Secret layer (one source per named Secret, in name
-    order, or one for every labelled Secret) for one service."""
+    """The ConfigMap layer, then the Secret layers for one service: one source per
+    Secret named in `remote.secrets` (in name order; none for an empty list), or, when
+    `remote.secrets` is absent, one for every labelled Secret."""
     k8s = remote.k8s
     namespace = k8s.namespace or _own_namespace()
     selector = k8s.label_selector or default_label_selector(service)
@@ -54,12 +55,12 @@ def kube_sources(
         except KubeSetupError as exc:
             raise ConfigError(f"remote config: {exc}") from None
     watched: list[tuple[Resource, str, bool]] = [(CONFIG_MAPS, k8s.field_selector, False)]
-    if remote.secrets:
+    if remote.secrets is None:
+        watched.append((SECRETS, k8s.field_selector, True))
+    else:  # by name only; an empty list reads no Secret at all
         for name in sorted(set(remote.secrets)):
             by_name = ",".join(filter(None, (f"metadata.name={name}", k8s.field_selector)))
             watched.append((SECRETS, by_name, True))
-    else:
-        watched.append((SECRETS, k8s.field_selector, True))
     layers = []
     for resource, field_selector, secret in watched:
         informer = Informer(

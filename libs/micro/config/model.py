@@ -106,9 +106,10 @@ class RemoteConfig(Section):
     type: Literal["k8s", "none"] = "none"
     k8s: KubernetesConfig = KubernetesConfig()
     # The Secrets to read, by name, each watched with fieldSelector=metadata.name=<name>
-    # so that a Role can grant exactly them (resourceNames). Empty: every Secret the
-    # label selector matches, which needs list/watch on all Secrets of the namespace.
-    secrets: tuple[str, ...] = ()
+    # so that a Role can grant exactly them (resourceNames). An empty list: no Secret at
+    # all (no Secret request is made). Absent (None): every Secret the label selector
+    # matches, which needs list/watch on all Secrets of the namespace.
+    secrets: tuple[str, ...] | None = None
 
 
 class LogConfig(Section):
