@@ -1,84 +1,22 @@
 """The login system as separate processes: user-srv, token-srv, device-srv and admin-srv,
 each `python -m <package>` with its own config folder, wired by a static registry.
 
-Servers bind port 0; the ports come from each process's "listening on" log lines, so
-concurrent runs never collide. Used by tests/test_e2e_login.py and bench/bench_login.py;
-whoever starts a LoginSystem stops it (it is a context manager).
+Servers bind port 0; the ports come from each process's "listening on" log lines
+(micro.testing.processes), so concurrent runs never collide. Used by
+tests/test_e2e_login.py and bench/bench_login.py; whoever starts a LoginSystem stops it
+(it is a context manager).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import pathlib
-import re
-import signal
-import subprocess
-import sys
-import time
 from types import TracebackType
 from typing import Any
 
-import yaml
+from micro.testing.processes import ServiceProcess
 
-START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 15.0
-_LISTENING = re.compile(r"\[(gRPC|HTTP)\] server listening on: (\S+):(\d+)")
 _QUICK_SHUTDOWN = {"drain_delay": "0s", "grace_period": "2s"}
-
-
-class ServiceProcess:
-    """One service process; its log is a file, its ports are read from that log."""
-
-    def __init__(self, package: str, config: dict[str, Any], workdir: pathlib.Path) -> None:
-        self.package = package
-        self.workdir = workdir
-        self.config_dir = workdir / package / "configs"
-        self.config_dir.mkdir(parents=True, exist_ok=True)
-        (self.config_dir / "config.yaml").write_text(yaml.safe_dump(config))
-        self.log_path = workdir / f"{package}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.ports: dict[str, int] = {}
-
-    def start(self) -> None:
-        env = {**os.environ, "MICRO_CONFIG_DIR": str(self.config_dir)}
-        env.pop("MICRO_BIND_HOST", None)
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", self.package],
-                cwd=self.workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.package} exited early:\n{self.log()}")
-            text = self.log()
-            if " started" in text:
-                self.ports = {m[1]: int(m[3]) for m in _LISTENING.finditer(text)}
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"{self.package} did not start in time:\n{self.log()}")
-
-    def stop(self) -> int | None:
-        """SIGTERM (a graceful stop), SIGKILL after a while; answers the exit code."""
-        process, self.process = self.process, None
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        return process.returncode
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
 
 
 def device_srv_available() -> bool:

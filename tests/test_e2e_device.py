@@ -6,108 +6,17 @@ data-srv finds device-srv through a static registry pointing at device-srv's por
 
 from __future__ import annotations
 
-import os
 import pathlib
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import grpc
 import httpx
 import pytest
-import yaml
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from micro.testing.processes import ServiceProcess, free_port, grpc_serving, http_ready
 
 pytestmark = pytest.mark.e2e
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 15.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class ServiceProcess:
-    """`python -m <package>` with its own config folder; logs go to a file."""
-
-    def __init__(self, package: str, config: dict[str, Any], workdir: pathlib.Path) -> None:
-        self.package = package
-        self.config_dir = workdir / package / "configs"
-        self.config_dir.mkdir(parents=True)
-        (self.config_dir / "config.yaml").write_text(yaml.safe_dump(config))
-        self.log_path = workdir / f"{package}.log"
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, ready: Callable[[], bool]) -> None:
-        env = {**os.environ, "MICRO_CONFIG_DIR": str(self.config_dir)}
-        env.pop("MICRO_BIND_HOST", None)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", self.package],
-                cwd=self.workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self._wait_ready(ready)
-
-    def stop(self) -> int | None:
-        """SIGTERM (a graceful stop), then SIGKILL after a while; the exit code."""
-        process, self.process = self.process, None
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        return process.returncode
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def _wait_ready(self, ready: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.package} exited early:\n{self.log()}")
-            if ready():
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"{self.package} was not ready in time:\n{self.log()}")
-
-
-def grpc_serving(port: int) -> bool:
-    """The gRPC health check of the whole server answers SERVING."""
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        try:
-            answer = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=1.0
-            )
-        except grpc.RpcError:
-            return False
-    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
-
-
-def http_ready(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _device_config(grpc_port: int, db: pathlib.Path) -> dict[str, Any]:
@@ -144,7 +53,9 @@ def _data_config(http_port: int, device_grpc_port: int) -> dict[str, Any]:
 
 class DeviceFlow:
     def __init__(self, workdir: pathlib.Path) -> None:
-        device_grpc, data_http = _free_port(), _free_port()
+        # Fixed ports, not 0: device-srv restarts on the same one and data-srv's static
+        # registry points at it.
+        device_grpc, data_http = free_port(), free_port()
         self.data_url = f"http://127.0.0.1:{data_http}"
         self.device_ready = lambda: grpc_serving(device_grpc)
         self.data_ready = lambda: http_ready(f"{self.data_url}/readyz")
