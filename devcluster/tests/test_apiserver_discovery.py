@@ -97,3 +97,15 @@ def test_official_client_discovers_versions(api: kubernetes.client.ApiClient) ->
     assert "apps" in {group.name for group in groups.groups}
     resources: Any = kubernetes.client.AppsV1Api(api).get_api_resources()
     assert "deployments" in {resource.name for resource in resources.resources}
+
+
+def test_openapi_v2_is_a_document_without_schemas(http: httpx.Client) -> None:
+    document = http.get("/openapi/v2", headers={"Accept": "application/json"}).json()
+    assert document["swagger"] == "2.0"
+    assert document["definitions"] == {}
+    proto = http.get(
+        "/openapi/v2",
+        headers={"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"},
+    )
+    assert proto.headers["content-type"] == "application/octet-stream"
+    assert proto.content.startswith(b"\n\x032.0")  # field 1 (swagger) = "2.0"

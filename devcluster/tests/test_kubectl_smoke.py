@@ -1,8 +1,8 @@
 """kubectl against the devcluster: get, apply -f, patch, logs, delete, get -w, auth can-i.
 
 kubectl comes from Debian's kubernetes-client when it is missing and apt is usable;
-elsewhere these tests are skipped with the reason. `apply` runs with --validate=false:
-the devcluster serves no OpenAPI document to validate against. kubectl's generators send
+elsewhere these tests are skipped with the reason. `apply` validates against the
+devcluster's minimal /openapi/v2 (no schemas: the server validates). kubectl's generators send
 protobuf bodies: those of the simple kinds are decoded (`create namespace|configmap|
 secret|serviceaccount`), the others (`run`, `create deployment`) are 415, so pods and
 workloads are created with `apply -f`."""
@@ -113,11 +113,11 @@ def kubectl(kubectl_binary: str, devcluster: RunningDevCluster, namespace: str) 
 
 def test_get_apply_patch_delete(kubectl: Kubectl, namespace: str) -> None:
     assert "kube-system" in kubectl("get", "namespaces")
-    applied = kubectl("apply", "--validate=false", "-f", "-", stdin=MANIFEST.format(level=1))
+    applied = kubectl("apply", "-f", "-", stdin=MANIFEST.format(level=1))
     assert "configmap/settings created" in applied
     assert "deployment.apps/web created" in applied
     assert "service/web created" in applied
-    again = kubectl("apply", "--validate=false", "-f", "-", stdin=MANIFEST.format(level=2))
+    again = kubectl("apply", "-f", "-", stdin=MANIFEST.format(level=2))
     assert "configmap/settings configured" in again
     assert "service/web unchanged" in again
     settings = json.loads(kubectl("get", "configmap", "settings", "-o", "json"))
@@ -156,7 +156,6 @@ def test_get_watch_prints_changes(
 ) -> None:
     kubectl(
         "apply",
-        "--validate=false",
         "-f",
         "-",
         stdin="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\n",
@@ -193,7 +192,6 @@ def test_get_watch_prints_changes(
 def test_logs_and_auth(kubectl: Kubectl, devcluster: RunningDevCluster, namespace: str) -> None:
     kubectl(
         "apply",
-        "--validate=false",
         "-f",
         "-",
         stdin=(
@@ -209,7 +207,6 @@ def test_logs_and_auth(kubectl: Kubectl, devcluster: RunningDevCluster, namespac
     assert kubectl("auth", "can-i", "delete", "pods").strip() == "yes"
     kubectl(
         "apply",
-        "--validate=false",
         "-f",
         "-",
         stdin="apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: limited}\n",

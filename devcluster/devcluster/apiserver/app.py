@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from devcluster.apiserver import discovery, status
+from devcluster.apiserver import discovery, openapi, status
 from devcluster.apiserver.auth import (
     AUTHENTICATED,
     Attributes,
@@ -266,6 +266,9 @@ class ApiServer:
             ("/healthz/", "/livez/", "/readyz/")
         ):
             return web.Response(text="ok", content_type="text/plain")
+        if path == "/openapi/v2":
+            document, content_type = openapi.document_bytes(request.headers.get("Accept", ""))
+            return web.Response(body=document, content_type=content_type)
         body: Any = None
         if path == "/version":
             body = discovery.version_info()
