@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import itertools
 from typing import Any
 
+from devcluster.apiserver.status import ApiError
 from devcluster.apiserver.store import Obj, Store
 from devcluster.apiserver.validation import Causes
 
 SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/16")
 NODE_PORTS = range(30000, 32768)
+# As kube-apiserver's static subranges: automatic allocation takes from above the first
+# min(max(16, size/32), 128) node ports and min(max(16, size/16), 256) addresses first,
+# leaving those to Services that ask for a fixed port or clusterIP.
+NODE_PORT_STATIC_BAND = min(max(16, len(NODE_PORTS) // 32), 128)
+CLUSTER_IP_STATIC_BAND = min(max(16, SERVICE_CIDR.num_addresses // 16), 256)
 
 
 class Strategy:
@@ -267,13 +274,7 @@ class ServiceStrategy(Strategy):
                     )
                 ]
         else:
-            # Skip the network address and .1 (the kubernetes Service's own address).
-            for address in SERVICE_CIDR.hosts():
-                if int(address) - int(SERVICE_CIDR.network_address) < 10:
-                    continue
-                if str(address) not in used:
-                    wanted = str(address)
-                    break
+            wanted = _first_free_address(used)
         spec["clusterIP"] = wanted
         spec["clusterIPs"] = [wanted]
         spec.setdefault("ipFamilies", ["IPv4"])
@@ -318,11 +319,25 @@ class ServiceStrategy(Strategy):
             taken.add(wanted) if isinstance(wanted, int) else None
         if causes:
             return causes
-        free = (port for port in NODE_PORTS if port not in taken)
+        upper = NODE_PORTS[NODE_PORT_STATIC_BAND:]
+        lower = NODE_PORTS[:NODE_PORT_STATIC_BAND]
+        free = (port for band in (upper, lower) for port in band if port not in taken)
         for port in ports:
             if "nodePort" not in port:
                 port["nodePort"] = next(free)
         return []
+
+
+def _first_free_address(used: set[str]) -> str:
+    base = int(SERVICE_CIDR.network_address)
+    last = int(SERVICE_CIDR.broadcast_address)
+    upper = range(base + CLUSTER_IP_STATIC_BAND, last)
+    lower = range(base + 1, base + CLUSTER_IP_STATIC_BAND)
+    for number in itertools.chain(upper, lower):
+        address = str(ipaddress.ip_address(number))
+        if address not in used:
+            return address
+    raise ApiError(500, "Internal error occurred: failed to allocate a serviceIP: range is full")
 
 
 class WorkloadStrategy(Strategy):
