@@ -37,6 +37,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "deployments": {"spec": {"selector": _SELECTOR, "template": _TEMPLATE}},
     "replicasets": {"spec": {"selector": _SELECTOR, "template": _TEMPLATE}},
+    "statefulsets": {"spec": {"selector": _SELECTOR, "template": _TEMPLATE, "serviceName": "x"}},
     "endpointslices": {"addressType": "IPv4", "endpoints": [{"addresses": ["10.0.0.1"]}]},
     "roles": {"rules": _RULES},
     "rolebindings": {"roleRef": _ROLE_REF, "subjects": []},

@@ -341,15 +341,22 @@ def _first_free_address(used: set[str]) -> str:
 
 
 class WorkloadStrategy(Strategy):
-    """Deployments and ReplicaSets: replicas default, selector must match the template."""
+    """Deployments, ReplicaSets and StatefulSets: replicas default, the selector must
+    match the template."""
 
-    def __init__(self, deployment: bool) -> None:
-        self.deployment = deployment
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
 
     def prepare_for_create(self, obj: Obj, store: Store) -> None:
         spec = obj.setdefault("spec", {})
         spec.setdefault("replicas", 1)
-        if self.deployment:
+        if self.kind == "StatefulSet":
+            spec.setdefault("podManagementPolicy", "OrderedReady")
+            spec.setdefault("revisionHistoryLimit", 10)
+            spec.setdefault(
+                "updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}
+            )
+        if self.kind == "Deployment":
             spec.setdefault("revisionHistoryLimit", 10)
             spec.setdefault("progressDeadlineSeconds", 600)
             spec.setdefault(
@@ -388,8 +395,9 @@ STRATEGIES: dict[str, Strategy] = {
     "configmaps": ConfigMapStrategy(),
     "secrets": SecretStrategy(),
     "services": ServiceStrategy(),
-    "deployments": WorkloadStrategy(deployment=True),
-    "replicasets": WorkloadStrategy(deployment=False),
+    "deployments": WorkloadStrategy("Deployment"),
+    "replicasets": WorkloadStrategy("ReplicaSet"),
+    "statefulsets": WorkloadStrategy("StatefulSet"),
 }
 _DEFAULT = Strategy()
 
