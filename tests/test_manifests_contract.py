@@ -182,13 +182,13 @@ def test_hardening(k8s_objects: dict[str, dict[str, Any]], shipped_service: str)
 def test_writable_paths_are_empty_dirs(
     k8s_objects: dict[str, dict[str, Any]], shipped_service: str
 ) -> None:
-    """With a read-only root, /tmp and the SQLite folder must be emptyDir mounts."""
+    """With a read-only root, /tmp and the SQLite folder must be emptyDir mounts; relative
+    data paths resolve against the container's workingDir, the image's WORKDIR /app."""
     spec = pod_template(k8s_objects, shipped_service)["spec"]
     volumes = {v["name"]: v for v in spec["volumes"]}
-    mounts = {
-        m["mountPath"]: m["name"]
-        for m in container_of(k8s_objects, shipped_service)["volumeMounts"]
-    }
+    container = container_of(k8s_objects, shipped_service)
+    assert container["workingDir"] == "/app"
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert all("emptyDir" in volumes[name] for name in mounts.values())
     assert "/tmp" in mounts
     config = effective_config(k8s_objects, shipped_service)
@@ -200,14 +200,9 @@ def test_writable_paths_are_empty_dirs(
         if hasattr(database.url, "get_secret_value")
         else str(database.url)
     )
-    if url.startswith("sqlite"):
-        path = "/" + url.split(":///", 1)[1].lstrip("/")
-    else:
-        path = (
-            f"/app/{database.data_dir}"
-            if not database.data_dir.startswith("/")
-            else database.data_dir
-        )
+    # sqlite:///relative/file or sqlite:////absolute/file; else a file in data_dir
+    written = url.split(":///", 1)[1] if url.startswith("sqlite") else database.data_dir
+    path = written if written.startswith("/") else f"{container['workingDir']}/{written}"
     assert any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts), (
         f"{shipped_service} writes {path}, which is on the read-only root"
     )

@@ -4,7 +4,9 @@ An image reference `registry/repo/name:tag@digest` is matched by its repository 
 without registry, tag or digest, against shell-style patterns. The mapped `command` plays
 the image's ENTRYPOINT and `args` its CMD, so a container's own command/args override
 them exactly as with a real image. `python` as the first word is the runner's own
-interpreter (the workspace environment).
+interpreter (the workspace environment). `files` maps paths inside the image's root to
+host folders (the image's COPY), and an absolute `env` value under one of them names
+that place in the container's root, as the image's ENV does inside the image.
 """
 
 from __future__ import annotations
@@ -26,6 +28,26 @@ class ImageCommand:
     args: list[str] = field(default_factory=list)
     working_dir: pathlib.Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # A path inside the image's root (e.g. /app/user-srv/configs) -> a host folder.
+    files: dict[str, pathlib.Path] = field(default_factory=dict)
+
+    def image_env(self, container_root: pathlib.Path) -> dict[str, str]:
+        """The image's ENV for a container whose root is `container_root`: a value that is
+        a path under one of `files` is given as that path inside the root."""
+        env = {}
+        for key, value in self.env.items():
+            inside = any(value == f or value.startswith(f.rstrip("/") + "/") for f in self.files)
+            env[key] = str(container_root / value.lstrip("/")) if inside else value
+        return env
+
+    def link_files(self, container_root: pathlib.Path) -> None:
+        """Put each of `files` at its place in the container's root (a symlink)."""
+        for image_path, host in self.files.items():
+            link = container_root / image_path.lstrip("/")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink():
+                link.unlink()
+            link.symlink_to(host)
 
 
 def repository(image: str) -> str:
@@ -56,6 +78,9 @@ class ImageMap:
             if not patterns or not command:
                 raise ValueError(f"{path}: image entry {number} needs `match` and `command`")
             working_dir = item.get("workingDir")
+            files = item.get("files") or {}
+            if any(not str(image_path).startswith("/") for image_path in files):
+                raise ValueError(f"{path}: image entry {number}: `files` keys are absolute paths")
             entries.append(
                 (
                     [patterns] if isinstance(patterns, str) else list(patterns),
@@ -64,6 +89,7 @@ class ImageMap:
                         args=[str(a) for a in item.get("args") or []],
                         working_dir=(root / working_dir).resolve() if working_dir else None,
                         env={str(k): str(v) for k, v in (item.get("env") or {}).items()},
+                        files={str(k): (root / str(v)).resolve() for k, v in files.items()},
                     ),
                 )
             )

@@ -177,6 +177,7 @@ class PodWorker:
             )
         assert self.files is not None
         root = self.files.container_root(spec["name"])
+        mapped.link_files(root)
         base = {
             **envs.inherited(),
             "HOME": str(root),
@@ -187,7 +188,7 @@ class PodWorker:
             "KUBE_SERVICEACCOUNT_DIR": str(root / SERVICE_ACCOUNT_PATH.lstrip("/")),
             "DEVCLUSTER_ROOT": str(root),
             "MICRO_BIND_HOST": self.pod_ip,
-            **mapped.env,
+            **mapped.image_env(root),
         }
         environment = envs.container_env(self.pod, spec, self.node.lookup, base)
         words = [envs.expand(word, environment) for word in argv(mapped, spec)]
