@@ -5,6 +5,12 @@
 - user-srv-bootstrap (key bootstrap.yaml): `bootstrap_users: [{user_name, password, role}]`,
   an `admin` user with a random password printed once; with --dev the demo user
   thangn/123456 of the original guide instead (what `make run` uses).
+- <svc>-database (key database.yaml): `database: {url: ...}` for user-srv, token-srv and
+  device-srv, so that all replicas of a service share one database. For a cluster:
+  postgresql+asyncpg://<svc role>:<password>@postgres:5432/<svc db>, with the Secret
+  `postgres` (the superuser's and each service role's password) that the StatefulSet in
+  .k8s/postgres.yaml reads; with --dev: a SQLite file per service in one host folder
+  (--data-dir, default <out>/../data), since the devcluster runs pods as local processes.
 
 Each Secret is one manifest file (mode 0600) in --out, applied by `make deploy` (or by
 the devcluster runner). An existing file is kept, so tokens stay valid and the printed
@@ -32,6 +38,9 @@ NAMESPACE = "go-micro"
 JWT_KEYS_NAME = "token-srv-jwt-keys"
 BOOTSTRAP_NAME = "user-srv-bootstrap"
 DEV_USER = {"user_name": "thangn", "password": "123456", "role": "admin"}
+DATABASE_SERVICES = ("user-srv", "token-srv", "device-srv")
+POSTGRES_NAME = "postgres"
+POSTGRES_HOST = "postgres:5432"
 
 
 def new_jwt_key(today: datetime.date) -> dict[str, str]:
@@ -114,6 +123,54 @@ def make_bootstrap_secret(out: Path, namespace: str, *, dev: bool, force: bool) 
     return f"wrote {path}: {shown}"
 
 
+def password_key(service: str) -> str:
+    """The key of a service role's password in the Secret postgres: USER_SRV_PASSWORD."""
+    return f"{service.replace('-', '_').upper()}_PASSWORD"
+
+
+def make_postgres_secret(out: Path, namespace: str, *, force: bool) -> dict[str, str]:
+    """The Secret postgres (kept when it exists): returns its passwords by key."""
+    path = out / f"{POSTGRES_NAME}.yaml"
+    if path.exists() and not force:
+        data = yaml.safe_load(path.read_text())["data"]
+        return {key: base64.b64decode(value).decode() for key, value in data.items()}
+    keys = ["POSTGRES_PASSWORD", *(password_key(s) for s in DATABASE_SERVICES)]
+    passwords = {key: secrets.token_urlsafe(24) for key in keys}
+    manifest = secret_manifest(POSTGRES_NAME, POSTGRES_NAME, namespace, keys[0], passwords[keys[0]])
+    manifest["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in passwords.items()}
+    write_private(path, manifest)
+    return passwords
+
+
+def database_url(service: str, *, passwords: dict[str, str] | None, data_dir: Path) -> str:
+    """PostgreSQL with the service's own role and database, or (dev) a shared SQLite file."""
+    if passwords is None:
+        return f"sqlite+aiosqlite:///{(data_dir / f'{service}.db').resolve()}"
+    role = service.replace("-", "_")
+    return f"postgresql+asyncpg://{role}:{passwords[password_key(role)]}@{POSTGRES_HOST}/{role}"
+
+
+def make_database_secrets(
+    out: Path, namespace: str, *, dev: bool, force: bool, data_dir: Path
+) -> list[str]:
+    passwords = None if dev else make_postgres_secret(out, namespace, force=force)
+    lines = []
+    for service in DATABASE_SERVICES:
+        path = out / f"{service}-database.yaml"
+        if path.exists() and not force:
+            lines.append(f"kept {path}")
+            continue
+        url = database_url(service, passwords=passwords, data_dir=data_dir)
+        content = yaml.safe_dump({"database": {"url": url}}, sort_keys=False)
+        manifest = secret_manifest(
+            f"{service}-database", service, namespace, "database.yaml", content
+        )
+        write_private(path, manifest)
+        where = "a SQLite file in " + str(data_dir.resolve()) if dev else "PostgreSQL"
+        lines.append(f"wrote {path} ({where})")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the manifests")
@@ -123,9 +180,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rotate-jwt", action="store_true", help="add a new signing key before the old ones"
     )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="with --dev: the folder of the shared SQLite files (default <out>/../data)",
+    )
     args = parser.parse_args(argv)
+    data_dir = args.data_dir or args.out.resolve().parent / "data"
     print(make_jwt_secret(args.out, args.namespace, force=args.force, rotate=args.rotate_jwt))
     print(make_bootstrap_secret(args.out, args.namespace, dev=args.dev, force=args.force))
+    for line in make_database_secrets(
+        args.out, args.namespace, dev=args.dev, force=args.force, data_dir=data_dir
+    ):
+        print(line)
     return 0
 
 

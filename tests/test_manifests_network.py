@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-SERVICES = ("admin-srv", "token-srv", "user-srv", "device-srv", "data-srv")
+SERVICES = ("admin-srv", "token-srv", "user-srv", "device-srv", "data-srv", "postgres")
 OUTSIDE = "outside"  # a client beyond the namespace: a browser, curl, a NodePort hop
-PORTS = (8080, 9090)
+PORTS = (8080, 9090, 5432)
 EXPECTED = {
     (OUTSIDE, "admin-srv", 8080),
     (OUTSIDE, "admin-srv", 9090),
@@ -18,6 +18,9 @@ EXPECTED = {
     ("admin-srv", "token-srv", 9090),
     ("admin-srv", "device-srv", 9090),
     ("data-srv", "device-srv", 9090),
+    ("user-srv", "postgres", 5432),
+    ("token-srv", "postgres", 5432),
+    ("device-srv", "postgres", 5432),
 }
 
 

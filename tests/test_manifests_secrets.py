@@ -15,6 +15,8 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from device_srv.config import DeviceSrvConfig
+from micro.config.model import ServiceConfig
 from token_srv.config import TokenSrvConfig
 from user_srv.config import UserSrvConfig
 
@@ -100,6 +102,61 @@ def test_dev_flavour_holds_the_demo_user(tmp_path: Path) -> None:
     make_secrets(tmp_path, "--dev")
     users = payload(tmp_path, "user-srv-bootstrap", "bootstrap.yaml")["bootstrap_users"]
     assert [(u["user_name"], u["password"]) for u in users] == [("thangn", "123456")]
+
+
+DATABASE_MODELS: dict[str, type[ServiceConfig]] = {
+    "user-srv": UserSrvConfig,
+    "token-srv": TokenSrvConfig,
+    "device-srv": DeviceSrvConfig,
+}
+
+
+def database_urls(out: Path) -> dict[str, str]:
+    """Each service's database URL, validated by that service's own config model."""
+    urls = {}
+    for service, model in DATABASE_MODELS.items():
+        secret = manifest(out, f"{service}-database")
+        kubernetes_validate.validate(secret, kubernetes_validate.latest_version(), strict=True)
+        assert secret["metadata"]["labels"] == {"app": service}
+        config: Any = model.model_validate(payload(out, f"{service}-database", "database.yaml"))
+        url = config.database.url  # a SecretStr for user-srv and token-srv
+        urls[service] = url if isinstance(url, str) else url.get_secret_value()
+    return urls
+
+
+def test_dev_databases_are_shared_sqlite_files_in_one_host_folder(tmp_path: Path) -> None:
+    out = tmp_path / "devcluster" / "secrets"
+    make_secrets(out, "--dev")
+    data = (tmp_path / "devcluster" / "data").resolve()
+    assert database_urls(out) == {
+        service: f"sqlite+aiosqlite:///{data}/{service}.db" for service in DATABASE_MODELS
+    }
+    assert not (out / "postgres.yaml").exists()
+    make_secrets(out, "--dev", "--force", "--data-dir", str(tmp_path / "elsewhere"))
+    assert database_urls(out)["user-srv"].endswith(f"{tmp_path}/elsewhere/user-srv.db")
+
+
+def test_cluster_databases_are_postgres_roles_whose_passwords_postgres_holds(
+    tmp_path: Path,
+) -> None:
+    make_secrets(tmp_path)
+    postgres = manifest(tmp_path, "postgres")
+    kubernetes_validate.validate(postgres, kubernetes_validate.latest_version(), strict=True)
+    passwords = {k: base64.b64decode(v).decode() for k, v in postgres["data"].items()}
+    assert sorted(passwords) == [
+        "DEVICE_SRV_PASSWORD",
+        "POSTGRES_PASSWORD",
+        "TOKEN_SRV_PASSWORD",
+        "USER_SRV_PASSWORD",
+    ]
+    assert len(set(passwords.values())) == 4
+    urls = database_urls(tmp_path)
+    for service, url in urls.items():
+        role = service.replace("-", "_")
+        password = passwords[f"{role.upper()}_PASSWORD"]
+        assert url == f"postgresql+asyncpg://{role}:{password}@postgres:5432/{role}"
+    make_secrets(tmp_path)  # kept: the database was initialised with these passwords
+    assert database_urls(tmp_path) == urls
 
 
 @pytest.mark.parametrize(
