@@ -117,18 +117,6 @@ RESOURCES: tuple[ResourceType, ...] = (
         field_paths={"status.replicas": "status.replicas"},
         has_generation=True,
     ),
-    # Stored and served (kubectl apply -f .k8s holds one) but no controller runs it.
-    ResourceType(
-        "apps",
-        "v1",
-        "statefulsets",
-        "StatefulSet",
-        True,
-        ("status", "scale"),
-        ("sts",),
-        categories=("all",),
-        has_generation=True,
-    ),
     ResourceType(
         "apps",
         "v1",
