@@ -307,3 +307,42 @@ def test_resource_names_admit_a_list_or_watch_of_that_name(
     assert get(fieldSelector="metadata.name=theirs").status_code == 403
     assert get(fieldSelector="metadata.name!=theirs").status_code == 403
     assert get().status_code == 403
+
+
+def test_tokens_for_other_audiences_or_gone_pods_do_not_authenticate(
+    core: Any, devcluster: RunningDevCluster, robot: str, namespace: str
+) -> None:
+    def status_with(token: str) -> int:
+        with devcluster.api_client(token) as client:
+            review = kubernetes.client.AuthenticationV1Api(client)
+            try:
+                review.create_self_subject_review(body({"kind": "SelfSubjectReview"}))
+            except ApiException as error:
+                return int(error.status)
+            return 201
+
+    elsewhere = core.create_namespaced_service_account_token(
+        "robot", namespace, body({"spec": {"audiences": ["vault"]}})
+    )
+    assert status_with(elsewhere.status.token) == 401
+    pod = core.create_namespaced_pod(
+        namespace,
+        body({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "m", "image": "i"}]}}),
+    )
+    bound = core.create_namespaced_service_account_token(
+        "robot",
+        namespace,
+        body({"spec": {"boundObjectRef": {"kind": "Pod", "name": "p", "apiVersion": "v1"}}}),
+    )
+    assert bound.spec.bound_object_ref.uid == pod.metadata.uid
+    assert status_with(bound.status.token) == 201
+    core.delete_namespaced_pod("p", namespace)
+    assert status_with(bound.status.token) == 401
+    assert status_with(robot) == 201
+
+
+def test_system_namespaces_cannot_be_deleted(core: Any) -> None:
+    with pytest.raises(ApiException) as raised:
+        core.delete_namespace("kube-system")
+    assert raised.value.status == 403
+    assert "this namespace may not be deleted" in str(raised.value.body)

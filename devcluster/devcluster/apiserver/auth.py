@@ -138,15 +138,22 @@ class Authenticator:
         if hmac.compare_digest(token, self.tokens.admin_token):
             return UserInfo(ADMIN_USER, (MASTERS, AUTHENTICATED))
         claims = self.tokens.claims(token)
-        if claims is None:
+        # Only tokens meant for the API itself: a token requested for another audience
+        # (a vault, a service) does not authenticate here.
+        if claims is None or ISSUER not in (claims.get("aud") or []):
             raise ApiError(401, "Unauthorized")
         info = claims.get("kubernetes.io", {})
         namespace = info.get("namespace", "")
         account = info.get("serviceaccount", {})
-        entry = self.store.get(("", "serviceaccounts"), (namespace, account.get("name", "")))
-        # A token outlives neither its ServiceAccount nor a recreated one of the same name.
-        if entry is None or entry.obj["metadata"].get("uid") != account.get("uid"):
-            raise ApiError(401, "Unauthorized")
+        # A token outlives neither its ServiceAccount nor the pod or secret it is bound to
+        # (nor a recreated object of the same name).
+        bound = [("serviceaccounts", account)] + [
+            (f"{kind}s", info[kind]) for kind in ("pod", "secret") if kind in info
+        ]
+        for plural, reference in bound:
+            entry = self.store.get(("", plural), (namespace, reference.get("name", "")))
+            if entry is None or entry.obj["metadata"].get("uid") != reference.get("uid"):
+                raise ApiError(401, "Unauthorized")
         return UserInfo(
             f"system:serviceaccount:{namespace}:{account['name']}",
             ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", AUTHENTICATED),

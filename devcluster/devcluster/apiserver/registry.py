@@ -34,6 +34,7 @@ _SERVER_METADATA = (
 )
 # Kinds whose DELETE answers the object rather than a Status (as kube-apiserver).
 _RETURNS_DELETED_OBJECT = {"pods", "services", "namespaces"}
+_UNDELETABLE_NAMESPACES = {"default", "kube-system", "kube-public"}
 
 
 def now_rfc3339(offset_seconds: int = 0) -> str:
@@ -354,6 +355,12 @@ class Registry:
             return DeleteResult(obj, removed=grace in (None, 0) and not metadata.get("finalizers"))
         key = self.key(resource, namespace, name)
         if resource.plural == "namespaces":
+            if name in _UNDELETABLE_NAMESPACES:
+                raise ApiError(
+                    403,
+                    f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                    details={"name": name, "kind": "namespaces"},
+                )
             return self._delete_namespace(obj)
         if grace or metadata.get("finalizers"):
             metadata["deletionTimestamp"] = now_rfc3339(grace or 0)
