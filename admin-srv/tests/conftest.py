@@ -30,18 +30,17 @@ from device_srv.servicer import DevSvcServicer
 from device_srv.usecases import DeviceUseCases
 from micro.auth import AccessPolicy
 from micro.config.model import GrpcServerConfig, HttpServerConfig
+from micro.db import open_database
 from micro.health import Health
 from micro.transport.grpc import GrpcServer
 from micro.transport.http import HttpServer
 from token_srv.config import JwtConfig, JwtKeyConfig
-from token_srv.database import open_database as open_token_database
 from token_srv.migrations import MIGRATIONS as TOKEN_MIGRATIONS
 from token_srv.repository import SqlTokenRepository
 from token_srv.servicer import SERVICE_NAME as TOKEN_SERVICE
 from token_srv.servicer import TokenServicer
 from token_srv.usecases import JwtSettings, TokenUseCases
 from user_srv.config import Argon2Config, BootstrapUser
-from user_srv.database import open_database as open_user_database
 from user_srv.migrations import MIGRATIONS as USER_MIGRATIONS
 from user_srv.passwords import Argon2PasswordHasher
 from user_srv.repository import SqlUserRepository
@@ -104,10 +103,10 @@ async def backends(
     tmp_path: pathlib.Path, signing_key: Ed25519PrivateKey, jwt_cfg: JwtConfig
 ) -> AsyncIterator[Backends]:
     settings = JwtSettings.load(jwt_cfg, str(tmp_path))
-    user_engine = await open_user_database(
+    user_engine = await open_database(
         f"sqlite+aiosqlite:///{tmp_path}/users.db", USER_MIGRATIONS, "user-srv"
     )
-    token_engine = await open_token_database(
+    token_engine = await open_database(
         f"sqlite+aiosqlite:///{tmp_path}/tokens.db", TOKEN_MIGRATIONS, "token-srv"
     )
     device_engine = await open_engine(f"sqlite+aiosqlite:///{tmp_path}/devices.db")
