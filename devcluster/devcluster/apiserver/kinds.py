@@ -6,6 +6,7 @@ only says what is special about its kind.
 
 from __future__ import annotations
 
+import base64
 import copy
 import ipaddress
 import itertools
@@ -153,8 +154,6 @@ class SecretStrategy(Strategy):
 
     @staticmethod
     def _fold_string_data(obj: Obj) -> None:
-        import base64
-
         string_data = obj.pop("stringData", None) or {}
         if string_data:
             data = obj.setdefault("data", {})

@@ -3,12 +3,14 @@ SelfSubjectAccessReview and SelfSubjectReview."""
 
 from __future__ import annotations
 
+import copy
 import datetime
 from typing import Any
 
 from devcluster.apiserver import status
 from devcluster.apiserver.auth import (
     DEFAULT_TOKEN_SECONDS,
+    ISSUER,
     MIN_TOKEN_SECONDS,
     Attributes,
     Authorizer,
@@ -16,7 +18,7 @@ from devcluster.apiserver.auth import (
     UserInfo,
 )
 from devcluster.apiserver.patch import MERGE_PATCH
-from devcluster.apiserver.registry import Registry
+from devcluster.apiserver.registry import Registry, now_rfc3339
 from devcluster.apiserver.resources import ResourceType, by_key
 
 MAX_TOKEN_SECONDS = 2**32
@@ -81,7 +83,7 @@ def request_token(
         bound,
     )
     spec["expirationSeconds"] = seconds
-    spec.setdefault("audiences", [])
+    spec["audiences"] = list(spec.get("audiences") or [ISSUER])  # empty: the API's own
     expiry = datetime.datetime.fromtimestamp(expires, datetime.UTC)
     return {
         "kind": "TokenRequest",
@@ -120,18 +122,14 @@ def bind_pod(registry: Registry, namespace: str, name: str, body: Any) -> dict[s
 
 
 def _with_node(pod: dict[str, Any], node: str) -> dict[str, Any]:
-    import json
-
-    bound: dict[str, Any] = json.loads(json.dumps(pod))
+    bound: dict[str, Any] = copy.deepcopy(pod)
     bound["spec"]["nodeName"] = node
     conditions = bound.setdefault("status", {}).setdefault("conditions", [])
     conditions[:] = [c for c in conditions if c.get("type") != "PodScheduled"]
-    conditions.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": _now()})
+    conditions.append(
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()}
+    )
     return bound
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def self_subject_access_review(authorizer: Authorizer, user: UserInfo, body: Any) -> dict[str, Any]:
