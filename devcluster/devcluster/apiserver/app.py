@@ -30,6 +30,7 @@ from devcluster.apiserver.resources import VIRTUAL, ResourceType, lookup
 from devcluster.apiserver.selectors import (
     FieldSelector,
     LabelSelector,
+    exact_name,
     parse_field_selector,
     parse_label_selector,
 )
@@ -166,7 +167,7 @@ class ApiServer:
             if groups:
                 raise status.bad_request("requested impersonation of groups without a user")
             return user
-        checks: list[Attributes] = []
+        checks = [Attributes(verb="impersonate", resource="groups", name=g) for g in groups]
         prefix = "system:serviceaccount:"
         if name.startswith(prefix) and name.count(":") == 3:
             account_namespace, account = name[len(prefix) :].split(":")
@@ -178,6 +179,7 @@ class ApiServer:
                     name=account,
                 )
             )
+            # A ServiceAccount comes with its groups, as when it authenticates itself.
             groups = (
                 *groups,
                 "system:serviceaccounts",
@@ -185,11 +187,6 @@ class ApiServer:
             )
         else:
             checks.append(Attributes(verb="impersonate", resource="users", name=name))
-        checks += [
-            Attributes(verb="impersonate", resource="groups", name=g)
-            for g in groups
-            if not g.startswith("system:serviceaccounts")
-        ]
         for attributes in checks:
             if not self.authorizer.allowed(user, attributes):
                 raise forbidden(user, attributes)
@@ -228,14 +225,10 @@ class ApiServer:
         resourceNames admit it."""
         if verb not in ("list", "watch"):
             return ""
-        try:
-            fields = parse_field_selector(request.query.get("fieldSelector"), {})
-        except status.ApiError:
-            return ""  # reported by the handler once authorized as an unnamed request
-        names = [t.value for t in fields.terms if t.field == "metadata.name" and not t.negated]
-        if len(names) != 1 or names[0] in (".", "..") or "/" in names[0] or "%" in names[0]:
+        name = exact_name(request.query.get("fieldSelector"))
+        if name is None or name in (".", "..") or "/" in name or "%" in name:
             return ""
-        return names[0]
+        return name
 
     @staticmethod
     def _verb(request: web.Request, target: Target) -> str:

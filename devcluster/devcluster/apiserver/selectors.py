@@ -280,4 +280,15 @@ def parse_field_selector(text: str | None, supported: Mapping[str, str]) -> Fiel
     return FieldSelector(tuple(terms))
 
 
+def exact_name(text: str | None) -> str | None:
+    """The name a field selector requires exactly (metadata.name=<n>), whatever its other
+    terms, or None; malformed selectors are reported when they are parsed for use."""
+    names = []
+    for raw in _split_unescaped(text or "", ","):
+        match = re.match(r"^\s*metadata\.name\s*(==|=)(.*)$", raw)
+        if match:
+            names.append(_unescape(match.group(2)))
+    return names[0] if len(names) == 1 else None
+
+
 Matcher = Callable[[Mapping[str, Any]], bool]
