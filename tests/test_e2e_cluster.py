@@ -1,0 +1,271 @@
+"""The whole system from .k8s on the devcluster, as `make run` runs it.
+
+One system for the module: `python -m devcluster run` on its own loopback network with
+the manifests of .k8s and the dev Secrets of `make secrets DEV=1` (the demo user, a JWT
+key, and one shared SQLite file per database service), two replicas of every service.
+Clients come in only through the NodePorts, as a user of `make run` would.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+from api.admin_srv.v1 import admin_pb2, admin_pb2_grpc
+from devcluster.runner.testing import RunningNode, ready_pods, running_node, wait_for
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NAMESPACE = "go-micro"
+SERVICES = ("admin-srv", "token-srv", "user-srv", "device-srv", "data-srv")
+LOGIN = {"userName": "thangn", "password": "123456"}
+START_TIMEOUT_S = 120.0
+# A bounded load: at most this many requests, at most this long, one every INTERVAL_S.
+LOAD_LIMIT = 400
+LOAD_TIME_S = 60.0
+INTERVAL_S = 0.05
+
+
+@dataclass
+class System:
+    node: RunningNode
+    http: httpx.Client  # admin-srv, NodePort 30000
+    data: httpx.Client  # data-srv, NodePort 30080
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{self.node.node_address}:30001"
+
+    def token(self) -> str:
+        reply = self.http.post("/admin/v1/login", json=LOGIN)
+        reply.raise_for_status()
+        token: str = reply.json()["token"]
+        return token
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    tmp = tmp_path_factory.mktemp("cluster")
+    secrets = tmp / "secrets"
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts/make_secrets.py"),
+            "--dev",
+            "--out",
+            str(secrets),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    with running_node(tmp, manifest_paths=(REPO_ROOT / ".k8s", secrets)) as node:
+        wait_for(
+            "every Deployment to be available",
+            lambda: "all 5 deployments available" in node.text() or node.process.poll() is not None,
+            timeout_s=START_TIMEOUT_S,
+            every_s=0.5,
+        )
+        assert node.process.poll() is None, node.text()[-3000:]
+        base = f"http://{node.node_address}"
+        with (
+            httpx.Client(base_url=f"{base}:30000", timeout=10) as http,
+            httpx.Client(base_url=f"{base}:30080", timeout=10) as data,
+        ):
+            yield System(node, http, data)
+
+
+@dataclass
+class Load:
+    """Requests in a thread until stopped (or the bound is reached); every failure kept."""
+
+    request: Callable[[], None]
+    stop: threading.Event = field(default_factory=threading.Event)
+    count: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def run(self) -> None:
+        deadline = time.monotonic() + LOAD_TIME_S
+        while not self.stop.is_set() and self.count < LOAD_LIMIT and time.monotonic() < deadline:
+            try:
+                self.request()
+            except Exception as exc:  # every kind of failure counts
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+            self.count += 1
+            time.sleep(INTERVAL_S)
+
+
+def under_load(system: System, disrupt: Callable[[], None]) -> Load:
+    """Logins (admin-srv -> user-srv, token-srv) and device lookups (data-srv ->
+    device-srv) in a loop while `disrupt` runs; returns the finished load."""
+    token = system.token()
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def one_round() -> None:
+        login = system.http.post("/admin/v1/login", json=LOGIN)
+        assert login.status_code == 200, f"login: {login.status_code} {login.text}"
+        device = system.data.get("/data/device1")
+        assert device.status_code == 200, f"data-srv: {device.status_code} {device.text}"
+        via_admin = system.http.get("/admin/v1/devices/device2", headers=auth)
+        assert via_admin.status_code == 200, f"admin-srv: {via_admin.status_code} {via_admin.text}"
+
+    load = Load(one_round)
+    worker = threading.Thread(target=load.run, name="load")
+    worker.start()
+    try:
+        time.sleep(1.0)  # traffic flows before the disruption
+        disrupt()
+        time.sleep(1.0)  # and after it
+    finally:
+        load.stop.set()
+        worker.join(timeout=30)
+    return load
+
+
+def replicas_ready(system: System, app: str, gone: set[str], count: int = 2) -> bool:
+    pods = ready_pods(system.node.core, NAMESPACE, f"app={app}")
+    return len(pods) == count and not gone & {p.metadata.name for p in pods}
+
+
+# tests ---------------------------------------------------------------------------------
+
+
+def test_login_over_http_answers_as_the_original(system: System) -> None:
+    reply = system.http.post("/admin/v1/login", json=LOGIN)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert (body["id"], body["userName"]) == ("1", "thangn")
+    assert body["token"].count(".") == 2
+
+
+def test_login_over_grpc(system: System) -> None:
+    with grpc.insecure_channel(system.grpc_target) as channel:
+        auth = admin_pb2_grpc.AuthenticationServiceStub(channel)
+        reply = auth.Login(
+            admin_pb2.LoginRequest(user_name="thangn", password="123456"), timeout=10
+        )
+    assert (reply.id, reply.user_name) == ("1", "thangn")
+    assert reply.token.count(".") == 2
+
+
+def test_device_lookup_through_data_srv_in_json_and_text(system: System) -> None:
+    as_json = system.data.get("/data/device1", headers={"Accept": "application/json"})
+    as_text = system.data.get("/data/device1", headers={"Accept": "text/plain"})
+    assert as_json.status_code == 200
+    assert as_json.json() == {"device": "device1", "active": True}
+    assert as_text.status_code == 200
+    assert as_text.text == "Device active:  true\nOh and, no data for you!\n"
+
+
+def test_device_lookup_through_admin_srv_with_the_token(system: System) -> None:
+    auth = {"Authorization": f"Bearer {system.token()}"}
+    found = system.http.get("/admin/v1/devices/device1", headers=auth)
+    refused = system.http.get("/admin/v1/devices/device1")
+    assert found.status_code == 200
+    assert found.json() == {"name": "device1", "active": True}
+    assert refused.status_code == 401
+
+
+def test_replicas_share_one_database(system: System) -> None:
+    """A user created through one user-srv pod logs in whichever pod answers."""
+    auth = {"Authorization": f"Bearer {system.token()}"}
+    created = system.http.post(
+        "/admin/v1/users", headers=auth, json={"userName": "alice", "password": "alice-pass"}
+    )
+    assert created.status_code == 200, created.text
+    for _ in range(10):  # power of two choices over two pods: both answer within ten
+        reply = system.http.post(
+            "/admin/v1/login", json={"userName": "alice", "password": "alice-pass"}
+        )
+        assert reply.status_code == 200, reply.text
+
+
+def test_each_pod_registered_with_its_own_address_and_id(system: System) -> None:
+    for service in SERVICES:
+        pods = ready_pods(system.node.core, NAMESPACE, f"app={service}")
+        assert len(pods) == 2, service
+        addresses = {p.status.pod_ip for p in pods}
+        ids = {p.metadata.labels["gomicro-service-id"] for p in pods}
+        assert len(addresses) == 2, addresses
+        assert "127.0.0.1" not in addresses
+        assert ids == {f"{p.metadata.name}.go-micro.{service}" for p in pods}
+
+
+def test_deleted_backend_pods_are_replaced_without_a_failed_request(system: System) -> None:
+    victims = {
+        app: ready_pods(system.node.core, NAMESPACE, f"app={app}")[0].metadata.name
+        for app in ("user-srv", "device-srv")
+    }
+
+    def delete_and_wait() -> None:
+        for name in victims.values():
+            system.node.core.delete_namespaced_pod(name, NAMESPACE)
+        for app, name in victims.items():
+            wait_for(f"{app} replaced", partial(replicas_ready, system, app, {name}), 60, 0.2)
+
+    load = under_load(system, delete_and_wait)
+    assert load.count > 20
+    assert load.failures == []
+
+
+def test_rolling_update_completes_without_a_failed_request(system: System) -> None:
+    apps = system.node.apps
+    before = {p.metadata.name for p in ready_pods(system.node.core, NAMESPACE, "app=token-srv")}
+
+    def roll() -> None:
+        patch = {"spec": {"template": {"metadata": {"annotations": {"e2e/rollout": "1"}}}}}
+        apps.patch_namespaced_deployment("token-srv", NAMESPACE, patch)
+
+        def rolled_out() -> bool:
+            deployment = apps.read_namespaced_deployment("token-srv", NAMESPACE)
+            status = deployment.status
+            return bool(
+                status.observed_generation == deployment.metadata.generation
+                and status.updated_replicas == 2
+                and status.available_replicas == 2
+                and (status.replicas or 0) == 2
+                and replicas_ready(system, "token-srv", before)
+            )
+
+        wait_for("token-srv rolled out", rolled_out, 90, 0.2)
+
+    load = under_load(system, roll)
+    assert load.count > 20
+    assert load.failures == []
+
+
+def test_kubectl_get_pods_and_logs(system: System) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed (Debian: apt-get install kubernetes-client)")
+    environment = {"KUBECONFIG": str(system.node.state_dir / "kubeconfig"), "PATH": "/usr/bin"}
+
+    def run(*args: str) -> str:
+        result = subprocess.run(
+            [kubectl, "-n", NAMESPACE, *args],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    listed = run("get", "pods", "-l", "app=user-srv", "-o", "name")
+    names = [line.removeprefix("pod/") for line in listed.split()]
+    assert len(names) == 2
+    table = run("get", "pods")
+    assert all(name in table for name in names)
+    assert len(re.findall(r"\b1/1\s+Running\b", table)) == 2 * len(SERVICES)
+    logs = run("logs", names[0])
+    assert "go-micro.user-srv" in logs
