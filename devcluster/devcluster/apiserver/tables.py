@@ -97,6 +97,14 @@ def _configmap_cells(obj: Obj) -> list[Any]:
     return [len(obj.get("data") or {}) + len(obj.get("binaryData") or {})]
 
 
+def _pod_wide_cells(obj: Obj) -> list[Any]:
+    spec, state = obj.get("spec") or {}, obj.get("status") or {}
+    return [state.get("podIP") or "<none>", spec.get("nodeName") or "<none>"]
+
+
+# Columns after Age that only `-o wide` shows (priority 1), as kubectl's printers.
+_WIDE = {"pods": (["IP", "Node"], _pod_wide_cells)}
+
 _EXTRA = {
     "pods": (["Ready", "Status", "Restarts"], _pod_cells),
     "services": (["Type", "Cluster-IP", "External-IP", "Port(s)"], _service_cells),
@@ -115,13 +123,15 @@ def table(
     continue_token: str = "",
 ) -> dict[str, Any]:
     names, cells = _EXTRA.get(resource.plural, ([], None))
-    columns = [_NAME, *(_column(n) for n in names), _AGE]
+    wide_names, wide_cells = _WIDE.get(resource.plural, ([], None))
+    columns = [_NAME, *(_column(n) for n in names), _AGE, *(_column(n, 1) for n in wide_names)]
     rows = []
     for obj in objects:
         row_cells = [
             obj["metadata"]["name"],
             *(cells(obj) if cells else []),
             human_age(obj["metadata"].get("creationTimestamp")),
+            *(wide_cells(obj) if wide_cells else []),
         ]
         row: dict[str, Any] = {"cells": row_cells}
         if include_object == "Object":
