@@ -95,3 +95,45 @@ def test_follow_streams_appended_lines_until_the_pod_goes(
         text = b"".join(answer.iter_bytes()).decode()
     writer.join()
     assert text == "first\nsecond\n"
+
+
+def test_follow_ends_when_the_container_terminates(
+    core: Any, http: httpx.Client, devcluster: RunningDevCluster, namespace: str
+) -> None:
+    _pod(core, namespace, "main")
+    path = log_path(devcluster.state_dir, namespace, "p", "main")
+    path.parent.mkdir(parents=True)
+    path.write_text("working\n")
+
+    def finish() -> None:
+        time.sleep(0.5)
+        with path.open("a") as handle:
+            handle.write("done\n")
+        core.patch_namespaced_pod_status(
+            "p",
+            namespace,
+            {
+                "status": {
+                    "containerStatuses": [
+                        {
+                            "name": "main",
+                            "image": "i:1",
+                            "imageID": "",
+                            "ready": False,
+                            "restartCount": 0,
+                            "state": {"terminated": {"exitCode": 0}},
+                        }
+                    ]
+                }
+            },
+        )
+
+    finisher = threading.Thread(target=finish)
+    finisher.start()
+    with http.stream(
+        "GET", f"/api/v1/namespaces/{namespace}/pods/p/log", params={"follow": "true"}
+    ) as answer:
+        text = b"".join(answer.iter_bytes()).decode()
+    finisher.join()
+    assert text == "working\ndone\n"
+    assert core.read_namespaced_pod("p", namespace).metadata.name == "p"  # still there

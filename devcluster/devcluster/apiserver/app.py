@@ -555,11 +555,12 @@ class ApiServer:
             key = (namespace, target.name)
             uid = pod["metadata"]["uid"]
 
-            def still_there() -> bool:
+            def current() -> Obj | None:
                 entry = self.store.get(resource.key, key)
-                return entry is not None and entry.obj["metadata"]["uid"] == uid
+                same = entry is not None and entry.obj["metadata"]["uid"] == uid
+                return entry.obj if entry is not None and same else None
 
-            return await serve_log(request, self.state_dir, pod, still_there)
+            return await serve_log(request, self.state_dir, pod, current)
         if sub == "token" and verb == "create":
             body = await self._body(request)
             return json_response(

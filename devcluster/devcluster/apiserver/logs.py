@@ -53,12 +53,24 @@ def _optional_int(request: web.Request, name: str) -> int | None:
         raise bad_request(f"{name}: Invalid value: {raw!r}: must be an integer") from error
 
 
+def _terminated(pod: Obj, container: str) -> bool:
+    state = pod.get("status") or {}
+    if state.get("phase") in ("Succeeded", "Failed"):
+        return True
+    statuses = (state.get("containerStatuses") or []) + (state.get("initContainerStatuses") or [])
+    return any(
+        s.get("name") == container and "terminated" in (s.get("state") or {}) for s in statuses
+    )
+
+
 async def serve_log(
     request: web.Request,
     state_dir: pathlib.Path,
     pod: Obj,
-    still_there: Callable[[], bool],
+    current: Callable[[], Obj | None],
 ) -> web.StreamResponse:
+    """`current` gives the pod as stored now (None once it is gone): a follow ends when
+    the pod goes or its container has terminated and its log is read to the end."""
     namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
     container = choose_container(pod, request.query.get("container"))
     path = log_path(state_dir, namespace, name, container)
@@ -80,11 +92,9 @@ async def serve_log(
     await response.write(data)
     if follow:
         offset = path.stat().st_size
-        # Follow until the pod is gone or the client leaves.
-        while still_there() and request.transport is not None:
-            if request.transport.is_closing():
-                break
-            await asyncio.sleep(FOLLOW_POLL_S)
+        while request.transport is not None and not request.transport.is_closing():
+            now = current()
+            finished = now is None or _terminated(now, container)
             size = path.stat().st_size if path.exists() else offset
             if size > offset:
                 with path.open("rb") as handle:
@@ -92,5 +102,8 @@ async def serve_log(
                     chunk = handle.read(size - offset)
                 offset = size
                 await response.write(chunk)
+            if finished:
+                break
+            await asyncio.sleep(FOLLOW_POLL_S)
     await response.write_eof()
     return response
