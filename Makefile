@@ -28,7 +28,8 @@ sync: $(UV) ## install the locked environment into .venv
 	$(UV) sync --locked --all-packages
 
 run: sync ## run the whole system on the embedded devcluster (Ctrl-C stops it all)
-	@test -d $(DEV_SECRETS_DIR) || $(MAKE) --no-print-directory secrets DEV=1
+	@# Adds what is missing (e.g. the database Secrets of an older checkout), keeps the rest.
+	@$(MAKE) --no-print-directory secrets DEV=1
 	$(RUN) python -m devcluster run --manifests .k8s --manifests $(DEV_SECRETS_DIR)
 
 test: sync lint proto-check ## lint, check generated code, run every test
