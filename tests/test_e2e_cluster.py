@@ -248,7 +248,11 @@ def test_kubectl_get_pods_and_logs(system: System) -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl is not installed (Debian: apt-get install kubernetes-client)")
-    environment = {"KUBECONFIG": str(system.node.state_dir / "kubeconfig"), "PATH": "/usr/bin"}
+    environment = {
+        "KUBECONFIG": str(system.node.state_dir / "kubeconfig"),
+        "HOME": str(system.node.state_dir),  # kubectl's cache, never in the checkout
+        "PATH": "/usr/bin",
+    }
 
     def run(*args: str) -> str:
         result = subprocess.run(
