@@ -39,6 +39,7 @@ KEPT_OUT_OF_CONTEXT = (
     "libs/micro/__pycache__/app.cpython-311.pyc",
     ".mypy_cache/3.11/x.json",
     "user-srv/data/users.db",
+    "token-srv/.data/jwt-dev-key.pem",  # the local dev signing key
 )
 
 
