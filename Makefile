@@ -11,9 +11,9 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --locked --all-packages
 BUF_VERSION := 1.75.0
 PYTEST_ARGS ?=
-MYPY_DIRS := proto libs devcluster admin-srv token-srv user-srv device-srv data-srv tests bench
+MYPY_DIRS := proto libs devcluster admin-srv token-srv user-srv device-srv data-srv tests bench scripts
 
-.PHONY: help sync run test lint format proto proto-check docker docker-push deploy secrets \
+.PHONY: help sync run test lint format proto proto-check dockerfiles docker docker-push deploy secrets \
 	bench reliability devcluster clean
 
 help: ## list the targets
@@ -76,6 +76,9 @@ IMAGE_SOURCE := $(shell git config --get remote.origin.url 2>/dev/null || echo u
 IMAGE_CREATED := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
 .PHONY: $(addprefix docker-,$(SERVICES)) $(addprefix docker-push-,$(SERVICES))
+
+dockerfiles: sync ## render <svc>/Dockerfile from docker/service.Dockerfile.in
+	$(RUN) python scripts/render_dockerfiles.py
 
 docker: $(addprefix docker-,$(SERVICES)) ## build the five images (DOCKER=podman works)
 

@@ -1,4 +1,5 @@
-"""The five Dockerfiles: hadolint, the image contract, and their builder stage run for real.
+"""The five Dockerfiles: rendered from one template, hadolint, the image contract, and their
+builder stage run for real.
 
 No container engine runs here, so the builder stage is replayed on the host: the build
 context is the repository filtered by .dockerignore, its COPY instructions copy from
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 HADOLINT = Path(sys.executable).with_name("hadolint")
+RENDERER = Path(__file__).resolve().parents[1] / "scripts" / "render_dockerfiles.py"
 REQUIRED_LABELS = {
     "org.opencontainers.image.title",
     "org.opencontainers.image.description",
@@ -151,6 +153,43 @@ def build_context(root: Path, destination: Path) -> None:
 
 def final_stage(root: Path, service: str) -> Stage:
     return parse_dockerfile(root / service / "Dockerfile")[1][-1]
+
+
+def render_dockerfiles(root: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(RENDERER), "--root", str(root), *options],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_dockerfiles_are_rendered_from_the_template(repo_root: Path) -> None:
+    result = render_dockerfiles(repo_root, "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_manifest_port_change_without_rendering_is_stale(repo_root: Path, tmp_path: Path) -> None:
+    """The renderer's inputs in a scratch tree: a new containerPort reaches EXPOSE."""
+    inputs = ["pyproject.toml", ".k8s", "docker", "*/pyproject.toml", "*/Dockerfile"]
+    for source in (path for pattern in inputs for path in repo_root.glob(pattern)):
+        target = tmp_path / source.relative_to(repo_root)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    manifest = tmp_path / ".k8s" / "device-srv.yaml"
+    manifest.write_text(manifest.read_text().replace("containerPort: 9090", "containerPort: 9091"))
+
+    stale = render_dockerfiles(tmp_path, "--check")
+    assert stale.returncode == 1
+    assert stale.stdout.split()[-1:] == ["device-srv/Dockerfile"], stale.stdout
+
+    assert render_dockerfiles(tmp_path).returncode == 0
+    (exposed,) = final_stage(tmp_path, "device-srv").all("EXPOSE")
+    assert exposed == "9091"
+    assert render_dockerfiles(tmp_path, "--check").returncode == 0
 
 
 def test_hadolint_passes(repo_root: Path, shipped_service: str) -> None:
