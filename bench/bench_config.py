@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import statistics
 import sys
 import tempfile
@@ -30,7 +28,11 @@ from micro.config.model import Section, ServiceConfig
 from micro.kube.informer import Informer, InformerEvent
 from micro.kube.resources import CONFIG_MAPS
 
-RESULTS = Path(__file__).resolve().parent / "results.json"
+# bench/ scripts run with bench/ on sys.path; the root makes bench.results importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.results import merge_results, percentile
+
 NAMESPACE = "bench-config"
 SERVICE = "go-micro.bench-srv"
 NAME = "bench-srv"
@@ -43,12 +45,6 @@ class Counter(Section):
 
 class BenchConfig(ServiceConfig):
     counter: Counter = Counter()
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
-    return ordered[index]
 
 
 def document(value: int) -> dict[str, str]:
@@ -132,15 +128,6 @@ async def measure(rounds: int, max_seconds: float, state_dir: Path) -> dict[str,
         "watch_p50": statistics.median(watch_ms),
         "watch_p99": percentile(watch_ms, 0.99),
     }
-
-
-def merge_results(figures: dict[str, float]) -> None:
-    """Read-modify-write: other benchmarks keep their keys in the same file."""
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results.update(figures)
-    temporary = RESULTS.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, RESULTS)
 
 
 def main() -> int:

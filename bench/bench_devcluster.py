@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import ssl
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,15 +26,14 @@ import aiohttp
 
 from devcluster.testing import RunningDevCluster, running_devcluster
 
-RESULTS = Path(__file__).resolve().parent / "results.json"
+# bench/ scripts run with bench/ on sys.path; the root makes bench.results importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.results import merge_results, percentile
+
 NAMESPACE = "bench"
 MAX_SECONDS = 240.0
 WAIT_S = 10.0
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def pod(index: int) -> dict[str, Any]:
@@ -183,15 +182,6 @@ async def fanout(api: Api, watchers: int, rounds: int, deadline: float) -> list[
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return samples
-
-
-def merge_results(figures: dict[str, float]) -> None:
-    """Merge into bench/results.json without dropping other benchmarks' keys."""
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results.update(figures)
-    temporary = RESULTS.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, RESULTS)
 
 
 async def run(cluster: RunningDevCluster, args: argparse.Namespace) -> dict[str, float]:

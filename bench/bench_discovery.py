@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -40,27 +39,16 @@ from micro.config.model import GrpcClientConfig
 from micro.kube import Backoff
 from micro.registry import PodDiscovery, ServiceInstance
 
-RESULTS = Path(__file__).resolve().parent / "results.json"
+# bench/ scripts run with bench/ on sys.path; the root makes bench.results importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.results import merge_results, percentile
+
 NAMESPACE = "bench-discovery"
 SERVICE = "go-micro.device-srv"
 WAIT_S = 10.0
 CONCURRENCY = 16
 THROUGHPUT_ROUNDS = 12
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
-    return ordered[index]
-
-
-def merge_results(figures: dict[str, float]) -> None:
-    """Read-modify-write: other benchmarks keep their keys in the same file."""
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results.update(figures)
-    temporary = RESULTS.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, RESULTS)
 
 
 # the server process -------------------------------------------------------------------

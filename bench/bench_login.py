@@ -27,7 +27,7 @@ from argon2 import PasswordHasher, Type
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.bench_config import merge_results  # noqa: E402
+from bench.results import merge_results  # noqa: E402
 from tests.login_system import LoginSystem  # noqa: E402
 from user_srv.config import Argon2Config  # noqa: E402
 
