@@ -25,6 +25,12 @@ from devcluster.testing import RunningDevCluster, running_devcluster
 
 
 @pytest.fixture(scope="session")
+def runner_images() -> pathlib.Path:
+    """The runner tests' images file: their pods run the small server in runner_testapp.py."""
+    return pathlib.Path(__file__).resolve().parent / "runner_images.yaml"
+
+
+@pytest.fixture(scope="session")
 def devcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevCluster]:
     state_dir: pathlib.Path = tmp_path_factory.mktemp("devcluster")
     with running_devcluster(state_dir) as cluster:

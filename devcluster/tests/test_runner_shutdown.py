@@ -15,17 +15,17 @@ from devcluster.runner.testing import (
     wait_for,
 )
 
-IMAGES = pathlib.Path(__file__).resolve().parent / "runner_images.yaml"
 
-
-def test_sigterm_leaves_no_process_behind(tmp_path: pathlib.Path) -> None:
+def test_sigterm_leaves_no_process_behind(
+    tmp_path: pathlib.Path, runner_images: pathlib.Path
+) -> None:
     manifests = "\n---\n".join(
         [
             json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
             json.dumps(deployment("web", "shop", replicas=2, env={"DRAIN_S": "0.2"})),
         ]
     )
-    with running_node(tmp_path, manifests, images=IMAGES) as node:
+    with running_node(tmp_path, manifests, images=runner_images) as node:
         pods = wait_for(
             "2 ready pods", lambda: len(p := ready_pods(node.core, "shop", "app=web")) == 2 and p
         )

@@ -30,12 +30,12 @@ from devcluster.runner.testing import (
     wait_for,
 )
 
-IMAGES = pathlib.Path(__file__).resolve().parent / "runner_images.yaml"
-
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
-    with running_node(tmp_path_factory.mktemp("runner"), images=IMAGES) as running:
+def node(
+    tmp_path_factory: pytest.TempPathFactory, runner_images: pathlib.Path
+) -> Iterator[RunningNode]:
+    with running_node(tmp_path_factory.mktemp("runner"), images=runner_images) as running:
         yield running
 
 

@@ -11,7 +11,6 @@ import contextlib
 import os
 import pathlib
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import kubernetes.utils
 import yaml
 
 from devcluster.runner.kubelet.images import DEFAULT_IMAGES_FILE
+from devcluster.testing import terminate
 
 STOP_TIMEOUT_S = 40.0
 
@@ -60,14 +60,7 @@ class RunningNode:
                 create(self.api, document)
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return terminate(self.process, STOP_TIMEOUT_S)
 
 
 def wait_for(
@@ -140,13 +133,7 @@ def running_node(
         if node is not None:
             closing: Any = node.api
             closing.close()
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process, STOP_TIMEOUT_S)
 
 
 def pod_pids(pods: list[Any]) -> list[int]:
