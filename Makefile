@@ -111,8 +111,9 @@ secrets: sync ## generate the JWT key and bootstrap Secrets (DEV=1: the dev flav
 bench: sync ## benchmarks; figures go to bench/results.json
 	@for script in bench/bench_*.py; do echo "== $$script"; $(RUN) python $$script; done
 
-reliability: sync ## long soak and failure tests
-	@echo "make reliability: not implemented yet" >&2; exit 1
+# RELIABILITY_SECONDS (120), RELIABILITY_CHAOS_S, _CLIENTS, _USERS, _SEED: tests/reliability/conftest.py
+reliability: sync ## soak under chaos, crash durability, leaks; figures go to bench/reliability.json
+	$(RUN) pytest tests/reliability -s $(PYTEST_ARGS)
 
 DEVCLUSTER_ARGS ?=
 devcluster: sync ## run the embedded Kubernetes API in the foreground (https://127.0.0.1:6443)

@@ -11,78 +11,38 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 import grpc
-import httpx
 import pytest
 
 from api.admin_srv.v1 import admin_pb2, admin_pb2_grpc
-from devcluster.runner.testing import RunningNode, ready_pods, running_node, wait_for
+from devcluster.runner.testing import ready_pods, wait_for
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-NAMESPACE = "go-micro"
-SERVICES = ("admin-srv", "token-srv", "user-srv", "device-srv", "data-srv")
-LOGIN = {"userName": "thangn", "password": "123456"}
-START_TIMEOUT_S = 120.0
+from .cluster_system import (
+    LOGIN,
+    NAMESPACE,
+    SERVICES,
+    System,
+    replicas_ready,
+    rolled_out,
+    running_system,
+)
+
 # A bounded load: at most this many requests, at most this long, one every INTERVAL_S.
 LOAD_LIMIT = 400
 LOAD_TIME_S = 60.0
 INTERVAL_S = 0.05
 
 
-@dataclass
-class System:
-    node: RunningNode
-    http: httpx.Client  # admin-srv, NodePort 30000
-    data: httpx.Client  # data-srv, NodePort 30080
-
-    @property
-    def grpc_target(self) -> str:
-        return f"{self.node.node_address}:30001"
-
-    def token(self) -> str:
-        reply = self.http.post("/admin/v1/login", json=LOGIN)
-        reply.raise_for_status()
-        token: str = reply.json()["token"]
-        return token
-
-
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    tmp = tmp_path_factory.mktemp("cluster")
-    secrets = tmp / "secrets"
-    subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "scripts/make_secrets.py"),
-            "--dev",
-            "--out",
-            str(secrets),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    with running_node(tmp, manifest_paths=(REPO_ROOT / ".k8s", secrets)) as node:
-        wait_for(
-            "every Deployment to be available",
-            lambda: "all 5 deployments available" in node.text() or node.process.poll() is not None,
-            timeout_s=START_TIMEOUT_S,
-            every_s=0.5,
-        )
-        assert node.process.poll() is None, node.text()[-3000:]
-        base = f"http://{node.node_address}"
-        with (
-            httpx.Client(base_url=f"{base}:30000", timeout=10) as http,
-            httpx.Client(base_url=f"{base}:30080", timeout=10) as data,
-        ):
-            yield System(node, http, data)
+    with running_system(tmp_path_factory.mktemp("cluster")) as running:
+        yield running
 
 
 @dataclass
@@ -130,11 +90,6 @@ def under_load(system: System, disrupt: Callable[[], None]) -> Load:
         load.stop.set()
         worker.join(timeout=30)
     return load
-
-
-def replicas_ready(system: System, app: str, gone: set[str], count: int = 2) -> bool:
-    pods = ready_pods(system.node.core, NAMESPACE, f"app={app}")
-    return len(pods) == count and not gone & {p.metadata.name for p in pods}
 
 
 # tests ---------------------------------------------------------------------------------
@@ -226,18 +181,7 @@ def test_rolling_update_completes_without_a_failed_request(system: System) -> No
         patch = {"spec": {"template": {"metadata": {"annotations": {"e2e/rollout": "1"}}}}}
         apps.patch_namespaced_deployment("token-srv", NAMESPACE, patch)
 
-        def rolled_out() -> bool:
-            deployment = apps.read_namespaced_deployment("token-srv", NAMESPACE)
-            status = deployment.status
-            return bool(
-                status.observed_generation == deployment.metadata.generation
-                and status.updated_replicas == 2
-                and status.available_replicas == 2
-                and (status.replicas or 0) == 2
-                and replicas_ready(system, "token-srv", before)
-            )
-
-        wait_for("token-srv rolled out", rolled_out, 90, 0.2)
+        wait_for("token-srv rolled out", partial(rolled_out, system, "token-srv", before), 90, 0.2)
 
     load = under_load(system, roll)
     assert load.count > 20
