@@ -32,6 +32,7 @@ from micro.auth import AccessPolicy
 from micro.config.model import GrpcServerConfig, HttpServerConfig
 from micro.db import open_database
 from micro.health import Health
+from micro.testing.grpc_loopback import loopback_grpc_channel
 from micro.transport.grpc import GrpcServer
 from micro.transport.http import HttpServer
 from token_srv.config import JwtConfig, JwtKeyConfig
@@ -115,21 +116,14 @@ async def backends(
     await users.bootstrap(USERS)
     devices = DeviceUseCases(SqlDeviceRepository(device_engine))
     await devices.seed(DEVICES)
-    server = GrpcServer(GrpcServerConfig(addr="127.0.0.1:0"), health=Health())
-    server.add_service(
-        user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(users), USER_SERVICE
+    tokens = TokenUseCases(SqlTokenRepository(token_engine), lambda: settings)
+    services = (
+        (user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(users), USER_SERVICE),
+        (token_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(tokens), TOKEN_SERVICE),
+        (device_pb2_grpc.add_DevSvcServicer_to_server, DevSvcServicer(devices), DEVICE_SERVICE),
     )
-    server.add_service(
-        token_pb2_grpc.add_TokenServiceServicer_to_server,
-        TokenServicer(TokenUseCases(SqlTokenRepository(token_engine), lambda: settings)),
-        TOKEN_SERVICE,
-    )
-    server.add_service(
-        device_pb2_grpc.add_DevSvcServicer_to_server, DevSvcServicer(devices), DEVICE_SERVICE
-    )
-    port = await server.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with loopback_grpc_channel(*services) as channel:
             yield Backends(
                 users=user_pb2_grpc.UserServiceStub(channel),
                 tokens=token_pb2_grpc.TokenServiceStub(channel),
@@ -138,7 +132,6 @@ async def backends(
                 jwt=jwt_cfg,
             )
     finally:
-        await server.stop(0)
         hasher.close()
         for engine in (user_engine, token_engine, device_engine):
             await engine.dispose()

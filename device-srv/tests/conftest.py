@@ -19,7 +19,7 @@ from device_srv.domain import Device
 from device_srv.repository import DeviceRepository, SqlDeviceRepository
 from device_srv.service import NAME, compose
 from micro.app import App
-from micro.testing.postgres import postgres_unavailable_reason, throwaway_postgres
+from micro.testing.postgres import throwaway_postgres_or_skip
 
 if TYPE_CHECKING:
     from api.device_srv.v1.device_pb2_grpc import DevSvcAsyncStub
@@ -68,10 +68,7 @@ def sql_repository(sqlite_engine: AsyncEngine) -> SqlDeviceRepository:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL server for this session, or a skip."""
-    reason = postgres_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    with throwaway_postgres(prefix="device-srv-postgres-") as url:
+    with throwaway_postgres_or_skip(prefix="device-srv-postgres-") as url:
         yield url
 
 

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import kubernetes.client
@@ -60,13 +60,40 @@ class ScriptedDevices(device_pb2_grpc.DevSvcServicer):
 
 
 StartGrpc = Callable[..., Awaitable[GrpcServer]]
+ServerT = TypeVar("ServerT", GrpcServer, HttpServer)
 StartHttp = Callable[..., Awaitable[HttpServer]]
 
 
+class StartedServers:
+    """The servers a test started, each stopped after it with its own grace period."""
+
+    def __init__(self) -> None:
+        self._stops: list[Callable[[], Awaitable[None]]] = []
+
+    async def start(
+        self, server: ServerT, health: Health, *, serving: bool, stop_grace_s: float
+    ) -> ServerT:
+        await server.start()
+        self._stops.append(lambda: server.stop(stop_grace_s))
+        if serving:
+            await health.set_serving()
+        return server
+
+    async def stop_all(self) -> None:
+        for stop in self._stops:
+            await stop()
+
+
 @pytest.fixture
-async def start_grpc() -> AsyncIterator[StartGrpc]:
+async def started_servers() -> AsyncIterator[StartedServers]:
+    servers = StartedServers()
+    yield servers
+    await servers.stop_all()
+
+
+@pytest.fixture
+def start_grpc(started_servers: StartedServers) -> StartGrpc:
     """Start gRPC servers on 127.0.0.1:0; every one is stopped after the test."""
-    started: list[GrpcServer] = []
 
     async def start(
         servicer: Any = None,
@@ -85,21 +112,14 @@ async def start_grpc() -> AsyncIterator[StartGrpc]:
         )
         server = GrpcServer(config, health=health, policy=policy)
         server.add_service(add, servicer if servicer is not None else ScriptedDevices(), name)
-        await server.start()
-        started.append(server)
-        if serving:
-            await health.set_serving()
-        return server
+        return await started_servers.start(server, health, serving=serving, stop_grace_s=0)
 
-    yield start
-    for server in started:
-        await server.stop(0)
+    return start
 
 
 @pytest.fixture
-async def start_http() -> AsyncIterator[StartHttp]:
+def start_http(started_servers: StartedServers) -> StartHttp:
     """Start HTTP servers on 127.0.0.1:0; every one is stopped after the test."""
-    started: list[HttpServer] = []
 
     async def start(
         *routers: Any,
@@ -118,15 +138,9 @@ async def start_http() -> AsyncIterator[StartHttp]:
         )
         for router in routers:
             server.include_router(router)
-        await server.start()
-        started.append(server)
-        if serving:
-            await health.set_serving()
-        return server
+        return await started_servers.start(server, health, serving=serving, stop_grace_s=1)
 
-    yield start
-    for server in started:
-        await server.stop(1)
+    return start
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from micro.db import (
     open_database,
     schema_versions,
 )
-from micro.testing.postgres import postgres_unavailable_reason, throwaway_postgres
+from micro.testing.postgres import throwaway_postgres_or_skip
 
 from .db_worker import LOCK_NAME, MIGRATIONS, TABLES, run_together
 
@@ -183,10 +183,7 @@ def test_a_postgresql_url_without_a_driver_gets_asyncpg() -> None:
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    reason = postgres_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    with throwaway_postgres(prefix="micro-db-postgres-") as url:
+    with throwaway_postgres_or_skip(prefix="micro-db-postgres-") as url:
         yield url
 
 

@@ -6,7 +6,6 @@ import pathlib
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
-import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -14,11 +13,9 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.token_srv.v1 import token_pb2_grpc
-from micro.config.model import GrpcServerConfig
 from micro.db import open_database
-from micro.health import Health
-from micro.testing.postgres import postgres_unavailable_reason, throwaway_postgres
-from micro.transport.grpc import GrpcServer
+from micro.testing.grpc_loopback import loopback_grpc_channel
+from micro.testing.postgres import throwaway_postgres_or_skip
 from token_srv.config import JwtConfig, JwtKeyConfig
 from token_srv.migrations import MIGRATIONS
 from token_srv.repository import SqlTokenRepository
@@ -79,21 +76,13 @@ def usecases(repository: SqlTokenRepository, settings: JwtSettings) -> TokenUseC
 @pytest.fixture
 async def token_stub(usecases: TokenUseCases) -> AsyncIterator[TokenServiceAsyncStub]:
     """token-srv's TokenService on the framework's real gRPC server, on a loopback port."""
-    server = GrpcServer(GrpcServerConfig(addr="127.0.0.1:0"), health=Health())
-    server.add_service(
-        token_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(usecases), SERVICE_NAME
-    )
-    port = await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    add = token_pb2_grpc.add_TokenServiceServicer_to_server
+    async with loopback_grpc_channel((add, TokenServicer(usecases), SERVICE_NAME)) as channel:
         yield token_pb2_grpc.TokenServiceStub(channel)
-    await server.stop(0)
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL server for this session, or a skip."""
-    reason = postgres_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    with throwaway_postgres(prefix="token-srv-postgres-") as url:
+    with throwaway_postgres_or_skip(prefix="token-srv-postgres-") as url:
         yield url

@@ -6,16 +6,13 @@ import pathlib
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
-import grpc
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.user_srv.v1 import user_pb2_grpc
-from micro.config.model import GrpcServerConfig
 from micro.db import open_database
-from micro.health import Health
-from micro.testing.postgres import postgres_unavailable_reason, throwaway_postgres
-from micro.transport.grpc import GrpcServer
+from micro.testing.grpc_loopback import loopback_grpc_channel
+from micro.testing.postgres import throwaway_postgres_or_skip
 from user_srv.config import Argon2Config
 from user_srv.migrations import MIGRATIONS
 from user_srv.passwords import Argon2PasswordHasher
@@ -62,21 +59,13 @@ def usecases(repository: SqlUserRepository, hasher: Argon2PasswordHasher) -> Use
 @pytest.fixture
 async def user_stub(usecases: UserUseCases) -> AsyncIterator[UserServiceAsyncStub]:
     """user-srv's UserService on the framework's real gRPC server, on a loopback port."""
-    server = GrpcServer(GrpcServerConfig(addr="127.0.0.1:0"), health=Health())
-    server.add_service(
-        user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(usecases), SERVICE_NAME
-    )
-    port = await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    add = user_pb2_grpc.add_UserServiceServicer_to_server
+    async with loopback_grpc_channel((add, UserServicer(usecases), SERVICE_NAME)) as channel:
         yield user_pb2_grpc.UserServiceStub(channel)
-    await server.stop(0)
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL server for this session, or a skip."""
-    reason = postgres_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    with throwaway_postgres(prefix="user-srv-postgres-") as url:
+    with throwaway_postgres_or_skip(prefix="user-srv-postgres-") as url:
         yield url

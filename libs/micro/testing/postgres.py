@@ -102,3 +102,16 @@ def _run(command: list[str]) -> None:
         raise RuntimeError(
             f"{' '.join(command)} failed:\n{done.stderr.decode(errors='replace')[-2000:]}"
         )
+
+
+@contextlib.contextmanager
+def throwaway_postgres_or_skip(prefix: str = "postgres-") -> Iterator[str]:
+    """throwaway_postgres for a pytest fixture: the test is skipped, naming the reason,
+    where no server can start here."""
+    import pytest  # only tests call this; the services' images have no pytest
+
+    reason = postgres_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with throwaway_postgres(prefix=prefix) as url:
+        yield url

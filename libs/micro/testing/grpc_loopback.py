@@ -1,0 +1,31 @@
+"""Services on the framework's real gRPC server, on a free loopback port, for tests."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from micro.config.model import GrpcServerConfig
+from micro.health import Health
+from micro.transport.grpc import AddToServer, GrpcServer
+
+# A generated `add_XServicer_to_server`, its servicer and the service's full name.
+Service = tuple[AddToServer, Any, str]
+
+
+@contextlib.asynccontextmanager
+async def loopback_grpc_channel(*services: Service) -> AsyncIterator[grpc.aio.Channel]:
+    """Start a GrpcServer on 127.0.0.1:0 with these services; yield a channel to it. The
+    channel is closed and the server stopped on exit."""
+    server = GrpcServer(GrpcServerConfig(addr="127.0.0.1:0"), health=Health())
+    for add_to_server, servicer, full_name in services:
+        server.add_service(add_to_server, servicer, full_name)
+    port = await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield channel
+    finally:
+        await server.stop(0)
