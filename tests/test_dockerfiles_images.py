@@ -85,22 +85,14 @@ def parse_dockerfile(path: Path) -> tuple[list[Instruction], list[Stage]]:
     return preamble, stages
 
 
-def env_of(stage: Stage) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for arguments in stage.all("ENV"):
+def key_values(stage: Stage, keyword: str) -> dict[str, str]:
+    """The key=value pairs of a stage's ENV or LABEL instructions."""
+    pairs: dict[str, str] = {}
+    for arguments in stage.all(keyword):
         for word in shlex.split(arguments):
             key, _, value = word.partition("=")
-            env[key] = value
-    return env
-
-
-def labels_of(stage: Stage) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for arguments in stage.all("LABEL"):
-        for word in shlex.split(arguments):
-            key, _, value = word.partition("=")
-            labels[key] = value
-    return labels
+            pairs[key] = value
+    return pairs
 
 
 def dockerignore_patterns(root: Path) -> list[tuple[bool, re.Pattern[str]]]:
@@ -231,7 +223,7 @@ def test_image_contract(
             f"{shipped_service}/configs/ /app/{shipped_service}/configs/",
         ]
     )
-    env = env_of(final)
+    env = key_values(final, "ENV")
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env["PYTHONUNBUFFERED"] == "1"
     assert env["MICRO_CONFIG_DIR"] == f"/app/{shipped_service}/configs/k8s"
@@ -241,7 +233,7 @@ def test_image_contract(
     assert env["PATH"].startswith("/app/.venv/bin:")
     (user,) = final.all("USER")
     assert re.fullmatch(r"[1-9]\d{3,}(:[1-9]\d{3,})?", user), f"numeric non-root USER, not {user}"
-    labels = labels_of(final)
+    labels = key_values(final, "LABEL")
     assert labels.keys() >= REQUIRED_LABELS
     assert labels["org.opencontainers.image.title"] == shipped_service
     (entrypoint,) = final.all("ENTRYPOINT")
@@ -274,7 +266,7 @@ def test_builder_stage_installs_the_service_from_the_lock(
                   if s.name == "builder"]  # fmt: skip
     env = {
         **os.environ,
-        **env_of(builder),
+        **key_values(builder, "ENV"),
         "UV_PROJECT_ENVIRONMENT": str(venv),
         "UV_PYTHON": sys.executable,
         "UV_COMPILE_BYTECODE": "0",  # the image compiles; here it only costs time
