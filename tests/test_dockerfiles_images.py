@@ -220,7 +220,8 @@ def test_image_contract(
     assert sorted(final.all("COPY")) == sorted(
         [
             "--from=builder /app/.venv /app/.venv",
-            f"{shipped_service}/configs/ /app/{shipped_service}/configs/",
+            # only the cluster bootstrap: the local config holds the demo user
+            f"{shipped_service}/configs/k8s/ /app/{shipped_service}/configs/k8s/",
         ]
     )
     env = key_values(final, "ENV")
