@@ -178,3 +178,58 @@ async def test_the_trace_context_reaches_the_instance(start_grpc: Any) -> None:
     await factory.close()
     assert answer.name == caller_trace
     assert len(caller_trace) == 32
+
+
+class CountingUsers(user_pb2_grpc.UserServiceServicer):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def CreateUser(
+        self, request: user_pb2.CreateUserRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> user_pb2.CreateUserResponse:
+        self.calls += 1
+        return user_pb2.CreateUserResponse()
+
+    async def _not_here(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not used by this test")
+
+    GetUser = ListUsers = VerifyPassword = _not_here
+
+
+async def test_non_idempotent_calls_go_elsewhere_when_an_instance_cannot_be_reached(
+    start_replica: StartReplica,
+) -> None:
+    """A crashed instance still listed by discovery: the call was never sent, so even a
+    non-idempotent one goes to another instance instead of failing."""
+    live, live_endpoint = await start_on(start_replica, "127.0.0.14")
+    crashed = grpc.aio.server()  # its own server, to stop it alone
+    crashed_replica = CountingUsers()
+    user_pb2_grpc.add_UserServiceServicer_to_server(crashed_replica, crashed)
+    crashed_port = crashed.add_insecure_port("127.0.0.15:0")
+    await crashed.start()
+    factory = factory_for(live_endpoint, f"grpc://127.0.0.15:{crashed_port}")
+    stub = factory.stub(SERVICE, user_pb2_grpc.UserServiceStub)
+    for _ in range(20):  # both connected and used
+        await stub.CreateUser(user_pb2.CreateUserRequest())
+    assert crashed_replica.calls > 0
+    await crashed.stop(0)  # gone, but still in the registry
+    for _ in range(40):
+        await stub.CreateUser(user_pb2.CreateUserRequest())
+    await factory.close()
+    assert live.calls + crashed_replica.calls == 60
+
+
+async def test_a_non_idempotent_call_sent_and_failed_is_still_not_retried(
+    start_replica: StartReplica,
+) -> None:
+    replicas = [await start_on(start_replica, f"127.0.0.{n}") for n in (16, 17)]
+    factory = factory_for(*(e for _, e in replicas))
+    stub = factory.stub(SERVICE, user_pb2_grpc.UserServiceStub)
+    await asyncio.gather(*(stub.CreateUser(user_pb2.CreateUserRequest()) for _ in range(10)))
+    for replica, _ in replicas:  # connected; now every call reaches a server and fails
+        replica.fail_with = grpc.StatusCode.UNAVAILABLE
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.CreateUser(user_pb2.CreateUserRequest())
+    await factory.close()
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert sum(r.calls for r, _ in replicas) == 11

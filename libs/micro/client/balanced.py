@@ -51,7 +51,8 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
         self._method = method
         self._serializer = request_serializer
         self._deserializer = response_deserializer
-        self._attempts = max_attempts if retryable else 1
+        self._retryable = retryable
+        self._max_attempts = max_attempts
         self._timeout_s = timeout_s
 
     def __call__(
@@ -92,7 +93,7 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                 await asyncio.wait_for(pool.ready(), max(deadline - loop.time(), 0.0))
         tried: list[Endpoint] = []
         last_error: grpc.aio.AioRpcError | None = None
-        for _ in range(self._attempts):
+        for _ in range(self._max_attempts):
             endpoint = pool.pick(tried) or (pool.pick() if tried else None)
             if endpoint is None:
                 if last_error is not None:
@@ -107,6 +108,12 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                     raise last_error
                 raise deadline_exceeded(f"deadline passed before calling {pool.service_name}")
             tried.append(endpoint)
+            connect_first = not self._retryable and not wait_for_ready
+            if connect_first and not await _connects(endpoint.channel, remaining):
+                # Never sent, so safe to send elsewhere even when not idempotent: e.g. the
+                # instance crashed and discovery has not removed it yet.
+                last_error = unavailable(f"cannot connect to {endpoint.target}")
+                continue
             endpoint.begin()
             try:
                 return await self._callable(endpoint)(
@@ -118,13 +125,32 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                     compression=compression,
                 )
             except grpc.aio.AioRpcError as error:
-                if error.code() is not grpc.StatusCode.UNAVAILABLE:
+                if not self._retryable or error.code() is not grpc.StatusCode.UNAVAILABLE:
                     raise
                 last_error = error
             finally:
                 endpoint.end()
         assert last_error is not None
         raise last_error
+
+
+async def _connects(channel: grpc.aio.Channel, timeout_s: float) -> bool:
+    """Whether the channel is, or gets, connected: False once it fails to connect
+    (TRANSIENT_FAILURE), is shut down, or `timeout_s` passed. A READY channel answers at
+    once; an idle one (first call, or its connection dropped) connects first."""
+    ready = grpc.ChannelConnectivity.READY
+    failed = (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN)
+    state = channel.get_state(try_to_connect=True)
+    try:
+        async with asyncio.timeout(timeout_s):
+            while state is not ready:
+                if state in failed:
+                    return False
+                await channel.wait_for_state_change(state)
+                state = channel.get_state(try_to_connect=True)
+    except TimeoutError:
+        return False
+    return True
 
 
 class _PickedStream:
