@@ -24,6 +24,9 @@ from devcluster.testing import RunningDevCluster
 from ..cluster_system import NAMESPACE, SERVICES, System, replicas_ready, rolled_out
 
 BACKENDS = ("user-srv", "token-srv", "device-srv")
+# Crashes go round the backends, token-srv first: its GenerateToken (every login) is the
+# one call a crash may fail, since it is never retried.
+CRASH_ORDER = ("token-srv", "user-srv", "device-srv")
 RECOVERY_TIMEOUT_S = 90.0
 KINDS = ("delete", "crash", "rollout", "apiserver")
 
@@ -64,6 +67,7 @@ class Chaos:
         self._system = system
         self._rng = rng
         self._rollouts = 0
+        self._crashes = 0
         self._apiserver: RunningDevCluster | None = None
 
     def act(self, kind: str) -> ChaosEvent:
@@ -99,7 +103,10 @@ class Chaos:
         if service is not None and name is not None:
             pod = self._system.node.core.read_namespaced_pod(name, NAMESPACE)
         else:
-            service, pod = self._victim((service,) if service else BACKENDS)
+            if service is None:
+                service = CRASH_ORDER[self._crashes % len(CRASH_ORDER)]
+                self._crashes += 1
+            service, pod = self._victim((service,))
             name = pod.metadata.name
         (pid,) = pod_pids([pod])
         restarts = _restart_count(pod)
