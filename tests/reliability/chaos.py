@@ -24,6 +24,7 @@ from devcluster.testing import RunningDevCluster
 from ..cluster_system import NAMESPACE, SERVICES, System, replicas_ready, rolled_out
 
 BACKENDS = ("user-srv", "token-srv", "device-srv")
+GATEWAYS = ("admin-srv", "data-srv")
 # Crashes go round the backends, token-srv first: its GenerateToken (every login) is the
 # one call a crash may fail, since it is never retried.
 CRASH_ORDER = ("token-srv", "user-srv", "device-srv")
@@ -68,6 +69,7 @@ class Chaos:
         self._rng = rng
         self._rollouts = 0
         self._crashes = 0
+        self._rollout_order: list[str] = []
         self._apiserver: RunningDevCluster | None = None
 
     def act(self, kind: str) -> ChaosEvent:
@@ -123,7 +125,14 @@ class Chaos:
         return ChaosEvent("crash", service, name, start, wait_steady(self._system))
 
     def rolling_update(self) -> ChaosEvent:
-        service = self._rng.choice(SERVICES)
+        """Roll a Deployment: the two gateways in a random order first (clients reach
+        them through the NodePort proxy), then the backends, then round again."""
+        if not self._rollout_order:
+            gateways, backends = list(GATEWAYS), list(BACKENDS)
+            self._rng.shuffle(gateways)
+            self._rng.shuffle(backends)
+            self._rollout_order = gateways + backends
+        service = self._rollout_order.pop(0)
         before = {
             p.metadata.name for p in ready_pods(self._system.node.core, NAMESPACE, f"app={service}")
         }
