@@ -2,13 +2,14 @@
 
 The devcluster runs each pod as a local process whose pid the kubelet reports as the
 container id, so a sample is a read of /proc/<pid>/status and /proc/<pid>/fd. A process
-is known by its pid and start time: a pod restarted in between is a new process, and
-growth is reported only for processes present in both samples.
+is known by its pid and start time: a pod restarted in between is a new process. Growth
+is from a process's first sample to its last, for every process seen at least twice.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ class ProcessSample:
     started: int  # /proc/<pid>/stat starttime (clock ticks since boot)
     rss_kib: int
     fds: int
+    at: float  # time.monotonic() of the sample
 
 
 def _sample(name: str, pid: int) -> ProcessSample | None:
@@ -35,7 +37,7 @@ def _sample(name: str, pid: int) -> ProcessSample | None:
         return None
     started = int(stat.rsplit(")", 1)[1].split()[19])
     rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-    return ProcessSample(name, pid, started, rss, fds)
+    return ProcessSample(name, pid, started, rss, fds, time.monotonic())
 
 
 def sample(system: System) -> list[ProcessSample]:
@@ -52,6 +54,7 @@ def sample(system: System) -> list[ProcessSample]:
 class Growth:
     name: str
     pid: int
+    seconds: float  # between the first and the last sample
     rss_start_kib: int
     rss_end_kib: int
     fds_start: int
@@ -69,14 +72,16 @@ class Growth:
         return {**asdict(self), "rss_growth_kib": self.rss_growth_kib, "fd_growth": self.fd_growth}
 
 
-def growth(start: list[ProcessSample], end: list[ProcessSample]) -> list[Growth]:
-    """Per process alive in both samples (same pid and start time)."""
-    later = {(s.pid, s.started): s for s in end}
-    found = []
-    for first in start:
-        last = later.get((first.pid, first.started))
-        if last is not None:
-            found.append(
-                Growth(first.name, first.pid, first.rss_kib, last.rss_kib, first.fds, last.fds)
-            )
-    return found
+def growth(samples: list[list[ProcessSample]]) -> list[Growth]:
+    """Per process (pid and start time) seen in two samples or more: first to last."""
+    first: dict[tuple[int, int], ProcessSample] = {}
+    last: dict[tuple[int, int], ProcessSample] = {}
+    for taken in samples:
+        for one in taken:
+            first.setdefault((one.pid, one.started), one)
+            last[(one.pid, one.started)] = one
+    return [
+        Growth(a.name, a.pid, round(b.at - a.at, 1), a.rss_kib, b.rss_kib, a.fds, b.fds)
+        for key, a in first.items()
+        if (b := last[key]) is not a
+    ]
