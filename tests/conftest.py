@@ -15,8 +15,13 @@ SHIPPED_SERVICES = ("admin-srv", "token-srv", "user-srv", "device-srv", "data-sr
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """A test that takes `shipped_service` runs once per service, named by it."""
-    if "shipped_service" in metafunc.fixturenames:
+    """A test that takes `shipped_service` runs once per service, named by it, unless it
+    names its own services with @pytest.mark.parametrize."""
+    own = any(
+        "shipped_service" in marker.args[0]
+        for marker in metafunc.definition.iter_markers("parametrize")
+    )
+    if "shipped_service" in metafunc.fixturenames and not own:
         metafunc.parametrize("shipped_service", SHIPPED_SERVICES)
 
 
