@@ -25,11 +25,12 @@ from fastapi import APIRouter
 from micro.auth import AccessPolicy, TokenVerifier
 from micro.client import ClientFactory
 from micro.config import ConfigHandle, load_config
-from micro.config.model import HttpServerConfig, ServiceConfig
+from micro.config.model import GrpcClientConfig, HttpServerConfig, ServiceConfig
 from micro.health import Health
 from micro.log import configure_logging, follow_config
 from micro.registry.base import Discovery, Registrar, ServiceInstance
 from micro.tracing import flush_tracing, setup_tracing
+from micro.transport.cors import CorsRules
 from micro.transport.grpc import AddToServer, GrpcServer
 from micro.transport.http import HttpServer
 
@@ -98,6 +99,12 @@ class ServiceContext(Generic[C]):
         if self._clients is None:
             self._clients = ClientFactory(self.discovery, self.config.current.client.grpc)
         return self._clients.stub(service_name, stub_class)
+
+    def apply_client_config(self, cfg: GrpcClientConfig) -> None:
+        """New client.grpc settings for every stub made here, from their next call on
+        (a factory made later starts from the current config anyway)."""
+        if self._clients is not None:
+            self._clients.update(cfg)
 
     def on_startup(self, hook: Hook) -> None:
         """Runs after the servers listen, before registration."""
@@ -187,7 +194,7 @@ class App(Generic[C]):
         self._grpc: GrpcServer | None = None
         self._http: HttpServer | None = None
         self._metrics: HttpServer | None = None
-        self._unfollow_log: Callable[[], None] | None = None
+        self._unsubscribe: list[Callable[[], None]] = []  # config observers to drop
 
     async def start(self) -> None:
         """Everything up to serving; raises on any failure after undoing what started."""
@@ -214,7 +221,7 @@ class App(Generic[C]):
             level=cfg.log.level,
             fmt=cfg.log.format,
         )
-        self._unfollow_log = follow_config(handle)
+        self._unsubscribe.append(follow_config(handle))
         self.health.report_config_error(lambda: handle.last_error)
         setup_tracing(
             cfg.tracing,
@@ -233,8 +240,13 @@ class App(Generic[C]):
             logger=logging.getLogger(self.name),
         )
         self.ctx = ctx
+        self._unsubscribe.append(handle.subscribe(lambda c: c.client.grpc, ctx.apply_client_config))
         await self._compose(ctx)
         await self._start_servers(cfg, ctx)
+        if self._http is not None:
+            self._unsubscribe.append(
+                handle.subscribe(lambda c: CorsRules.of(c.server.http), self._http.cors.update)
+            )
         for hook in ctx.startup_hooks:
             await hook()
         self._instance = self._service_instance()
@@ -341,9 +353,9 @@ class App(Generic[C]):
         if self._discovery is not None:
             discovery, self._discovery = self._discovery, None
             await discovery.close()
-        if self._unfollow_log is not None:
-            self._unfollow_log()
-            self._unfollow_log = None
+        unsubscribe, self._unsubscribe = self._unsubscribe, []
+        for stop_following in unsubscribe:
+            stop_following()
         if self._handle is not None:
             await self._handle.stop()
         if self._api is not None:

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 
 from micro.client.pool import Endpoint, InstancePool
+from micro.client.settings import CallSettings
 
 # A short pause before retrying the instance that just failed, when it is the only one.
 SAME_INSTANCE_RETRY_S = (0.02, 0.05)
@@ -44,16 +45,14 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
         response_deserializer: Any,
         *,
         retryable: bool,
-        timeout_s: float,
-        max_attempts: int,
+        settings: CallSettings,
     ) -> None:
         self._pool = pool
         self._method = method
         self._serializer = request_serializer
         self._deserializer = response_deserializer
         self._retryable = retryable
-        self._max_attempts = max_attempts
-        self._timeout_s = timeout_s
+        self._settings = settings
 
     def __call__(
         self,
@@ -85,15 +84,17 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
         compression: grpc.Compression | None,
     ) -> Any:
         pool = self._pool
+        cfg = self._settings.current  # read once: a config change applies to later calls
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self._timeout_s if timeout_s is None else timeout_s)
+        default_s = cfg.timeout.total_seconds()
+        deadline = loop.time() + (default_s if timeout_s is None else timeout_s)
         if not pool.started:
             # Past the deadline, answer from what is known: nothing, so UNAVAILABLE.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pool.ready(), max(deadline - loop.time(), 0.0))
         tried: list[Endpoint] = []
         last_error: grpc.aio.AioRpcError | None = None
-        for _ in range(self._max_attempts):
+        for _ in range(cfg.max_attempts):
             endpoint = pool.pick(tried) or (pool.pick() if tried else None)
             if endpoint is None:
                 if last_error is not None:
@@ -176,13 +177,11 @@ class BalancedChannel(grpc.aio.Channel):
         pool: InstancePool,
         *,
         retryable_methods: frozenset[str],
-        timeout_s: float,
-        max_attempts: int,
+        settings: CallSettings,
     ) -> None:
         self._pool = pool
         self._retryable = retryable_methods
-        self._timeout_s = timeout_s
-        self._max_attempts = max_attempts
+        self._settings = settings
 
     def unary_unary(
         self,
@@ -197,8 +196,7 @@ class BalancedChannel(grpc.aio.Channel):
             request_serializer,
             response_deserializer,
             retryable=method in self._retryable,
-            timeout_s=self._timeout_s,
-            max_attempts=self._max_attempts,
+            settings=self._settings,
         )
 
     def unary_stream(

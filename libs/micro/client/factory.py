@@ -12,6 +12,7 @@ import grpc
 from micro.client.balanced import BalancedChannel
 from micro.client.idempotency import idempotent_methods
 from micro.client.pool import InstancePool, InterceptorsFor
+from micro.client.settings import CallSettings
 from micro.config.model import GrpcClientConfig
 from micro.registry.base import Discovery
 from micro.transport.client_interceptors import client_interceptors
@@ -27,6 +28,8 @@ class ClientFactory:
     - Methods marked `idempotency_level = NO_SIDE_EFFECTS` (or IDEMPOTENT) are retried on
       UNAVAILABLE on another instance, up to cfg.max_attempts and within the deadline.
     - The deadline is the call's timeout, else cfg.timeout.
+    - `update(cfg)` applies new client settings to the calls that start from then on
+      (stubs stay as they are; calls in flight keep their deadline).
     - With no ready instance a call fails at once: UNAVAILABLE "no ready instance of <name>".
     - Each instance has its own grpc.aio channel carrying `interceptors(service_name)`
       (tracing context and client metrics by default).
@@ -42,7 +45,7 @@ class ClientFactory:
         drain_limit_s: float = 30.0,
     ) -> None:
         self._discovery = discovery
-        self._cfg = cfg
+        self._settings = CallSettings(cfg)
         self._interceptors = interceptors
         self._channel_options = channel_options
         self._drain_limit_s = drain_limit_s
@@ -66,9 +69,17 @@ class ClientFactory:
         return BalancedChannel(
             self.pool(service_name),
             retryable_methods=idempotent_methods(stub_class),
-            timeout_s=self._cfg.timeout.total_seconds(),
-            max_attempts=self._cfg.max_attempts,
+            settings=self._settings,
         )
+
+    @property
+    def settings(self) -> GrpcClientConfig:
+        """The client settings new calls start with."""
+        return self._settings.current
+
+    def update(self, cfg: GrpcClientConfig) -> None:
+        """New client settings (deadline, attempts) for every stub, from the next call on."""
+        self._settings.update(cfg)
 
     def stub(self, service_name: str, stub_class: Callable[[grpc.aio.Channel], S]) -> S:
         """The stub; on a running loop, discovery of the service starts now, so the

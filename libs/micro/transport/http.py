@@ -3,7 +3,7 @@
 It serves /healthz (alive), /readyz (503 until ready and from shutdown on), /metrics,
 /openapi.json and /docs next to the service's routers, answers errors as JSON through
 the one table in micro.errors, and applies CORS, the body size limit and the timeout
-from server.http.
+from server.http. CORS follows the config at run time (`HttpServer.cors.update`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.cors import CORSMiddleware
 
 from micro import metrics
 from micro.auth import AccessPolicy
@@ -29,6 +28,7 @@ from micro.config.model import HttpServerConfig
 from micro.errors import ServiceError, code_for_http_status
 from micro.health import Health
 from micro.transport.address import join_address, listen_address
+from micro.transport.cors import CorsPolicy, CorsRules, ReloadableCorsMiddleware
 from micro.transport.http_middleware import (
     AuthMiddleware,
     BodyLimitMiddleware,
@@ -117,6 +117,7 @@ def build_app(
     policy: AccessPolicy,
     title: str,
     version: str,
+    cors: CorsPolicy | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title=title, version=version or "0.0.0", docs_url="/docs", openapi_url="/openapi.json"
@@ -128,13 +129,8 @@ def build_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(TimeoutMiddleware, seconds=config.timeout.total_seconds())
     app.add_middleware(RecoveryMiddleware)
-    if config.origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(config.origins),
-            allow_methods=list(config.methods) or ["GET"],
-            allow_headers=list(config.headers),
-        )
+    cors = cors if cors is not None else CorsPolicy(CorsRules.of(config))
+    app.add_middleware(ReloadableCorsMiddleware, policy=cors)
     app.add_middleware(ObserveMiddleware)
     app.add_middleware(TracingMiddleware)
     return app
@@ -175,12 +171,14 @@ class HttpServer:
         version: str = "",
     ) -> None:
         self._config = config
+        self.cors = CorsPolicy(CorsRules.of(config))
         self.app = build_app(
             config,
             health=health,
             policy=policy if policy is not None else AccessPolicy(),
             title=title,
             version=version,
+            cors=self.cors,
         )
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
