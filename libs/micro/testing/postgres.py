@@ -8,10 +8,11 @@ import os
 import pathlib
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+
+from micro.testing.processes import free_port
 
 # Another process may take the free port between our look and the server's bind.
 _START_ATTEMPTS = 3
@@ -41,13 +42,6 @@ def postgres_unavailable_reason() -> str | None:
         except KeyError:
             return "running as root and there is no postgres user to run the server"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
@@ -82,7 +76,7 @@ def _start(pg_ctl: list[str], data: pathlib.Path, root: pathlib.Path, log: pathl
     """Start the server on a free port (a new one when it was taken); answer the port."""
     failure = ""
     for _ in range(_START_ATTEMPTS):
-        port = _free_port()
+        port = free_port()
         # -F: no fsync, the data is thrown away; -k: the socket in our folder, not /run.
         options = f"-h 127.0.0.1 -p {port} -k {root} -F"
         started = subprocess.run(  # noqa: S603 - the machine's pg_ctl, our own arguments
