@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 import kubernetes.client
 import pytest
+import yaml
 
 from api.device_srv.v1 import device_pb2, device_pb2_grpc
 from api.user_srv.v1 import user_pb2, user_pb2_grpc
 from devcluster.testing import RunningDevCluster, running_devcluster
+from micro.app import App, ServiceContext
 from micro.auth import AccessPolicy, current_principal
-from micro.config.model import GrpcServerConfig, HttpServerConfig
+from micro.config.model import GrpcServerConfig, HttpServerConfig, ServiceConfig
 from micro.errors import ServiceError
 from micro.health import Health
 from micro.tracing import current_trace_id
@@ -326,3 +330,132 @@ async def start_replica() -> AsyncIterator[StartReplica]:
 
     yield start
     await asyncio.gather(*(server.stop(0) for server in servers))
+
+
+# Apps whose config comes from a ConfigMap in the devcluster --------------------------
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """An in-process App configures the root logger; put it back after the test."""
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == "micro"]:
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
+_config_apps = itertools.count(1)
+CONFIG_CHANGE_WAIT_S = 20.0
+
+
+class ConfigMapApp:
+    """An in-process App whose config is local files plus the ConfigMap `<short name>`
+    (label app=<short name>) in its own namespace, watched as in the cluster."""
+
+    def __init__(self, cluster: RunningDevCluster, config_dir: Path) -> None:
+        number = next(_config_apps)
+        self.short_name = f"reload-{number}"
+        self.service = f"go-micro.{self.short_name}"
+        self.namespace = f"config-reload-{number}"
+        self.config_dir = config_dir
+        self._api = cluster.api_client()
+        self._core = kubernetes.client.CoreV1Api(self._api)
+        self._core.create_namespace(
+            kubernetes.client.V1Namespace(
+                metadata=kubernetes.client.V1ObjectMeta(name=self.namespace)
+            )
+        )
+        self._kubeconfig = str(cluster.kubeconfig)
+        self.app: App[ServiceConfig] | None = None
+
+    @property
+    def ctx(self) -> ServiceContext[ServiceConfig]:
+        assert self.app is not None, "start() first"
+        assert self.app.ctx is not None
+        return self.app.ctx
+
+    def _config_map(self, config: dict[str, Any]) -> kubernetes.client.V1ConfigMap:
+        return kubernetes.client.V1ConfigMap(
+            metadata=kubernetes.client.V1ObjectMeta(
+                name=self.short_name, labels={"app": self.short_name}
+            ),
+            data={"config.yaml": yaml.safe_dump(config)},
+        )
+
+    async def start(
+        self,
+        *,
+        local: dict[str, Any],
+        remote: dict[str, Any],
+        compose: Callable[[ServiceContext[ServiceConfig]], Awaitable[None]] | None = None,
+    ) -> ConfigMapApp:
+        """Write the local files, create the ConfigMap from `remote`, start the App."""
+        bootstrap = {
+            "remote": {
+                "type": "k8s",
+                "k8s": {"kubeconfig": self._kubeconfig, "namespace": self.namespace},
+                "secrets": [],
+            }
+        }
+        (self.config_dir / "remote.yaml").write_text(yaml.safe_dump(bootstrap))
+        (self.config_dir / "config.yaml").write_text(yaml.safe_dump(local))
+        self._core.create_namespaced_config_map(self.namespace, self._config_map(remote))
+
+        async def no_handlers(_: ServiceContext[ServiceConfig]) -> None:
+            return None
+
+        app = App(
+            self.service,
+            ServiceConfig,
+            compose or no_handlers,
+            version="test",
+            config_dir=self.config_dir,
+            env={},
+        )
+        await app.start()  # undoes what it started when it fails
+        self.app = app
+        return self
+
+    async def change(self, remote: dict[str, Any]) -> None:
+        """Replace the ConfigMap's config and wait until the App's observers ran (this
+        one subscribes after the App's own, so it is called after them)."""
+        applied = asyncio.Event()
+        unsubscribe = self.ctx.config.subscribe(lambda c: c, lambda _: applied.set())
+        try:
+            self._core.replace_namespaced_config_map(
+                self.short_name, self.namespace, self._config_map(remote)
+            )
+            await asyncio.wait_for(applied.wait(), CONFIG_CHANGE_WAIT_S)
+        finally:
+            unsubscribe()
+
+    async def stop(self) -> None:
+        if self.app is not None:
+            app, self.app = self.app, None
+            await app.shutdown()
+        self._api.close()  # type: ignore[no-untyped-call]
+
+
+StartConfigMapApp = Callable[..., Awaitable[ConfigMapApp]]
+
+
+@pytest.fixture
+async def config_map_app(
+    registry_cluster: RunningDevCluster, tmp_path: Path, restore_logging: None
+) -> AsyncIterator[StartConfigMapApp]:
+    """`await config_map_app(local={...}, remote={...}, compose=...)`: an App on the
+    devcluster's ConfigMap; `await running.change({...})` replaces that config. Each App
+    is shut down after the test."""
+    started: list[ConfigMapApp] = []
+
+    async def start(**kwargs: Any) -> ConfigMapApp:
+        config_dir = tmp_path / f"configs-{len(started)}"
+        config_dir.mkdir()
+        running = ConfigMapApp(registry_cluster, config_dir)
+        started.append(running)
+        return await running.start(**kwargs)
+
+    yield start
+    for running in started:
+        await running.stop()

@@ -5,7 +5,6 @@ and in-process."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import re
 import signal
@@ -183,15 +182,6 @@ async def test_port_in_use_is_one_line_and_exit_1(spawn: Any) -> None:
     errors = [line for line in service.lines if line.startswith("ERROR")]
     assert len(errors) == 1, service.lines
     assert f"cannot listen on 127.0.0.1:{port}" in errors[0]
-
-
-@pytest.fixture
-def restore_logging() -> Any:
-    yield
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if h.get_name() == "micro"]:
-        root.removeHandler(handler)
-    root.setLevel(logging.WARNING)
 
 
 async def test_health_through_start_and_shutdown_in_process(restore_logging: Any) -> None:
