@@ -8,6 +8,7 @@ import logging
 import pathlib
 from collections.abc import Callable
 
+from devcluster.apiserver.audit import DEFAULT_MAX_MEGABYTES
 from devcluster.apiserver.server import ServeOptions, serve
 from devcluster.apiserver.store import DEFAULT_HISTORY
 from devcluster.runner import run as runner
@@ -28,10 +29,30 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_HISTORY,
         help="events kept per resource for watch replay",
     )
+    parser.add_argument(
+        "--audit-log-path",
+        default=None,
+        help='audit log, one audit.k8s.io/v1 Event per line ("-" stdout, "" none; '
+        "default <state-dir>/audit.log)",
+    )
+    parser.add_argument(
+        "--audit-log-maxsize",
+        type=int,
+        default=DEFAULT_MAX_MEGABYTES,
+        help="megabytes before the audit log is rotated to <path>.1 (100; 0: never)",
+    )
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    asyncio.run(serve(ServeOptions(args.host, args.port, args.state_dir, args.watch_history)))
+    options = ServeOptions(
+        args.host,
+        args.port,
+        args.state_dir,
+        args.watch_history,
+        args.audit_log_path,
+        args.audit_log_maxsize,
+    )
+    asyncio.run(serve(options))
     return 0
 
 

@@ -13,6 +13,7 @@ import yaml
 from aiohttp import web
 
 from devcluster.apiserver import discovery, openapi, status
+from devcluster.apiserver.audit import RECORD_KEY, AuditLog, install
 from devcluster.apiserver.auth import (
     AUTHENTICATED,
     Attributes,
@@ -60,6 +61,7 @@ class Target:
     resource: ResourceType | None
     plural: str
     group: str
+    version: str
     namespace: str | None  # None: every namespace (or a cluster-scoped kind)
     name: str
     subresource: str
@@ -105,9 +107,15 @@ def _int_param(request: web.Request, name: str) -> int | None:
 
 class ApiServer:
     def __init__(
-        self, store: Store, tokens: TokenAuthority, state_dir: pathlib.Path, server_address: str
+        self,
+        store: Store,
+        tokens: TokenAuthority,
+        state_dir: pathlib.Path,
+        server_address: str,
+        audit: AuditLog | None = None,
     ) -> None:
         self.store = store
+        self.audit = audit
         self.tokens = tokens
         self.state_dir = state_dir
         self.server_address = server_address
@@ -119,6 +127,8 @@ class ApiServer:
         app = web.Application(middlewares=[self._errors], client_max_size=16 * 1024 * 1024)
         app[STORE_KEY] = self.store
         app.router.add_route("*", "/{tail:.*}", self.handle)
+        if self.audit is not None:
+            install(app, self.audit)
         return app
 
     @web.middleware
@@ -137,27 +147,39 @@ class ApiServer:
     # entry -----------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        user = self.authenticator.authenticate(request.headers.get("Authorization"))
-        user = self._impersonate(request, user)
+        record = request.get(RECORD_KEY)  # None: no audit log
         path = request.path.rstrip("/") or "/"
         parts = [p for p in path.split("/") if p]
         target = self._target(parts)
-        if target is None:
+        attributes: Attributes | None = None
+        if target is not None:
+            verb = self._verb(request, target)
+            attributes = Attributes(
+                verb=verb,
+                group=target.group,
+                resource=target.plural,
+                subresource=target.subresource,
+                namespace=target.namespace or "",
+                name=target.name or self._selected_name(request, verb),
+            )
+            if record is not None:  # known before authentication, as RequestInfo
+                record.resource_request(attributes, target.version)
+        authenticated = self.authenticator.authenticate(request.headers.get("Authorization"))
+        if record is not None:
+            record.user = authenticated
+        user = self._impersonate(request, authenticated)
+        if record is not None and user is not authenticated:
+            record.impersonated = user
+        if target is None or attributes is None:
             return await self._non_resource(request, user, path)
-        verb = self._verb(request, target)
-        attributes = Attributes(
-            verb=verb,
-            group=target.group,
-            resource=target.plural,
-            subresource=target.subresource,
-            namespace=target.namespace or "",
-            name=target.name or self._selected_name(request, verb),
-        )
-        if not self.authorizer.allowed(user, attributes):
+        allowed = self.authorizer.allowed(user, attributes)
+        if record is not None:
+            record.decision = "allow" if allowed else "forbid"
+        if not allowed:
             raise forbidden(user, attributes)
         if target.resource is None:
             raise status.ApiError(404, "the server could not find the requested resource")
-        return await self._resource(request, user, target, verb)
+        return await self._resource(request, user, target, attributes.verb)
 
     def _impersonate(self, request: web.Request, user: UserInfo) -> UserInfo:
         """Impersonate-User / Impersonate-Group, allowed by the `impersonate` verb."""
@@ -216,7 +238,7 @@ class ApiServer:
             resource = None
         if resource is not None and not resource.namespaced and name and plural == "namespaces":
             namespace = name  # RBAC sees a namespace's own name as its namespace
-        return Target(resource, plural, group, namespace, name, subresource)
+        return Target(resource, plural, group, version, namespace, name, subresource)
 
     @staticmethod
     def _selected_name(request: web.Request, verb: str) -> str:
@@ -253,7 +275,11 @@ class ApiServer:
         self, request: web.Request, user: UserInfo, path: str
     ) -> web.StreamResponse:
         verb = {"GET": "get", "HEAD": "head", "POST": "post"}.get(request.method, "")
-        if not self.authorizer.allowed(user, Attributes(verb=verb or "get", path=path)):
+        allowed = self.authorizer.allowed(user, Attributes(verb=verb or "get", path=path))
+        record = request.get(RECORD_KEY)
+        if record is not None:
+            record.decision = "allow" if allowed else "forbid"
+        if not allowed:
             raise forbidden(user, Attributes(verb=verb or "get", path=path))
         if path in ("/healthz", "/livez", "/readyz") or path.startswith(
             ("/healthz/", "/livez/", "/readyz/")
@@ -345,6 +371,9 @@ class ApiServer:
             return raw_response(entry.raw)
         if verb == "create":
             body = await self._body(request)
+            record = request.get(RECORD_KEY)
+            if record is not None:
+                record.created(body)
             return json_response(
                 self.registry.create(resource, namespace, body, dry_run=dry_run), 201
             )

@@ -16,6 +16,7 @@ import yaml
 from aiohttp import web
 
 from devcluster.apiserver.app import ApiServer
+from devcluster.apiserver.audit import DEFAULT_MAX_MEGABYTES, AuditLog
 from devcluster.apiserver.auth import TokenAuthority, bootstrap_rbac
 from devcluster.apiserver.certs import ServingFiles, ensure_serving_files
 from devcluster.apiserver.gcpolicy import gc_policy
@@ -36,6 +37,8 @@ class ServeOptions:
     port: int = 6443
     state_dir: pathlib.Path = pathlib.Path(".devcluster")
     watch_history: int = DEFAULT_HISTORY
+    audit_log_path: str | None = None  # None: <state_dir>/audit.log; "-" stdout; "" off
+    audit_log_max_megabytes: int = DEFAULT_MAX_MEGABYTES
 
 
 def bootstrap(registry: Registry) -> None:
@@ -130,7 +133,8 @@ async def serve(options: ServeOptions) -> None:
     snapshot = state_dir / SNAPSHOT
     if store.load(snapshot):
         log.info("loaded %s at resourceVersion %d", snapshot, store.rv)
-    server = ApiServer(store, tokens, state_dir, f"{options.host}:{options.port}")
+    audit = AuditLog.for_flag(options.audit_log_path, state_dir, options.audit_log_max_megabytes)
+    server = ApiServer(store, tokens, state_dir, f"{options.host}:{options.port}", audit)
     bootstrap(server.registry)
 
     # Handlers first: a stop request that comes as soon as the server is up is honoured.
@@ -164,5 +168,7 @@ async def serve(options: ServeOptions) -> None:
             kubeconfig.unlink()
         store.close_watchers()  # ends every watch stream cleanly
         await runner.cleanup()
+        if audit is not None:
+            audit.close()  # after cleanup: the streams it ended are logged complete
         store.save(snapshot)
         log.info("saved %s at resourceVersion %d", snapshot, store.rv)
