@@ -111,13 +111,16 @@ def test_a_list_in_a_named_group_and_a_missing_object(
     }
 
 
-def test_a_denied_patch_under_a_service_account_token(
+def test_a_denied_patch_under_a_pod_bound_service_account_token(
     devcluster: RunningDevCluster, core: Any, namespace: str
 ) -> None:
     core.create_namespaced_service_account(namespace, body({"metadata": {"name": "robot"}}))
     pod = {"metadata": {"name": "web"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
-    core.create_namespaced_pod(namespace, body(pod))
-    token = devcluster.service_account_token(namespace, "robot")
+    uid = core.create_namespaced_pod(namespace, body(pod)).metadata.uid
+    bound = {"kind": "Pod", "apiVersion": "v1", "name": "web", "uid": uid}
+    request = {"spec": {"audiences": [], "boundObjectRef": bound}}  # as the kubelet's
+    token = core.create_namespaced_service_account_token("robot", namespace, body(request))
+    token = token.status.token
     with devcluster.api_client(token) as client:
         as_robot: Any = kubernetes.client.CoreV1Api(client)
         with pytest.raises(ApiException) as raised:
@@ -131,6 +134,10 @@ def test_a_denied_patch_under_a_service_account_token(
     assert event["verb"] == "patch"
     assert event["user"]["username"] == user
     assert event["user"]["uid"]  # the ServiceAccount's
+    assert event["user"]["extra"] == {  # which pod called: its token is bound to it
+        "authentication.kubernetes.io/pod-name": ["web"],
+        "authentication.kubernetes.io/pod-uid": [uid],
+    }
     assert event["user"]["groups"] == [
         "system:serviceaccounts",
         f"system:serviceaccounts:{namespace}",

@@ -23,6 +23,9 @@ UNAUTHENTICATED = "system:unauthenticated"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 DEFAULT_TOKEN_SECONDS = 3600
 MIN_TOKEN_SECONDS = 600
+# What a pod-bound token adds to its user's extra, as kube-apiserver's authenticator.
+POD_NAME_KEY = "authentication.kubernetes.io/pod-name"
+POD_UID_KEY = "authentication.kubernetes.io/pod-uid"
 
 
 @dataclass(frozen=True)
@@ -154,10 +157,17 @@ class Authenticator:
             entry = self.store.get(("", plural), (namespace, reference.get("name", "")))
             if entry is None or entry.obj["metadata"].get("uid") != reference.get("uid"):
                 raise ApiError(401, "Unauthorized")
+        extra: dict[str, list[str]] = {}
+        if "pod" in info:  # which pod calls: in the audit log and SelfSubjectReview
+            extra = {
+                POD_NAME_KEY: [info["pod"].get("name", "")],
+                POD_UID_KEY: [info["pod"].get("uid", "")],
+            }
         return UserInfo(
             f"system:serviceaccount:{namespace}:{account['name']}",
             ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", AUTHENTICATED),
             uid=account.get("uid", ""),
+            extra=extra,
         )
 
 
