@@ -16,13 +16,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import grpc
 import pytest
 
 from api.admin_srv.v1 import admin_pb2, admin_pb2_grpc
+from devcluster.apiserver.audit import DEFAULT_FILE, read_events
 from devcluster.runner.testing import ready_pods, wait_for
 
+from .audit_calls import Call, calls_by_service, calls_table, self_registered
 from .cluster_system import (
     LOGIN,
     NAMESPACE,
@@ -32,6 +35,9 @@ from .cluster_system import (
     rolled_out,
     running_system,
 )
+
+# The backends each gateway discovers through the Pod registry (a watch of their pods).
+DISCOVERS = {"admin-srv": ("user-srv", "token-srv", "device-srv"), "data-srv": ("device-srv",)}
 
 # A bounded load: at most this many requests, at most this long, one every INTERVAL_S.
 LOAD_LIMIT = 400
@@ -217,3 +223,43 @@ def test_kubectl_get_pods_and_logs(system: System) -> None:
     assert len(re.findall(r"\b1/1\s+Running\b", table)) == 2 * len(SERVICES)
     logs = run("logs", names[0])
     assert "go-micro.user-srv" in logs
+
+
+def test_every_kubernetes_call_of_the_services_was_allowed(
+    system: System, k8s_objects: dict[str, dict[str, Any]]
+) -> None:
+    """Last in the module, so it sees every call the services made under their own
+    tokens through the tests above (starts, replaced pods, a rolling update), as the
+    devcluster's audit log recorded them: none was refused by RBAC, and the calls that
+    show the check is not vacuous happened."""
+    log = system.node.state_dir / DEFAULT_FILE
+    pods = {
+        service: {
+            p.metadata.name for p in ready_pods(system.node.core, NAMESPACE, f"app={service}")
+        }
+        for service in SERVICES
+    }
+
+    def registered() -> dict[str, list[Call]] | None:
+        calls = calls_by_service(read_events(log), NAMESPACE)
+        return calls if all(pods[s] <= self_registered(calls[s]) for s in SERVICES) else None
+
+    # Every pod registers (patches itself) before it is ready: wait for the log's flush.
+    calls = wait_for("every ready pod's registration in the audit log", registered, 10)
+    print(f"\nKubernetes calls of the services (audit log {log}):\n{calls_table(calls)}")
+
+    refused = [(service, c) for service in SERVICES for c in calls[service] if c.code == 403]
+    assert refused == [], "a Role lacks a rule, or a service calls beyond its needs"
+    for service in SERVICES:
+        made = calls[service]
+        assert any((c.verb, c.resource) == ("watch", "configmaps") for c in made), service
+        rules = k8s_objects[f"Role/{service}"]["rules"]
+        own_secrets = {
+            n for r in rules if "secrets" in r["resources"] for n in r.get("resourceNames", [])
+        }
+        watched = {c.name for c in made if (c.verb, c.resource) == ("watch", "secrets")}
+        assert watched == own_secrets, service  # each Secret it may read, watched by name
+    for gateway, backends in DISCOVERS.items():
+        made = calls[gateway]
+        selectors = {c.label_selector for c in made if (c.verb, c.resource) == ("watch", "pods")}
+        assert {f"gomicro-service-app=go-micro.{b}" for b in backends} <= selectors, gateway
