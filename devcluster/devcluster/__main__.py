@@ -41,6 +41,11 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_MEGABYTES,
         help="megabytes before the audit log is rotated to <path>.1 (100; 0: never)",
     )
+    parser.add_argument(
+        "--stop-with-parent",
+        action="store_true",
+        help="stop when the process that started this one exits (for runners and tests)",
+    )
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -51,6 +56,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         args.watch_history,
         args.audit_log_path,
         args.audit_log_maxsize,
+        args.stop_with_parent,
     )
     asyncio.run(serve(options))
     return 0

@@ -90,12 +90,19 @@ class RunningDevCluster:
             str(self.port),
             "--state-dir",
             str(self.state_dir),
+            "--stop-with-parent",
             *self._serve_args,
         ]
         log = self._log_path.open("ab")
         try:
+            # A process group of its own: a terminal's Ctrl-C reaches only the parent,
+            # which stops this server last, after the pods that talk to it.
             self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ},
+                process_group=0,
             )
         finally:
             log.close()

@@ -3,11 +3,13 @@ and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
+import os
 import pathlib
 import signal
 import ssl
 import subprocess
 import sys
+import time
 from typing import Any
 
 import httpx
@@ -96,3 +98,44 @@ def test_sigterm_stops_cleanly_and_removes_the_kubeconfig(tmp_path: pathlib.Path
             process.wait()
     assert not (state / "kubeconfig").exists()
     assert (state / "store.json").exists()
+
+
+def test_stop_with_parent_ends_the_server_when_its_parent_dies(tmp_path: pathlib.Path) -> None:
+    """A runner killed with SIGKILL must not leave its API server behind."""
+    state = tmp_path / "state"
+    serve = [sys.executable, "-m", "devcluster", "serve", "--port", "0", "--stop-with-parent"]
+    parent = subprocess.Popen(  # a shell stands in for the runner: it starts the server, waits
+        ["/bin/sh", "-c", '"$@" --state-dir "$STATE" & echo "$!"; wait', "sh", *serve],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "STATE": str(state)},
+    )
+    server_pid = None
+    try:
+        assert parent.stdout is not None
+        server_pid = int(parent.stdout.readline())
+        deadline = time.monotonic() + 30
+        while not (state / "kubeconfig").exists():  # written once the server answers
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 15
+        while _alive(server_pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(server_pid), "the server outlived its parent"
+        assert (state / "store.json").exists()  # it stopped cleanly: the state was saved
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if server_pid is not None and _alive(server_pid):
+            os.kill(server_pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process exists and is not a zombie waiting for a reaper."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -10,6 +10,7 @@ import os
 import pathlib
 import signal
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import yaml
@@ -39,6 +40,7 @@ class ServeOptions:
     watch_history: int = DEFAULT_HISTORY
     audit_log_path: str | None = None  # None: <state_dir>/audit.log; "-" stdout; "" off
     audit_log_max_megabytes: int = DEFAULT_MAX_MEGABYTES
+    stop_with_parent: bool = False  # a runner that dies must not leave its API server behind
 
 
 def bootstrap(registry: Registry) -> None:
@@ -124,6 +126,25 @@ def _ssl_context(files: ServingFiles) -> ssl.SSLContext:
     return context
 
 
+def _stop_with_parent(stop: asyncio.Event) -> Callable[[], None]:
+    """Set stop when the parent process exits (a Linux pidfd turns readable then);
+    answers the clean-up."""
+    loop = asyncio.get_running_loop()
+    pidfd = os.pidfd_open(os.getppid())
+
+    def parent_exited() -> None:
+        log.warning("the process that started this server exited: stopping")
+        stop.set()
+
+    loop.add_reader(pidfd, parent_exited)
+
+    def close() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+
+    return close
+
+
 async def serve(options: ServeOptions) -> None:
     state_dir = options.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -157,8 +178,11 @@ async def serve(options: ServeOptions) -> None:
 
     try:
         saver = asyncio.create_task(save_periodically(store, snapshot))
+        stop_watching_parent = _stop_with_parent(stop) if options.stop_with_parent else None
         async with gc_policy(lambda: store.rv):
             await stop.wait()
+        if stop_watching_parent is not None:
+            stop_watching_parent()
         saver.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await saver

@@ -277,7 +277,8 @@ class ContainerRunner:
             if ok:
                 return True
             failures += 1
-            log.info("%s probe of %s failed (%d): %s", kind, self.name, failures, message)
+            # Expected while the process starts; giving up is logged as the restart reason.
+            log.debug("%s probe of %s failed (%d): %s", kind, self.name, failures, message)
             if failures >= settings["failure_threshold"]:
                 return False
             await asyncio.sleep(settings["period"])
