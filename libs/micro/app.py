@@ -29,6 +29,7 @@ from micro.config.model import GrpcClientConfig, HttpServerConfig, ServiceConfig
 from micro.health import Health
 from micro.log import configure_logging, follow_config
 from micro.registry.base import Discovery, Registrar, ServiceInstance
+from micro.registry.endpoints import format_endpoint
 from micro.tracing import flush_tracing, setup_tracing
 from micro.transport.cors import CorsRules
 from micro.transport.grpc import AddToServer, GrpcServer
@@ -158,10 +159,6 @@ def advertised_host(bound_host: str) -> str:
         return socket.gethostbyname(socket.gethostname())
     except OSError:
         return "127.0.0.1"
-
-
-def _endpoint(scheme: str, host: str, port: int) -> str:
-    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 class App(Generic[C]):
@@ -302,10 +299,10 @@ class App(Generic[C]):
         endpoints = []
         if self._grpc is not None:
             host = advertised_host(self._grpc.host)
-            endpoints.append(_endpoint("grpc", host, self._grpc.port))
+            endpoints.append(format_endpoint("grpc", host, self._grpc.port))
         if self._http is not None:
             host = advertised_host(self._http.host)
-            endpoints.append(_endpoint("http", host, self._http.port))
+            endpoints.append(format_endpoint("http", host, self._http.port))
         return ServiceInstance(
             id=instance_id(self.instance_id, self.name),
             name=self.name,
