@@ -10,7 +10,7 @@ import pytest
 
 from devcluster.testing import RunningDevCluster
 from micro.config.model import KubernetesConfig
-from micro.kube import KubeSetupError, kube_client, own_pod
+from micro.kube import KubeSetupError, kube_client, own_namespace, own_pod
 
 
 @pytest.fixture
@@ -85,6 +85,19 @@ def test_own_pod_falls_back_to_hostname_and_the_namespace_file(
     monkeypatch.setenv("KUBE_SERVICEACCOUNT_DIR", str(outside_a_cluster))
     monkeypatch.setenv("HOSTNAME", "token-srv-54b8c998f5-zzdhz")
     assert own_pod() == ("go-micro", "token-srv-54b8c998f5-zzdhz")
+
+
+def test_own_namespace_needs_no_pod_name(
+    outside_a_cluster: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (outside_a_cluster / "namespace").write_text("go-micro\n")
+    monkeypatch.setenv("KUBE_SERVICEACCOUNT_DIR", str(outside_a_cluster))
+    monkeypatch.delenv("HOSTNAME", raising=False)
+    assert own_namespace() == "go-micro"
+    with pytest.raises(KubeSetupError, match="POD_NAME"):
+        own_pod()
+    monkeypatch.setenv("POD_NAMESPACE", "from-the-downward-api")
+    assert own_namespace() == "from-the-downward-api"
 
 
 def test_own_pod_without_a_namespace_says_where_it_looked(

@@ -21,7 +21,7 @@ from micro.config.files import expand
 from micro.config.model import RemoteConfig
 from micro.kube.client import KubeSetupError, kube_client
 from micro.kube.informer import Informer
-from micro.kube.pod import own_pod
+from micro.kube.pod import own_namespace
 from micro.kube.resources import CONFIG_MAPS, SECRETS, Resource
 
 logger = logging.getLogger("micro.config")
@@ -78,10 +78,9 @@ def kube_sources(
 
 def _own_namespace() -> str:
     try:
-        namespace, _ = own_pod()
+        return own_namespace()
     except KubeSetupError as exc:
         raise ConfigError(f"remote.k8s.namespace is empty and {exc}") from None
-    return namespace
 
 
 class KubeObjectsSource:

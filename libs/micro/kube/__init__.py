@@ -3,7 +3,7 @@
 from micro.kube.backoff import Backoff
 from micro.kube.client import KubeSetupError, kube_client, service_account_dir
 from micro.kube.informer import Informer, InformerEvent, Listener, object_key
-from micro.kube.pod import own_pod
+from micro.kube.pod import own_namespace, own_pod
 from micro.kube.resources import CONFIG_MAPS, ENDPOINT_SLICES, PODS, SECRETS, Resource
 from micro.kube.rest import JsonObject
 
@@ -21,6 +21,7 @@ __all__ = [
     "Resource",
     "kube_client",
     "object_key",
+    "own_namespace",
     "own_pod",
     "service_account_dir",
 ]

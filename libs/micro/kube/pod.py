@@ -7,15 +7,9 @@ import os
 from micro.kube.client import KubeSetupError, service_account_dir
 
 
-def own_pod() -> tuple[str, str]:
-    """(namespace, name) of the Pod this process runs in.
-
-    The name comes from POD_NAME (downward API) or HOSTNAME (which the kubelet sets to
-    the pod name); the namespace from POD_NAMESPACE or the service-account namespace file.
-    """
-    name = os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or ""
-    if not name:
-        raise KubeSetupError("own pod: set POD_NAME (downward API) or HOSTNAME")
+def own_namespace() -> str:
+    """The namespace of this process's Pod: POD_NAMESPACE (downward API), else the
+    service-account namespace file."""
     namespace = os.environ.get("POD_NAMESPACE", "")
     if not namespace:
         namespace_file = service_account_dir() / "namespace"
@@ -27,4 +21,16 @@ def own_pod() -> tuple[str, str]:
             ) from error
     if not namespace:
         raise KubeSetupError("own pod: the namespace is empty")
-    return namespace, name
+    return namespace
+
+
+def own_pod() -> tuple[str, str]:
+    """(namespace, name) of the Pod this process runs in.
+
+    The name comes from POD_NAME (downward API) or HOSTNAME (which the kubelet sets to
+    the pod name); the namespace from own_namespace().
+    """
+    name = os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or ""
+    if not name:
+        raise KubeSetupError("own pod: set POD_NAME (downward API) or HOSTNAME")
+    return own_namespace(), name

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import kubernetes.client
 
 from micro.config.model import RegistryConfig
-from micro.kube import KubeSetupError, own_pod
+from micro.kube import KubeSetupError, own_namespace
 from micro.registry.base import Discovery, Registrar
 from micro.registry.endpointslices import EndpointSliceDiscovery
 from micro.registry.labels import RegistryKeys
@@ -18,9 +16,7 @@ from micro.registry.static import NoopRegistrar, StaticDiscovery
 
 def registry_namespace(cfg: RegistryConfig) -> str:
     """registry.k8s.namespace, else the namespace of the own Pod."""
-    if cfg.k8s.namespace:
-        return cfg.k8s.namespace
-    return os.environ.get("POD_NAMESPACE") or own_pod()[0]
+    return cfg.k8s.namespace or own_namespace()
 
 
 def registry_from_config(
