@@ -76,14 +76,6 @@ def kind_of(obj: Obj) -> Kind:
     return Kind(api_version, kind)
 
 
-def is_not_found(error: BaseException) -> bool:
-    return isinstance(error, ApiException) and error.status == 404
-
-
-def is_conflict(error: BaseException) -> bool:
-    return isinstance(error, ApiException) and error.status == 409
-
-
 class Kube:
     """Blocking and async access to the API with dict bodies and answers."""
 
@@ -193,7 +185,9 @@ class Kube:
         grace_period_seconds: int | None = None,
         uid: str | None = None,
         propagation: str | None = None,
-    ) -> None:
+    ) -> bool:
+        """Delete the object; False when it was gone already: not found, or (with `uid`)
+        the name now belongs to another object, which the server answers with 409."""
         options: Obj = {}
         if uid:
             options["preconditions"] = {"uid": uid}
@@ -202,13 +196,19 @@ class Kube:
         if grace_period_seconds is not None:
             options["gracePeriodSeconds"] = grace_period_seconds
         call = self._method(kind, "delete")
-        response = call(
-            *self._args(kind, namespace, name),
-            grace_period_seconds=grace_period_seconds,
-            body=options or None,
-            _preload_content=False,
-        )
+        try:
+            response = call(
+                *self._args(kind, namespace, name),
+                grace_period_seconds=grace_period_seconds,
+                body=options or None,
+                _preload_content=False,
+            )
+        except ApiException as error:
+            if error.status == 404 or (uid and error.status == 409):
+                return False
+            raise
         response.release_conn()
+        return True
 
     # async wrappers ------------------------------------------------------------------------
 
@@ -243,8 +243,8 @@ class Kube:
         grace_period_seconds: int | None = None,
         uid: str | None = None,
         propagation: str | None = None,
-    ) -> None:
-        await asyncio.to_thread(
+    ) -> bool:
+        return await asyncio.to_thread(
             lambda: self.delete_sync(
                 kind,
                 name,

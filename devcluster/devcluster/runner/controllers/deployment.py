@@ -301,13 +301,7 @@ class DeploymentController:
         idle = [rs for rs in old_rs if _replicas(rs) == 0 and _stat(rs, "replicas") == 0]
         idle.sort(key=_revision)
         for rs in idle[: max(0, len(idle) - limit)]:
-            try:
-                await self.kube.delete(
-                    REPLICASET, rs["metadata"]["name"], rs["metadata"]["namespace"]
-                )
-            except ApiException as error:
-                if error.status != 404:
-                    raise
+            await self.kube.delete(REPLICASET, rs["metadata"]["name"], rs["metadata"]["namespace"])
 
     # status ---------------------------------------------------------------------------------
 

@@ -10,8 +10,6 @@ import json
 import logging
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from devcluster.runner import podutil
 from devcluster.runner.informer import Informer, key_of
 from devcluster.runner.kube import ENDPOINTSLICE, MERGE_PATCH, Kube, Obj
@@ -186,11 +184,7 @@ class EndpointSliceController:
             else:
                 await self._create(service, ports, endpoints)
         for stale in unused:
-            try:
-                await self.kube.delete(ENDPOINTSLICE, stale["metadata"]["name"], namespace)
-            except ApiException as error:
-                if error.status != 404:
-                    raise
+            await self.kube.delete(ENDPOINTSLICE, stale["metadata"]["name"], namespace)
 
     def _labels(self, service: Obj) -> dict[str, str]:
         labels = dict(service["metadata"].get("labels") or {})

@@ -58,17 +58,13 @@ class GarbageCollector:
         elif await self._owner_exists(self.owners.kind, ref, namespace):
             return
         meta = dependent["metadata"]
-        try:
-            await self.kube.delete(
-                self.dependents.kind,
-                meta["name"],
-                namespace,
-                uid=meta.get("uid"),
-                propagation="Background",
-            )
-        except ApiException as error:
-            if error.status not in (404, 409):
-                raise
+        await self.kube.delete(
+            self.dependents.kind,
+            meta["name"],
+            namespace,
+            uid=meta.get("uid"),
+            propagation="Background",
+        )
 
     async def _owner_exists(self, kind: Kind, ref: dict[str, str], namespace: str | None) -> bool:
         try:

@@ -12,8 +12,6 @@ import copy
 import logging
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from devcluster.runner import podutil
 from devcluster.runner.informer import Informer, key_of
 from devcluster.runner.kube import MERGE_PATCH, POD, REPLICASET, Kube, Obj
@@ -96,12 +94,8 @@ class ReplicaSetController:
 
     async def _delete_pod(self, pod: Obj) -> None:
         meta = pod["metadata"]
-        try:
-            await self.kube.delete(POD, meta["name"], meta["namespace"], uid=meta.get("uid"))
-        except ApiException as error:
-            if error.status in (404, 409):  # gone already, or a new pod under that name
-                return
-            raise
+        if not await self.kube.delete(POD, meta["name"], meta["namespace"], uid=meta.get("uid")):
+            return
         log.info("replicaset: deleted pod %s/%s", meta["namespace"], meta["name"])
         # Count again only once the cache shows the pod terminating or gone.
         deadline = asyncio.get_running_loop().time() + 5

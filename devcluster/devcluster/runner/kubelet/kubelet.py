@@ -184,13 +184,9 @@ class Kubelet:
 
     async def _delete_finished(self, pod: Obj) -> None:
         meta = pod["metadata"]
-        try:
-            await self.kube.delete(
-                POD, meta["name"], meta["namespace"], grace_period_seconds=0, uid=meta["uid"]
-            )
-        except ApiException as error:
-            if error.status not in (404, 409):
-                raise
+        await self.kube.delete(
+            POD, meta["name"], meta["namespace"], grace_period_seconds=0, uid=meta["uid"]
+        )
 
     # ConfigMap and Secret volumes follow their sources ------------------------------------------
 

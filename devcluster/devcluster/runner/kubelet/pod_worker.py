@@ -224,8 +224,7 @@ class PodWorker:
                         POD, meta["name"], meta["namespace"], grace_period_seconds=0, uid=self.uid
                     )
                 except ApiException as error:
-                    if error.status not in (404, 409):
-                        log.warning("pod %s: delete failed: %s", self.key, error)
+                    log.warning("pod %s: delete failed: %s", self.key, error)
             for task in self._tasks:
                 task.cancel()
             self._cleanup()
