@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from devcluster.runner.selectors import matches
+
 SERVICES = ("admin-srv", "token-srv", "user-srv", "device-srv", "data-srv", "postgres")
 OUTSIDE = "outside"  # a client beyond the namespace: a browser, curl, a NodePort hop
 PORTS = (8080, 9090, 5432)
@@ -24,24 +26,6 @@ EXPECTED = {
 }
 
 
-def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    """A LabelSelector (matchLabels, matchExpressions In/NotIn/Exists) against labels."""
-    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
-        return False
-    for expression in selector.get("matchExpressions") or []:
-        key, operator, values = expression["key"], expression["operator"], expression.get("values")
-        present = key in labels
-        if operator == "In" and not (present and labels[key] in values):
-            return False
-        if operator == "NotIn" and present and labels[key] in values:
-            return False
-        if operator == "Exists" and not present:
-            return False
-        if operator == "DoesNotExist" and present:
-            return False
-    return True
-
-
 def peer_matches(peer: dict[str, Any], endpoint: str) -> bool:
     """Whether a from/to peer admits a service's pods (in this namespace) or the outside."""
     if endpoint == OUTSIDE:
@@ -50,7 +34,7 @@ def peer_matches(peer: dict[str, Any], endpoint: str) -> bool:
         return False  # pod-to-pod traffic here is never meant to ride on an IP range
     if "namespaceSelector" in peer and peer["namespaceSelector"] != {}:
         return False  # another namespace
-    return selects(peer.get("podSelector", {}), {"app": endpoint})
+    return matches(peer.get("podSelector", {}), {"app": endpoint})
 
 
 def port_matches(rule: dict[str, Any], port: int) -> bool:
@@ -69,7 +53,7 @@ def allowed(policies: list[dict[str, Any]], direction: str, pod: str, peer: str,
         p
         for p in policies
         if direction in p["spec"].get("policyTypes", ["Ingress"])
-        and selects(p["spec"]["podSelector"], {"app": pod})
+        and matches(p["spec"]["podSelector"], {"app": pod})
     ]
     if not applying:
         return True
