@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
+from devcluster.runner.selectors import matches_map
 from micro.config import load_config
 from micro.config.model import ServiceConfig
+from micro.registry.labels import check_label_value
 
 NAMESPACE = "go-micro"
-LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$")
 DOWNWARD_API = {
     "POD_NAME": "metadata.name",
     "POD_NAMESPACE": "metadata.namespace",
@@ -37,16 +38,11 @@ def container_of(objects: dict[str, dict[str, Any]], service: str) -> dict[str, 
     return dict(container)
 
 
-def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return all(labels.get(key) == value for key, value in selector.items())
-
-
 def test_registry_labels(k8s_objects: dict[str, dict[str, Any]], shipped_service: str) -> None:
     labels = pod_template(k8s_objects, shipped_service)["metadata"]["labels"]
     assert labels["gomicro-service-app"] == f"go-micro.{shipped_service}"
     for key in ("gomicro-service-id", "gomicro-service-app", "gomicro-service-version"):
-        assert labels[key], key
-        assert LABEL_VALUE.match(labels[key]), f"{key}={labels[key]!r} is not a label value"
+        check_label_value(key, labels[key])  # LabelValueError: empty, too long or bad chars
 
 
 def test_registry_annotations_match_the_container_ports(
@@ -78,14 +74,14 @@ def test_service_selects_the_pods_and_their_ports(
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     selector = service["spec"]["selector"]
     assert selector == deployment["spec"]["selector"]["matchLabels"] == {"app": shipped_service}
-    assert matches(selector, labels)
+    assert matches_map(selector, labels)
     # No other Deployment's pods fall under this Service.
     others = [
         key
         for key, obj in k8s_objects.items()
         if key.startswith("Deployment/")
         and key != f"Deployment/{shipped_service}"
-        and matches(selector, obj["spec"]["template"]["metadata"]["labels"])
+        and matches_map(selector, obj["spec"]["template"]["metadata"]["labels"])
     ]
     assert others == []
     container_ports = {
