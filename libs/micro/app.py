@@ -27,9 +27,12 @@ from micro.client import ClientFactory
 from micro.config import ConfigHandle, load_config
 from micro.config.model import GrpcClientConfig, HttpServerConfig, ServiceConfig
 from micro.health import Health
+from micro.kube import kube_client
 from micro.log import configure_logging, follow_config
 from micro.registry.base import Discovery, Registrar, ServiceInstance
 from micro.registry.endpoints import format_endpoint
+from micro.registry.factory import registry_from_config
+from micro.registry.labels import instance_id
 from micro.tracing import flush_tracing, setup_tracing
 from micro.transport.cors import CorsRules
 from micro.transport.grpc import AddToServer, GrpcServer
@@ -252,11 +255,7 @@ class App(Generic[C]):
         _log.info("%s %s started", self.name, self.version)
 
     def _registry(self, cfg: ServiceConfig) -> tuple[Registrar, Discovery]:
-        from micro.registry.factory import registry_from_config  # needs the k8s client
-
         if cfg.registry.type != "static":
-            from micro.kube import kube_client
-
             self._api = kube_client(cfg.registry.k8s)
         return registry_from_config(cfg.registry, self._api)
 
@@ -294,8 +293,6 @@ class App(Generic[C]):
             ctx.metrics_port = await self._metrics.start()
 
     def _service_instance(self) -> ServiceInstance:
-        from micro.registry.labels import instance_id
-
         endpoints = []
         if self._grpc is not None:
             host = advertised_host(self._grpc.host)
