@@ -129,10 +129,15 @@ class RunningDevCluster:
 
     # clients ---------------------------------------------------------------------------
 
-    def api_client(self, token: str | None = None) -> kubernetes.client.ApiClient:
+    def api_client(
+        self, token: str | None = None, *, pool_size: int | None = None
+    ) -> kubernetes.client.ApiClient:
         """An official-client ApiClient over HTTPS verifying the CA; admin unless a token
-        is given."""
+        is given; pool_size caps its keep-alive connections (the client's default is
+        cpu count * 5)."""
         configuration = kubernetes.client.Configuration()
+        if pool_size is not None:
+            configuration.connection_pool_maxsize = pool_size
         configuration.host = self.url
         configuration.ssl_ca_cert = str(self.ca_file)
         configuration.verify_ssl = True

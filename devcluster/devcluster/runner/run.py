@@ -12,14 +12,15 @@ import pathlib
 import signal
 import sys
 
-import kubernetes.client
-
 from devcluster.runner import manifests
 from devcluster.runner.kubelet.images import DEFAULT_IMAGES_FILE
 from devcluster.runner.node import Node, NodeOptions
 from devcluster.testing import RunningDevCluster
 
 log = logging.getLogger("devcluster.run")
+
+# Every informer holds a watch and every controller and pod worker calls from a thread.
+API_POOL_SIZE = 32
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,13 +69,6 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(args))
 
 
-def _api_client(cluster: RunningDevCluster) -> kubernetes.client.ApiClient:
-    client = cluster.api_client()
-    client.configuration.connection_pool_maxsize = 32
-    client.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
-    return client
-
-
 async def _run(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -85,9 +79,8 @@ async def _run(args: argparse.Namespace) -> int:
     await asyncio.to_thread(cluster.start)
     node: Node | None = None
     try:
-        api_client = _api_client(cluster)
         node = Node(
-            api_client,
+            cluster.api_client(pool_size=API_POOL_SIZE),
             NodeOptions(
                 api_host=args.api_host,
                 api_port=cluster.port,
