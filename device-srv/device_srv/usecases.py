@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import grpc
 
-from device_srv.domain import Device, decode_page_token, encode_page_token, name_problem
+from device_srv.domain import PAGE_TOKEN_PREFIX, Device, is_valid_name, name_problem
 from device_srv.repository import DeviceRepository
+from micro import paging
 from micro.errors import ServiceError
 
 DEFAULT_PAGE_SIZE = 50
@@ -35,28 +36,10 @@ class DeviceUseCases:
         return device
 
     async def list(self, page_size: int, page_token: str) -> DevicePage:
-        if page_size < 0:
-            raise ServiceError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"pageSize: must not be negative (got {page_size})",
-                field="pageSize",
-            )
-        # As in AIP-158: 0 means the default, and sizes above the maximum are lowered to it.
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        after = None
-        if page_token:
-            after = decode_page_token(page_token)
-            if after is None:
-                raise ServiceError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    "pageToken: not a token this service issued",
-                    field="pageToken",
-                )
-        # One row more than asked tells whether another page follows.
+        size = paging.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        after = paging.start_after(PAGE_TOKEN_PREFIX, page_token, is_valid_name)
         rows = await self._repository.list_after(after, size + 1)
-        page = rows[:size]
-        more = len(rows) > size
-        return DevicePage(page, encode_page_token(page[-1].name) if more else "")
+        return DevicePage(*paging.split_page(rows, size, PAGE_TOKEN_PREFIX, lambda d: d.name))
 
     async def seed(self, devices: Sequence[Device]) -> None:
         """Add or update the configured devices; devices not listed stay as they are."""

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import grpc
 
+from micro import paging
 from micro.errors import ServiceError
 from user_srv.config import BootstrapUser
 from user_srv.domain import (
@@ -16,12 +17,12 @@ from user_srv.domain import (
     check_offered_password,
     check_user_name,
 )
-from user_srv.page_token import decode_page_token, encode_page_token
 from user_srv.passwords import PasswordHasher
 from user_srv.repository import UserExistsError, UserRepository
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+PAGE_TOKEN_PREFIX = "users/v1/"  # noqa: S105 - a page cursor, not a secret
 # One message for an unknown user and a wrong password, so neither can be told apart.
 BAD_CREDENTIALS = "wrong user name or password"
 
@@ -63,7 +64,7 @@ class UserUseCases:
             ) from None
 
     async def get_user_by_id(self, user_id: str) -> User:
-        if not user_id.isdigit() or len(user_id) > 18:
+        if not _is_user_id(user_id):
             raise ServiceError(
                 grpc.StatusCode.INVALID_ARGUMENT, "id: must be a user id (digits)", field="id"
             )
@@ -81,19 +82,10 @@ class UserUseCases:
 
     async def list_users(self, page_size: int, page_token: str) -> tuple[list[User], str]:
         """One page of users and the token of the next page ("" on the last one)."""
-        if page_size < 0:
-            raise ServiceError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"pageSize: must be 0 (default {DEFAULT_PAGE_SIZE}) to {MAX_PAGE_SIZE}",
-                field="pageSize",
-            )
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        after = decode_page_token(page_token)
-        # One extra row tells whether another page follows.
-        rows = await self._users.page(after, size + 1)
-        page = rows[:size]
-        next_token = encode_page_token(int(page[-1].id)) if len(rows) > size else ""
-        return page, next_token
+        size = paging.page_size(page_size, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        after = paging.start_after(PAGE_TOKEN_PREFIX, page_token, _is_user_id)
+        rows = await self._users.page(int(after or 0), size + 1)
+        return paging.split_page(rows, size, PAGE_TOKEN_PREFIX, lambda u: u.id)
 
     async def bootstrap(self, users: Iterable[BootstrapUser]) -> int:
         """Create the listed users that are missing; answers how many were created."""
@@ -112,3 +104,8 @@ class UserUseCases:
             created += 1
             log.info("bootstrap user created: %s", wanted.user_name)
         return created
+
+
+def _is_user_id(text: str) -> bool:
+    # Ids are positive integers; 18 digits stay within a 64-bit column.
+    return text.isdigit() and len(text) <= 18
