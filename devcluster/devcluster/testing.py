@@ -123,10 +123,6 @@ class RunningDevCluster:
         self.stop()
         self.start()
 
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
     # clients ---------------------------------------------------------------------------
 
     def api_client(

@@ -57,7 +57,6 @@ class Informer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._current_response: Any = None
 
     def add_handler(self, handler: Handler) -> None:
         self._handlers.append(handler)
