@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import kubernetes.client
@@ -83,10 +84,8 @@ async def measure(rounds: int, max_seconds: float, state_dir: Path) -> dict[str,
             observed[counter.value] = time.perf_counter()
             check(counter.value)
 
-        def on_events(events: object) -> None:
-            assert isinstance(events, list)
+        def on_events(events: Sequence[InformerEvent]) -> None:
             for event in events:
-                assert isinstance(event, InformerEvent)
                 text = (event.object.get("data") or {}).get("config.yaml", "")
                 value = (yaml.safe_load(text) or {}).get("counter", {}).get("value")
                 if isinstance(value, int):

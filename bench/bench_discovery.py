@@ -105,9 +105,7 @@ async def convergence(
     core: Any, discovery: PodDiscovery, factory: ClientFactory, rounds: int, until: float
 ) -> tuple[list[float], list[float]]:
     pool = factory.pool(SERVICE)
-    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
-    del stub  # the stub's pool follows the service from its first call or ready()
-    await pool.ready()
+    await pool.ready()  # follows the service
     routed: dict[str, float] = {}
     removed: dict[str, float] = {}
     changed = asyncio.Event()
