@@ -2,8 +2,8 @@
 
 The store holds every object as a tree of dicts and lists: hundreds of thousands of
 container objects that never form cycles (reference counting frees them) but that every
-full collection scans, pausing the event loop for 50-200 ms with a few thousand pods and
-delaying every watch event behind it. After writes, the live objects are frozen
+full collection scans, pausing the event loop with a few thousand pods and delaying
+every watch event behind it. After writes, the live objects are frozen
 (`gc.freeze()`: moved out of the collector's generations); once writes have been quiet
 for a while, or at the latest every few minutes, they are unfrozen and collected once,
 so cyclic garbage that was frozen with them does not accumulate.
