@@ -3,7 +3,8 @@
 Both figures are measured against a running `python -m devcluster serve` over HTTPS, with
 baselines from the same run: GET /version (the cost of one request) for the list, and a
 single watch for the fan-out. Prints the figures and their ratios; merges
-devcluster_list_5000_pods_p50_ms and devcluster_watch_fanout_p99_ms into
+devcluster_list_5000_pods_p50_ms and devcluster_watch_fanout_p99_ms, with their baselines
+devcluster_version_baseline_p50_ms and devcluster_watch_single_baseline_p99_ms, into
 bench/results.json.
 
     uv run python bench/bench_devcluster.py [--pods 5000] [--watchers 200] [--rounds 50]
