@@ -12,6 +12,14 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_SERVICES = ("admin-srv", "token-srv", "user-srv", "device-srv", "data-srv")
+# The Secrets each service owns, the only ones its Role lets it read (by name).
+OWN_SECRETS: dict[str, frozenset[str]] = {
+    "admin-srv": frozenset(),
+    "token-srv": frozenset({"token-srv-jwt-keys", "token-srv-database"}),
+    "user-srv": frozenset({"user-srv-bootstrap", "user-srv-database"}),
+    "device-srv": frozenset({"device-srv-database"}),
+    "data-srv": frozenset(),
+}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

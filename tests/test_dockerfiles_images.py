@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .conftest import SHIPPED_SERVICES
+
 HADOLINT = Path(sys.executable).with_name("hadolint")
 RENDERER = Path(__file__).resolve().parents[1] / "scripts" / "render_dockerfiles.py"
 REQUIRED_LABELS = {
@@ -320,10 +322,7 @@ def test_builder_stage_installs_the_service_from_the_lock(
         p.name.split("-")[0] for p in (venv / "lib").glob("python*/site-packages/*.dist-info")
     }
     assert not installed & {"pytest", "mypy", "ruff", "hypothesis"}, "no dev dependencies"
-    others = {
-        s.replace("-", "_")
-        for s in ("admin-srv", "token-srv", "user-srv", "device-srv", "data-srv")
-    }
+    others = {s.replace("-", "_") for s in SHIPPED_SERVICES}
     assert installed & others == {package}, "only this service's package"
 
 
@@ -360,9 +359,8 @@ def test_make_docker_builds_each_image_with_its_tags(repo_root: Path, tmp_path: 
         tags = [argv[i + 1] for i, word in enumerate(argv) if word == "-t"]
         args = [argv[i + 1] for i, word in enumerate(argv) if word == "--build-arg"]
         built[dockerfile] = (tags, args)
-    services = ("admin-srv", "token-srv", "user-srv", "device-srv", "data-srv")
-    assert sorted(built) == sorted(f"{s}/Dockerfile" for s in services)
-    for service in services:
+    assert sorted(built) == sorted(f"{s}/Dockerfile" for s in SHIPPED_SERVICES)
+    for service in SHIPPED_SERVICES:
         tags, args = built[f"{service}/Dockerfile"]
         assert tags == [f"example.org/team/{service}:v9.9.9", f"example.org/team/{service}:k8s"]
         assert "VERSION=v9.9.9" in args

@@ -21,14 +21,9 @@ from devcluster.testing import RunningDevCluster, body, running_devcluster
 from micro.config.kube import kube_sources
 from micro.config.model import RemoteConfig
 
+from .conftest import OWN_SECRETS
+
 NAMESPACE = "go-micro"
-OWN_SECRETS = {
-    "admin-srv": (),
-    "token-srv": ("token-srv-jwt-keys", "token-srv-database"),
-    "user-srv": ("user-srv-bootstrap", "user-srv-database"),
-    "device-srv": ("device-srv-database",),
-    "data-srv": (),
-}
 RBAC_KINDS = ("Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap")
 
 

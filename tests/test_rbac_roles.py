@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from .conftest import OWN_SECRETS
+
 NAMESPACE = "go-micro"
 
 # The only rules any service may hold, as (apiGroup, resource) -> allowed verbs.
@@ -18,15 +20,6 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
 }
 # What the framework needs in every service: its registry, discovery and config.
 REQUIRED = (("", "pods"), ("discovery.k8s.io", "endpointslices"), ("", "configmaps"))
-
-# The Secrets each service owns (the only ones it may read), by name.
-OWN_SECRETS: dict[str, frozenset[str]] = {
-    "admin-srv": frozenset(),
-    "token-srv": frozenset({"token-srv-jwt-keys", "token-srv-database"}),
-    "user-srv": frozenset({"user-srv-bootstrap", "user-srv-database"}),
-    "device-srv": frozenset({"device-srv-database"}),
-    "data-srv": frozenset(),
-}
 
 
 def violations(role: dict[str, Any], service: str) -> list[str]:
