@@ -156,6 +156,10 @@ async def test_get_user_by_id_and_name(usecases: UserUseCases) -> None:
     with pytest.raises(ServiceError) as bad_id:
         await usecases.get_user_by_id("abc")
     assert bad_id.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    # str.isdigit() accepts "²", which int() refuses: it must be a 400, not a crash.
+    with pytest.raises(ServiceError) as superscript:
+        await usecases.get_user_by_id("²")
+    assert superscript.value.code is grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_bootstrap_creates_missing_users_once(usecases: UserUseCases) -> None:

@@ -107,5 +107,6 @@ class UserUseCases:
 
 
 def _is_user_id(text: str) -> bool:
-    # Ids are positive integers; 18 digits stay within a 64-bit column.
-    return text.isdigit() and len(text) <= 18
+    # Ids are positive integers; 18 digits stay within a 64-bit column. isascii: isdigit
+    # alone accepts digits such as "²" that int() refuses.
+    return text.isascii() and text.isdigit() and len(text) <= 18
