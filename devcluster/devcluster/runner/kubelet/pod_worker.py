@@ -326,14 +326,10 @@ class PodWorker:
             self._dirty.clear()
             try:
                 await self._flush_status()
-            except ApiException as error:
-                if error.status == 404:
-                    self.gone = True
-                    return
-                log.warning("pod %s: status write failed: %s", self.key, error)
-                await asyncio.sleep(0.5)
-                self._dirty.set()
             except Exception as error:
+                if isinstance(error, ApiException) and error.status == 404:
+                    self.gone = True  # the pod was deleted: nothing left to report to
+                    return
                 log.warning("pod %s: status write failed: %s", self.key, error)
                 await asyncio.sleep(0.5)
                 self._dirty.set()
