@@ -104,7 +104,7 @@ deploy: ## apply the namespace, the generated Secrets, then .k8s (current kubect
 	$(KUBECTL) apply -f $(SECRETS_DIR)
 	$(KUBECTL) apply -f .k8s
 
-secrets: sync ## generate the JWT key and bootstrap Secrets (DEV=1: the dev flavour for make run)
+secrets: sync ## generate the JWT key, bootstrap and database Secrets (DEV=1: the dev flavour for make run)
 	$(RUN) python scripts/make_secrets.py \
 		$(if $(DEV),--dev --out $(DEV_SECRETS_DIR),--out $(SECRETS_DIR)) $(SECRETS_ARGS)
 
