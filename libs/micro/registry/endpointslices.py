@@ -7,9 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import kubernetes.client
-
-from micro.kube import ENDPOINT_SLICES, Backoff, Informer, InformerEvent, JsonObject
+from micro.kube import ENDPOINT_SLICES, InformerEvent, JsonObject
 from micro.registry.base import ServiceInstance
 from micro.registry.endpoints import format_endpoint
 from micro.registry.labels import instance_id
@@ -85,30 +83,10 @@ def slice_instances(service_name: str, slices: Sequence[JsonObject]) -> list[Ser
 class EndpointSliceDiscovery(WatchedDiscovery):
     """Routable endpoints of the Service named after each asked-for service."""
 
-    def __init__(
-        self,
-        api: kubernetes.client.ApiClient,
-        namespace: str,
-        *,
-        sync_limit_s: float = 5.0,
-        backoff: Backoff | None = None,
-    ) -> None:
-        super().__init__(sync_limit_s=sync_limit_s)
-        if not namespace:
-            raise ValueError("EndpointSlice discovery needs a namespace")
-        self._api = api
-        self._namespace = namespace
-        self._backoff = backoff
+    resource = ENDPOINT_SLICES
 
-    def _informer(self, service_name: str) -> Informer:
-        backoff = Backoff(self._backoff.base, self._backoff.cap) if self._backoff else None
-        return Informer(
-            self._api,
-            ENDPOINT_SLICES,
-            namespace=self._namespace,
-            label_selector=f"{SERVICE_NAME_LABEL}={kubernetes_service_name(service_name)}",
-            backoff=backoff,
-        )
+    def _label_selector(self, service_name: str) -> str:
+        return f"{SERVICE_NAME_LABEL}={kubernetes_service_name(service_name)}"
 
     def _routable(
         self, watched: WatchedService, events: Sequence[InformerEvent]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import kubernetes.client
 
-from micro.kube import PODS, Backoff, Informer, InformerEvent
+from micro.kube import PODS, Backoff, InformerEvent
 from micro.registry.base import ServiceInstance
 from micro.registry.labels import RegistryKeys
 from micro.registry.pod_instances import MalformedPod, pod_instance
@@ -19,6 +19,8 @@ log = logging.getLogger("micro.registry.pods")
 class PodDiscovery(WatchedDiscovery):
     """Routable Pods of each service in one namespace (never cluster-wide)."""
 
+    resource = PODS
+
     def __init__(
         self,
         api: kubernetes.client.ApiClient,
@@ -28,27 +30,15 @@ class PodDiscovery(WatchedDiscovery):
         sync_limit_s: float = 5.0,
         backoff: Backoff | None = None,
     ) -> None:
-        super().__init__(sync_limit_s=sync_limit_s)
-        if not namespace:
-            raise ValueError("pod discovery needs a namespace; it never watches cluster-wide")
-        self._api = api
-        self._namespace = namespace
+        super().__init__(api, namespace, sync_limit_s=sync_limit_s, backoff=backoff)
         self._keys = keys or RegistryKeys()
-        self._backoff = backoff
         # Per service: the instance each Pod stands for (None: not routable), and the
         # malformed Pods already warned about, so each one is reported once.
         self._by_pod: dict[str, dict[str, ServiceInstance | None]] = {}
         self._warned: dict[str, dict[str, str]] = {}
 
-    def _informer(self, service_name: str) -> Informer:
-        backoff = Backoff(self._backoff.base, self._backoff.cap) if self._backoff else None
-        return Informer(
-            self._api,
-            PODS,
-            namespace=self._namespace,
-            label_selector=self._keys.app_selector(service_name),
-            backoff=backoff,
-        )
+    def _label_selector(self, service_name: str) -> str:
+        return self._keys.app_selector(service_name)
 
     def _routable(
         self, watched: WatchedService, events: Sequence[InformerEvent]

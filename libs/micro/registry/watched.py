@@ -10,7 +10,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from micro.kube import Informer, InformerEvent
+import kubernetes.client
+
+from micro.kube import Backoff, Informer, InformerEvent, Resource
 from micro.registry.base import InstancesListener, ServiceInstance
 
 log = logging.getLogger("micro.registry")
@@ -26,17 +28,45 @@ class WatchedService:
 
 
 class WatchedDiscovery(ABC):
-    """A Discovery that follows each asked-for service with its own Informer."""
+    """A Discovery that follows each asked-for service with its own Informer on
+    `resource` objects in one namespace (never cluster-wide)."""
 
-    def __init__(self, *, sync_limit_s: float = 5.0) -> None:
+    resource: Resource
+
+    def __init__(
+        self,
+        api: kubernetes.client.ApiClient,
+        namespace: str,
+        *,
+        sync_limit_s: float = 5.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        if not namespace:
+            raise ValueError(
+                f"{type(self).__name__} needs a namespace; it never watches cluster-wide"
+            )
+        self._api = api
+        self._namespace = namespace
+        self._backoff = backoff
         # How long instances() waits for the first list before answering with what it has.
         self._sync_limit_s = sync_limit_s
         self._services: dict[str, WatchedService] = {}
         self._closed = False
 
     @abstractmethod
+    def _label_selector(self, service_name: str) -> str:
+        """The label selector of exactly this service's objects."""
+
     def _informer(self, service_name: str) -> Informer:
-        """A new, unstarted Informer selecting exactly this service's objects."""
+        """A new, unstarted Informer; each has its own Backoff state."""
+        backoff = Backoff(self._backoff.base, self._backoff.cap) if self._backoff else None
+        return Informer(
+            self._api,
+            self.resource,
+            namespace=self._namespace,
+            label_selector=self._label_selector(service_name),
+            backoff=backoff,
+        )
 
     @abstractmethod
     def _routable(
