@@ -9,7 +9,6 @@ tests/test_e2e_login.py and bench/bench_login.py; whoever starts a LoginSystem s
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 from types import TracebackType
 from typing import Any
@@ -19,16 +18,12 @@ from micro.testing.processes import ServiceProcess
 _QUICK_SHUTDOWN = {"drain_delay": "0s", "grace_period": "2s"}
 
 
-def device_srv_available() -> bool:
-    return importlib.util.find_spec("device_srv.__main__") is not None
-
-
 def _grpc_endpoint(service: str, process: ServiceProcess) -> dict[str, Any]:
     return {"name": service, "endpoints": [f"grpc://127.0.0.1:{process.ports['gRPC']}"]}
 
 
 class LoginSystem:
-    """user-srv, token-srv, device-srv (when installed) and admin-srv, started in order."""
+    """user-srv, token-srv, device-srv and admin-srv, started in order."""
 
     def __init__(
         self,
@@ -39,7 +34,6 @@ class LoginSystem:
         login_limit: dict[str, Any] | None = None,
     ) -> None:
         data = workdir / "data"
-        self.with_devices = device_srv_available()
         self.user = ServiceProcess(
             "user_srv",
             {
@@ -95,16 +89,14 @@ class LoginSystem:
 
     def __enter__(self) -> LoginSystem:
         try:
-            backends = [self.user, self.token] + ([self.device] if self.with_devices else [])
-            for process in backends:
+            for process in (self.user, self.token, self.device):
                 process.start()
                 self.started.append(process)
             services = [
                 _grpc_endpoint("go-micro.user-srv", self.user),
                 _grpc_endpoint("go-micro.token-srv", self.token),
+                _grpc_endpoint("go-micro.device-srv", self.device),
             ]
-            if self.with_devices:
-                services.append(_grpc_endpoint("go-micro.device-srv", self.device))
             self.admin = ServiceProcess(
                 "admin_srv",
                 {

@@ -88,9 +88,7 @@ def test_me_over_http_with_and_without_the_token(http: httpx.Client) -> None:
     assert anonymous.status_code == 401
 
 
-def test_device_lookup_through_admin_srv(system: LoginSystem, http: httpx.Client) -> None:
-    if not system.with_devices:
-        pytest.skip("device-srv is not installed in this workspace")
+def test_device_lookup_through_admin_srv(http: httpx.Client) -> None:
     auth = {"Authorization": f"Bearer {login(http, 'thangn', '123456')['token']}"}
 
     found = http.get("/admin/v1/devices/device1", headers=auth)
