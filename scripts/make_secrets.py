@@ -62,21 +62,21 @@ def new_jwt_key(today: datetime.date) -> dict[str, str]:
     }
 
 
-def secret_manifest(name: str, app: str, namespace: str, key: str, content: str) -> dict[str, Any]:
-    """A v1 Secret with one data key, base64-encoded as the API stores it."""
+def secret_manifest(name: str, app: str, namespace: str, data: dict[str, str]) -> dict[str, Any]:
+    """A v1 Secret, its data base64-encoded as the API stores it."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": name, "namespace": namespace, "labels": {"app": app}},
         "type": "Opaque",
-        "data": {key: base64.b64encode(content.encode()).decode()},
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
     }
 
 
-def secret_document(path: Path, key: str) -> Any:
-    """The YAML document stored under `key` of the Secret manifest at `path`."""
-    manifest = yaml.safe_load(path.read_text())
-    return yaml.safe_load(base64.b64decode(manifest["data"][key]))
+def secret_data(path: Path) -> dict[str, str]:
+    """The decoded data of the Secret manifest at `path`."""
+    data: dict[str, str] = yaml.safe_load(path.read_text())["data"]
+    return {key: base64.b64decode(value).decode() for key, value in data.items()}
 
 
 def write_private(path: Path, manifest: dict[str, Any]) -> None:
@@ -95,10 +95,10 @@ def make_jwt_secret(out: Path, namespace: str, *, force: bool, rotate: bool) -> 
         if not (force or rotate):
             return f"kept {path}"
         if rotate:
-            existing = list(secret_document(path, "keys.yaml")["jwt"]["keys"])
+            existing = list(yaml.safe_load(secret_data(path)["keys.yaml"])["jwt"]["keys"])
     keys = [new_jwt_key(datetime.datetime.now(datetime.UTC).date()), *existing]
     content = yaml.safe_dump({"jwt": {"keys": keys}}, sort_keys=False)
-    manifest = secret_manifest(JWT_KEYS_NAME, "token-srv", namespace, "keys.yaml", content)
+    manifest = secret_manifest(JWT_KEYS_NAME, "token-srv", namespace, {"keys.yaml": content})
     write_private(path, manifest)
     return f"wrote {path} (signing kid {keys[0]['kid']}, {len(keys)} key(s))"
 
@@ -118,7 +118,7 @@ def make_bootstrap_secret(out: Path, namespace: str, *, dev: bool, force: bool) 
         )
     content = yaml.safe_dump({"bootstrap_users": [user]}, sort_keys=False)
     write_private(
-        path, secret_manifest(BOOTSTRAP_NAME, "user-srv", namespace, "bootstrap.yaml", content)
+        path, secret_manifest(BOOTSTRAP_NAME, "user-srv", namespace, {"bootstrap.yaml": content})
     )
     return f"wrote {path}: {shown}"
 
@@ -132,13 +132,10 @@ def make_postgres_secret(out: Path, namespace: str, *, force: bool) -> dict[str,
     """The Secret postgres (kept when it exists): returns its passwords by key."""
     path = out / f"{POSTGRES_NAME}.yaml"
     if path.exists() and not force:
-        data = yaml.safe_load(path.read_text())["data"]
-        return {key: base64.b64decode(value).decode() for key, value in data.items()}
+        return secret_data(path)
     keys = ["POSTGRES_PASSWORD", *(password_key(s) for s in DATABASE_SERVICES)]
     passwords = {key: secrets.token_urlsafe(24) for key in keys}
-    manifest = secret_manifest(POSTGRES_NAME, POSTGRES_NAME, namespace, keys[0], passwords[keys[0]])
-    manifest["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in passwords.items()}
-    write_private(path, manifest)
+    write_private(path, secret_manifest(POSTGRES_NAME, POSTGRES_NAME, namespace, passwords))
     return passwords
 
 
@@ -163,7 +160,7 @@ def make_database_secrets(
         url = database_url(service, passwords=passwords, data_dir=data_dir)
         content = yaml.safe_dump({"database": {"url": url}}, sort_keys=False)
         manifest = secret_manifest(
-            f"{service}-database", service, namespace, "database.yaml", content
+            f"{service}-database", service, namespace, {"database.yaml": content}
         )
         write_private(path, manifest)
         where = "a SQLite file in " + str(data_dir.resolve()) if dev else "PostgreSQL"
