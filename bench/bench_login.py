@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import httpx
-from argon2 import PasswordHasher, Type
 
 # The process launcher the end-to-end tests use; bench/ scripts run with bench/ on sys.path.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -30,17 +29,13 @@ sys.path.insert(0, str(REPO_ROOT))
 from bench.results import merge_results  # noqa: E402
 from tests.login_system import LoginSystem  # noqa: E402
 from user_srv.config import Argon2Config  # noqa: E402
+from user_srv.passwords import argon2id  # noqa: E402
 
 USER = {"user_name": "bench", "password": "bench-password", "role": "user"}
 
 
 def argon2_verify_ms(cfg: Argon2Config, rounds: int = 20) -> float:
-    hasher = PasswordHasher(
-        time_cost=cfg.time_cost,
-        memory_cost=cfg.memory_kib,
-        parallelism=cfg.parallelism,
-        type=Type.ID,
-    )
+    hasher = argon2id(cfg)  # the hasher user-srv builds from the same section
     encoded = hasher.hash(USER["password"])
     times = []
     for _ in range(rounds):

@@ -29,18 +29,23 @@ class PasswordHasher(Protocol):
     def needs_rehash(self, password_hash: str) -> bool: ...
 
 
+def argon2id(cfg: Argon2Config) -> Argon2Hasher:
+    """The synchronous argon2id hasher with cfg's cost parameters."""
+    return Argon2Hasher(
+        time_cost=cfg.time_cost,
+        memory_cost=cfg.memory_kib,
+        parallelism=cfg.parallelism,
+        type=Type.ID,
+    )
+
+
 class Argon2PasswordHasher:
     """argon2-cffi releases the GIL while hashing, so a small thread pool runs hashes in
     parallel; the semaphore keeps waiting requests in asyncio, where they can be cancelled
     before they ever occupy a worker."""
 
     def __init__(self, cfg: Argon2Config) -> None:
-        self._hasher = Argon2Hasher(
-            time_cost=cfg.time_cost,
-            memory_cost=cfg.memory_kib,
-            parallelism=cfg.parallelism,
-            type=Type.ID,
-        )
+        self._hasher = argon2id(cfg)
         self._pool = ThreadPoolExecutor(cfg.max_concurrency, thread_name_prefix="argon2")
         self._slots = asyncio.Semaphore(cfg.max_concurrency)
         # Verified against for unknown users, so they cost what a wrong password costs.
