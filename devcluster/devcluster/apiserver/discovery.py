@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from devcluster.apiserver.resources import (
-    RESOURCES,
     SUBRESOURCE_VERBS,
     ResourceType,
     group_versions,
@@ -104,7 +103,3 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
         "groupVersion": f"{group}/{version}" if group else version,
         "resources": [entry for r in served for entry in _resource_entries(r)],
     }
-
-
-def all_resources() -> tuple[ResourceType, ...]:
-    return RESOURCES

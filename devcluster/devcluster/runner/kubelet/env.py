@@ -146,7 +146,3 @@ def container_env(
 
 def inherited() -> dict[str, str]:
     return {k: os.environ[k] for k in INHERITED if k in os.environ}
-
-
-def data_of(obj: Obj, secret: bool) -> dict[str, str]:
-    return _data(obj, secret)
