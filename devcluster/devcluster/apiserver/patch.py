@@ -10,7 +10,6 @@ from devcluster.apiserver.status import ApiError, bad_request
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
-APPLY_PATCH = "application/apply-patch+yaml"
 
 # patchMergeKey of the list fields the built-in kinds declare (k8s.io/api types.go),
 # keyed by the field name and, where one name has two keys, by its parent field.
