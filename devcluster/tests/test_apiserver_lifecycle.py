@@ -19,6 +19,7 @@ import pytest
 import yaml
 from kubernetes.client import ApiException
 
+from devcluster.runner.testing import alive
 from devcluster.testing import RunningDevCluster, body, running_devcluster
 
 
@@ -120,22 +121,13 @@ def test_stop_with_parent_ends_the_server_when_its_parent_dies(tmp_path: pathlib
         parent.kill()
         parent.wait()
         deadline = time.monotonic() + 15
-        while _alive(server_pid) and time.monotonic() < deadline:
+        while alive(server_pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not _alive(server_pid), "the server outlived its parent"
+        assert not alive(server_pid), "the server outlived its parent"
         assert (state / "store.json").exists()  # it stopped cleanly: the state was saved
     finally:
         if parent.poll() is None:
             parent.kill()
             parent.wait()
-        if server_pid is not None and _alive(server_pid):
+        if server_pid is not None and alive(server_pid):
             os.kill(server_pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    """Whether the process exists and is not a zombie waiting for a reaper."""
-    try:
-        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
