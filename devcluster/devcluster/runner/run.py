@@ -13,6 +13,7 @@ import signal
 import sys
 
 from devcluster.runner import manifests
+from devcluster.runner.kube import Obj
 from devcluster.runner.kubelet.images import DEFAULT_IMAGES_FILE
 from devcluster.runner.node import Node, NodeOptions
 from devcluster.testing import RunningDevCluster
@@ -136,13 +137,10 @@ async def _announce_available(node: Node) -> None:
             return
 
 
-def _rolled_out(deployment: dict[str, object]) -> bool:
+def _rolled_out(deployment: Obj) -> bool:
     spec = deployment.get("spec") or {}
     status = deployment.get("status") or {}
     meta = deployment.get("metadata") or {}
-    assert isinstance(spec, dict)
-    assert isinstance(status, dict)
-    assert isinstance(meta, dict)
     wanted = spec.get("replicas", 1)
     return bool(
         status.get("observedGeneration", 0) >= meta.get("generation", 1)
