@@ -23,6 +23,7 @@ from micro.auth import AccessPolicy, current_principal
 from micro.config.model import GrpcServerConfig, HttpServerConfig, ServiceConfig
 from micro.errors import ServiceError
 from micro.health import Health
+from micro.testing import waiting
 from micro.tracing import current_trace_id
 from micro.transport.grpc import GrpcServer
 from micro.transport.http import HttpServer
@@ -261,19 +262,10 @@ def pods(registry_cluster: RunningDevCluster) -> Iterator[PodDriver]:
     driver.api.close()  # type: ignore[no-untyped-call]
 
 
-async def _eventually(check: Callable[[], bool], limit_s: float = 10.0) -> None:
-    for _ in range(int(limit_s / 0.01)):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    assert check(), "the condition did not hold in time"
-
-
 @pytest.fixture
 def eventually() -> Callable[..., Awaitable[None]]:
-    """`await eventually(check, limit_s=10)`: wait until check() holds (a bound on the
-    wait, not a timing assertion)."""
-    return _eventually
+    """`await eventually(check, limit_s=10)`: micro.testing.waiting.eventually."""
+    return waiting.eventually
 
 
 class Replica(device_pb2_grpc.DevSvcServicer, user_pb2_grpc.UserServiceServicer):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import itertools
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from prometheus_client import REGISTRY
 from devcluster.testing import RunningDevCluster, running_devcluster
 from micro.config import ConfigError, ConfigHandle, load_config
 from micro.config.model import Section, ServiceConfig
+from micro.testing import waiting
 
 WAIT_S = 15.0
 _numbers = itertools.count(1)
@@ -158,11 +157,7 @@ async def started(
 
 async def eventually(condition: Callable[[], bool], what: str) -> None:
     """Wait (bounded) until condition() holds; the config arrives asynchronously."""
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    await waiting.eventually(condition, what, limit_s=WAIT_S)
 
 
 def texts(handle: ConfigHandle[GreeterConfig]) -> list[str]:
