@@ -97,7 +97,16 @@ async def test_a_relist_after_410_arrives_as_one_batch(
         await eventually(lambda: informer.last_error is not None)
         registry_cluster.start()
         pods.reconnect()
-        await eventually(lambda: informer.last_error is None, limit_s=20)
+        # Wait for the relist itself: the watch may reconnect (clearing last_error)
+        # a moment before the 410 arrives and is logged.
+        await eventually(
+            lambda: (
+                informer.last_error is None
+                and any("expired (410)" in r.getMessage() for r in caplog.records)
+            ),
+            "the 410 relist",
+            limit_s=20,
+        )
     assert informer_threads() == []
     assert any("expired (410)" in r.getMessage() for r in caplog.records)
     assert len(batches) == 1  # the relist found nothing new: no empty batch
