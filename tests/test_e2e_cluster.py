@@ -11,10 +11,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -26,6 +24,7 @@ from devcluster.apiserver.audit import DEFAULT_FILE, read_events
 from devcluster.runner.testing import ready_pods, wait_for
 
 from .audit_calls import Call, calls_by_service, calls_table, self_registered
+from .cluster_load import Load, Request
 from .cluster_system import (
     LOGIN,
     NAMESPACE,
@@ -39,10 +38,9 @@ from .cluster_system import (
 # The backends each gateway discovers through the Pod registry (a watch of their pods).
 DISCOVERS = {"admin-srv": ("user-srv", "token-srv", "device-srv"), "data-srv": ("device-srv",)}
 
-# A bounded load: at most this many requests, at most this long, one every INTERVAL_S.
+# A bounded load: at most this many requests, at most this long.
 LOAD_LIMIT = 400
 LOAD_TIME_S = 60.0
-INTERVAL_S = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -51,51 +49,23 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         yield running
 
 
-@dataclass
-class Load:
-    """Requests in a thread until stopped (or the bound is reached); every failure kept."""
-
-    request: Callable[[], None]
-    stop: threading.Event = field(default_factory=threading.Event)
-    count: int = 0
-    failures: list[str] = field(default_factory=list)
-
-    def run(self) -> None:
-        deadline = time.monotonic() + LOAD_TIME_S
-        while not self.stop.is_set() and self.count < LOAD_LIMIT and time.monotonic() < deadline:
-            try:
-                self.request()
-            except Exception as exc:  # every kind of failure counts
-                self.failures.append(f"{type(exc).__name__}: {exc}")
-            self.count += 1
-            time.sleep(INTERVAL_S)
-
-
-def under_load(system: System, disrupt: Callable[[], None]) -> Load:
-    """Logins (admin-srv -> user-srv, token-srv) and device lookups (data-srv ->
-    device-srv) in a loop while `disrupt` runs; returns the finished load."""
-    token = system.token()
-    auth = {"Authorization": f"Bearer {token}"}
-
-    def one_round() -> None:
-        login = system.http.post("/admin/v1/login", json=LOGIN)
-        assert login.status_code == 200, f"login: {login.status_code} {login.text}"
-        device = system.data.get("/data/device1")
-        assert device.status_code == 200, f"data-srv: {device.status_code} {device.text}"
-        via_admin = system.http.get("/admin/v1/devices/device2", headers=auth)
-        assert via_admin.status_code == 200, f"admin-srv: {via_admin.status_code} {via_admin.text}"
-
-    load = Load(one_round)
-    worker = threading.Thread(target=load.run, name="load")
-    worker.start()
+def under_load(system: System, disrupt: Callable[[], None]) -> list[Request]:
+    """One client's logins over HTTP and gRPC, /me and device lookups (admin-srv ->
+    user-srv, token-srv, device-srv; data-srv -> device-srv) while `disrupt` runs;
+    returns every request made."""
+    load = Load(system, clients=1, duration_s=LOAD_TIME_S, limit=LOAD_LIMIT)
+    load.start()
     try:
         time.sleep(1.0)  # traffic flows before the disruption
         disrupt()
         time.sleep(1.0)  # and after it
     finally:
-        load.stop.set()
-        worker.join(timeout=30)
-    return load
+        requests = load.stop()
+    return requests
+
+
+def failed(requests: list[Request]) -> list[str]:
+    return [f"{r.operation}: {r.error}" for r in requests if not r.ok]
 
 
 # tests ---------------------------------------------------------------------------------
@@ -174,9 +144,9 @@ def test_deleted_backend_pods_are_replaced_without_a_failed_request(system: Syst
         for app, name in victims.items():
             wait_for(f"{app} replaced", partial(replicas_ready, system, app, {name}), 60, 0.2)
 
-    load = under_load(system, delete_and_wait)
-    assert load.count > 20
-    assert load.failures == []
+    requests = under_load(system, delete_and_wait)
+    assert len(requests) > 20
+    assert failed(requests) == []
 
 
 def test_rolling_update_completes_without_a_failed_request(system: System) -> None:
@@ -189,9 +159,9 @@ def test_rolling_update_completes_without_a_failed_request(system: System) -> No
 
         wait_for("token-srv rolled out", partial(rolled_out, system, "token-srv", before), 90, 0.2)
 
-    load = under_load(system, roll)
-    assert load.count > 20
-    assert load.failures == []
+    requests = under_load(system, roll)
+    assert len(requests) > 20
+    assert failed(requests) == []
 
 
 def test_kubectl_get_pods_and_logs(system: System) -> None:

@@ -8,9 +8,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..cluster_load import NON_IDEMPOTENT, OPERATIONS, Request
 from ..cluster_system import REPO_ROOT
 from .chaos import ChaosEvent
-from .load import NON_IDEMPOTENT, OPERATIONS, Request
 
 RESULTS = REPO_ROOT / "bench" / "reliability.json"
 # A request belongs to a chaos action from the action until this long after recovery

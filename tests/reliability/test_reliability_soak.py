@@ -10,11 +10,11 @@ import time
 
 import pytest
 
+from ..cluster_load import OPERATIONS, Load
 from ..cluster_system import System
 from . import procstats
 from .chaos import KINDS, Chaos, ChaosEvent, wait_steady
 from .conftest import CHAOS_INTERVAL_S, CLIENTS, SECONDS, TIMEOUT_S
-from .load import OPERATIONS, Load
 from .report import Report, SoakFigures
 
 pytestmark = pytest.mark.timeout(TIMEOUT_S)
