@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
 
 from admin_srv import messages
 from admin_srv.json_body import message_json, parse_message
-from admin_srv.login_limit import LoginThrottledError
 from admin_srv.usecases import AuthUseCases, DeviceUseCases, UserAdminUseCases
 from api.admin_srv.v1 import admin_pb2
 from micro.auth import bearer_token, require_principal
@@ -32,16 +30,9 @@ def build_router(
     @router.post("/login", summary="Log in: LoginRequest -> LoginReply")
     async def login(request: Request) -> Any:
         body = parse_message(await request.body(), admin_pb2.LoginRequest())
-        try:
-            session = await auth.login(
-                body.user_name, body.password, body.platform, _client_address(request)
-            )
-        except LoginThrottledError as error:
-            return JSONResponse(
-                error.to_json(),
-                status_code=error.http_status,
-                headers={"Retry-After": str(error.retry_after)},
-            )
+        session = await auth.login(
+            body.user_name, body.password, body.platform, _client_address(request)
+        )
         return message_json(messages.login_reply(session))
 
     @router.post("/logout", summary="Revoke the refresh token and the bearer access token")

@@ -6,13 +6,12 @@ import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from datetime import timedelta
 
 import grpc
 
 from admin_srv.config import LoginLimitConfig
 from micro.errors import ServiceError
-
-RETRY_AFTER_KEY = "retry-after"
 
 
 class LoginThrottledError(ServiceError):
@@ -22,12 +21,8 @@ class LoginThrottledError(ServiceError):
         super().__init__(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"too many failed logins: retry after {retry_after} s",
+            retry_after=timedelta(seconds=retry_after),
         )
-        self.retry_after = retry_after
-
-    def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
-        # gRPC clients get the same hint that HTTP clients get in Retry-After.
-        return ((RETRY_AFTER_KEY, str(self.retry_after).encode()),)
 
 
 class FailedLoginLimiter:

@@ -36,7 +36,7 @@ def test_user_is_throttled_until_the_window_passes() -> None:
     with pytest.raises(LoginThrottledError) as caught:
         limiter.check("alice", "10.0.0.3")
     assert caught.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert caught.value.retry_after == 50  # the first failure leaves the window in 50 s
+    assert caught.value.retry_after_seconds == 50  # the first failure leaves the window in 50 s
 
     clock.now += 51
     limiter.check("alice", "10.0.0.3")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from data_srv.negotiation import ReplyFormat, reply_format
 from data_srv.render import report_json, report_text
-from data_srv.usecases import DeviceDataUseCases, DeviceSrvUnavailable
-from micro.transport.http import error_response
+from data_srv.usecases import DeviceDataUseCases
 
 
 def build_router(devices: DeviceDataUseCases) -> APIRouter:
@@ -18,15 +15,9 @@ def build_router(devices: DeviceDataUseCases) -> APIRouter:
 
     @router.get("/data/{device}", response_model=None)
     async def device_data(device: str, accept: str | None = Header(default=None)) -> Response:
-        """Whether the device is active; other failures reach the framework's error body."""
-        try:
-            report = await devices.report(device)
-        except DeviceSrvUnavailable as error:
-            # The one error that needs a header, so it is answered here.
-            response = error_response(error)
-            seconds = max(1, math.ceil(error.retry_after.total_seconds()))
-            response.headers["Retry-After"] = str(seconds)
-            return response
+        """Whether the device is active; failures reach the framework's error body (with
+        Retry-After when device-srv is unavailable)."""
+        report = await devices.report(device)
         # The body depends on Accept, so shared caches must key on it.
         vary = {"Vary": "Accept"}
         if reply_format(accept) is ReplyFormat.TEXT:

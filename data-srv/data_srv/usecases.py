@@ -30,8 +30,7 @@ class DeviceSrvUnavailable(ServiceError):
     """device-srv could not be reached; the client may retry after `retry_after`."""
 
     def __init__(self, message: str, retry_after: timedelta) -> None:
-        super().__init__(grpc.StatusCode.UNAVAILABLE, message)
-        self.retry_after = retry_after
+        super().__init__(grpc.StatusCode.UNAVAILABLE, message, retry_after=retry_after)
 
 
 class DeviceDataUseCases:

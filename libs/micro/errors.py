@@ -3,13 +3,17 @@
 Raise `ServiceError(grpc.StatusCode.X, "message", field="userName")` anywhere in a
 service: the gRPC server aborts the call with that code (the field travels as a
 google.rpc.BadRequest detail), the HTTP server answers the mapped status with the JSON
-body `{"code": ..., "message": ..., "field": ...}`. A `grpc.RpcError` from a downstream
-call maps the same way, so a gateway passes NOT_FOUND on as 404 without code of its own.
+body `{"code": ..., "message": ..., "field": ...}`. A `retry_after` becomes the HTTP
+Retry-After header and the gRPC `retry-after` trailer, in whole seconds. A
+`grpc.RpcError` from a downstream call maps the same way (field and retry-after included),
+so a gateway passes NOT_FOUND on as 404 without code of its own.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -53,6 +57,8 @@ CODE_BY_HTTP_STATUS: dict[int, grpc.StatusCode] = {
 
 # The trailer key under which gRPC carries a serialized google.rpc.Status.
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# The trailer carrying the seconds a client should wait before trying again.
+RETRY_AFTER_KEY = "retry-after"
 
 INTERNAL_MESSAGE = "internal error"
 
@@ -73,13 +79,21 @@ def code_for_http_status(status: int) -> grpc.StatusCode:
 class ServiceError(Exception):
     """An error the caller should see: a gRPC code, a message, and optionally the field."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        *,
+        field: str | None = None,
+        retry_after: timedelta | None = None,
+    ) -> None:
         if code is grpc.StatusCode.OK:
             raise ValueError("a ServiceError cannot carry StatusCode.OK")
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
+        self.retry_after = retry_after
 
     def __repr__(self) -> str:
         return f"ServiceError({self.code.name}, {self.message!r}, field={self.field!r})"
@@ -95,17 +109,30 @@ class ServiceError(Exception):
             body["field"] = self.field
         return body
 
+    @property
+    def retry_after_seconds(self) -> int | None:
+        """retry_after in whole seconds, at least 1 (the form both protocols carry)."""
+        if self.retry_after is None:
+            return None
+        return max(1, math.ceil(self.retry_after.total_seconds()))
+
+    def http_headers(self) -> dict[str, str]:
+        seconds = self.retry_after_seconds
+        return {} if seconds is None else {"Retry-After": str(seconds)}
+
     def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
-        """gRPC trailers carrying the field as a google.rpc.BadRequest detail."""
+        """gRPC trailers: the field as a google.rpc.BadRequest detail, and retry-after."""
+        seconds = self.retry_after_seconds
+        retry = () if seconds is None else ((RETRY_AFTER_KEY, str(seconds).encode()),)
         if self.field is None:
-            return ()
+            return retry
         violation = error_details_pb2.BadRequest.FieldViolation(
             field=self.field, description=self.message
         )
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
         status = status_pb2.Status(code=self.code.value[0], message=self.message, details=[detail])
-        return ((STATUS_DETAILS_KEY, status.SerializeToString()),)
+        return ((STATUS_DETAILS_KEY, status.SerializeToString()), *retry)
 
     @classmethod
     def from_rpc_error(cls, error: grpc.RpcError) -> ServiceError:
@@ -117,7 +144,21 @@ class ServiceError(Exception):
         )()
         if code is grpc.StatusCode.OK:
             code = grpc.StatusCode.UNKNOWN
-        return cls(code, message, field=_field_from_trailers(trailers or ()))
+        trailers = trailers or ()
+        return cls(
+            code,
+            message,
+            field=_field_from_trailers(trailers),
+            retry_after=_retry_after_from_trailers(trailers),
+        )
+
+
+def _retry_after_from_trailers(trailers: Sequence[tuple[str, str | bytes]]) -> timedelta | None:
+    for key, value in trailers:
+        text = value.decode(errors="replace") if isinstance(value, bytes) else value
+        if key == RETRY_AFTER_KEY and text.isascii() and text.isdigit():
+            return timedelta(seconds=int(text))
+    return None
 
 
 def _field_from_trailers(trailers: Sequence[tuple[str, str | bytes]]) -> str | None:

@@ -42,7 +42,9 @@ _log = logging.getLogger("micro.http")
 
 
 def error_response(error: ServiceError) -> JSONResponse:
-    return JSONResponse(error.to_json(), status_code=error.http_status)
+    return JSONResponse(
+        error.to_json(), status_code=error.http_status, headers=error.http_headers()
+    )
 
 
 def _field_of(location: Sequence[Any]) -> str:
