@@ -12,6 +12,8 @@ Needs the `db` extra of micro (SQLAlchemy, aiosqlite, asyncpg).
 
 from __future__ import annotations
 
+import asyncio
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 # How long a SQLite writer waits for another one (a second replica on the same file)
@@ -74,8 +77,9 @@ def create_engine(url: str) -> AsyncEngine:
     """An async engine for `url`, PostgreSQL (asyncpg) or a SQLite file.
 
     A SQLite file's folder is created when missing, so that a fresh checkout or an empty
-    volume works without a manual step; its connections use WAL (readers beside the
-    writer), a busy timeout (several processes may share the file) and foreign keys.
+    volume works without a manual step; its connections use a busy timeout (several
+    processes may share the file) and foreign keys. open_database also switches the file
+    to WAL.
     """
     parsed = _with_async_driver(make_url(url))
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
@@ -95,11 +99,30 @@ def _with_async_driver(url: URL) -> URL:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
-    # First: switching a new file to WAL takes a lock another process may hold.
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+async def use_wal(engine: AsyncEngine) -> None:
+    """Switch a SQLite file to WAL (readers beside the writer); the file keeps the mode.
+
+    While another connection switches the same new file, SQLite answers "database is
+    locked" at once instead of waiting out its busy timeout (waiting could deadlock), so
+    this tries again until that timeout has passed.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            async with engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            return
+        except OperationalError as error:
+            if "database is locked" not in str(error) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.01)
 
 
 async def open_database(url: str, migrations: Sequence[Migration], lock_name: str) -> AsyncEngine:
@@ -109,6 +132,7 @@ async def open_database(url: str, migrations: Sequence[Migration], lock_name: st
     """
     engine = create_engine(url)
     try:
+        await use_wal(engine)
         await migrate(engine, migrations, lock_name)
     except BaseException:
         await engine.dispose()

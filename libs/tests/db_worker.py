@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from micro.db import Migration, create_engine, migrate
+from micro.db import Migration, create_engine, migrate, use_wal
 
 LOCK_NAME = "micro-db-tests"
 GO_TIMEOUT_S = 30.0
@@ -80,9 +80,11 @@ async def main(action: str, url: str, go: pathlib.Path, *rest: str) -> None:
     try:
         if action == "migrate":
             _wait_for(go)
+            await use_wal(engine)
             await migrate(engine, MIGRATIONS, LOCK_NAME)
         elif action == "write":
             writer, count = rest
+            await use_wal(engine)
             await migrate(engine, MIGRATIONS, LOCK_NAME)  # opens the connection up front
             _wait_for(go)
             await write_rows(engine, writer, int(count))

@@ -18,6 +18,7 @@ from micro.db import (
     database_url,
     open_database,
     schema_versions,
+    use_wal,
 )
 from micro.testing.postgres import throwaway_postgres_or_skip
 
@@ -115,9 +116,12 @@ async def test_bad_version_lists_are_refused_before_touching_the_database(
         await engine.dispose()
 
 
-async def test_engines_opening_one_sqlite_file_together_apply_each_step_once(
-    sqlite_url: str,
+@pytest.mark.parametrize("round_", range(10))
+async def test_engines_opening_one_new_sqlite_file_together_apply_each_step_once(
+    sqlite_url: str, round_: int
 ) -> None:
+    # Several rounds: the engines race to switch the new file to WAL, which SQLite
+    # refuses at once ("database is locked") to all but one of them.
     engines = await asyncio.gather(
         *(open_database(sqlite_url, MIGRATIONS, LOCK_NAME) for _ in range(4))
     )
@@ -161,6 +165,7 @@ async def test_a_sqlite_file_gets_its_folder_wal_foreign_keys_and_a_busy_timeout
     engine = create_engine(f"sqlite:///{tmp_path}/new/folder/app.db")
     try:
         assert engine.dialect.driver == "aiosqlite"
+        await use_wal(engine)
         async with engine.connect() as conn:
             pragmas = [
                 (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
