@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -68,6 +68,22 @@ def test_log_before_the_container_starts(core: Any, namespace: str) -> None:
     assert missing.value.status == 404
 
 
+def _follow(http: httpx.Client, namespace: str, then: Callable[[], None]) -> str:
+    """The followed log of pod p; `then` runs (in a thread) once the stream has shown the
+    file as it was, so that what it appends can only arrive through the follow."""
+    with http.stream(
+        "GET", f"/api/v1/namespaces/{namespace}/pods/p/log", params={"follow": "true"}
+    ) as answer:
+        assert answer.headers["content-type"].startswith("text/plain")
+        chunks = answer.iter_bytes()
+        received = [next(chunks)]
+        changer = threading.Thread(target=then)
+        changer.start()
+        received.extend(chunks)
+    changer.join()
+    return b"".join(received).decode()
+
+
 def test_follow_streams_appended_lines_until_the_pod_goes(
     core: Any,
     http: httpx.Client,
@@ -79,22 +95,12 @@ def test_follow_streams_appended_lines_until_the_pod_goes(
     path.parent.mkdir(parents=True)
     path.write_text("first\n")
 
-    def later() -> None:
-        time.sleep(0.5)
+    def append_then_delete() -> None:
         with path.open("a") as handle:
             handle.write("second\n")
-        time.sleep(0.5)
         core.delete_namespaced_pod("p", namespace)
 
-    writer = threading.Thread(target=later)
-    writer.start()
-    with http.stream(
-        "GET", f"/api/v1/namespaces/{namespace}/pods/p/log", params={"follow": "true"}
-    ) as answer:
-        assert answer.headers["content-type"].startswith("text/plain")
-        text = b"".join(answer.iter_bytes()).decode()
-    writer.join()
-    assert text == "first\nsecond\n"
+    assert _follow(http, namespace, append_then_delete) == "first\nsecond\n"
 
 
 def test_follow_ends_when_the_container_terminates(
@@ -105,8 +111,7 @@ def test_follow_ends_when_the_container_terminates(
     path.parent.mkdir(parents=True)
     path.write_text("working\n")
 
-    def finish() -> None:
-        time.sleep(0.5)
+    def append_then_terminate() -> None:
         with path.open("a") as handle:
             handle.write("done\n")
         core.patch_namespaced_pod_status(
@@ -128,12 +133,5 @@ def test_follow_ends_when_the_container_terminates(
             },
         )
 
-    finisher = threading.Thread(target=finish)
-    finisher.start()
-    with http.stream(
-        "GET", f"/api/v1/namespaces/{namespace}/pods/p/log", params={"follow": "true"}
-    ) as answer:
-        text = b"".join(answer.iter_bytes()).decode()
-    finisher.join()
-    assert text == "working\ndone\n"
+    assert _follow(http, namespace, append_then_terminate) == "working\ndone\n"
     assert core.read_namespaced_pod("p", namespace).metadata.name == "p"  # still there

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import subprocess
-import time
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -24,6 +25,9 @@ from devcluster.testing import RunningDevCluster
 pytestmark = pytest.mark.kubectl
 
 Kubectl = Callable[..., str]
+
+# How long the watch test waits for kubectl to print its next event.
+WATCH_WAIT_S = 30
 
 MANIFEST = """\
 apiVersion: v1
@@ -176,15 +180,34 @@ def test_get_watch_prints_changes(
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert watcher.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read_lines() -> None:
+        assert watcher.stdout is not None
+        for line in watcher.stdout:
+            lines.put(line)
+
+    reader = threading.Thread(target=read_lines)
+    reader.start()
+
+    def next_row() -> list[str]:
+        return lines.get(timeout=WATCH_WAIT_S).split()[:2]
+
     try:
-        time.sleep(1.5)
+        # Each change is made once the watch has shown the one before it.
+        rows = [next_row(), next_row()]
         kubectl("label", "configmap", "watched", "stage=two")
+        rows.append(next_row())
         kubectl("delete", "configmap", "watched")
-        time.sleep(1.5)
+        rows.append(next_row())
     finally:
         watcher.terminate()
-        output, _ = watcher.communicate(timeout=10)
-    rows = [line.split()[:2] for line in output.splitlines()]
+        watcher.wait(timeout=10)
+        reader.join(timeout=10)
+        watcher.stdout.close()
+        assert watcher.stderr is not None
+        watcher.stderr.close()
     assert rows[0] == ["EVENT", "NAME"]
     assert rows[1:] == [["ADDED", "watched"], ["MODIFIED", "watched"], ["DELETED", "watched"]]
 

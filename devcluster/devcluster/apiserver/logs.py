@@ -82,6 +82,7 @@ async def serve_log(
     limit = _optional_int(request, "limitBytes")
     follow = request.query.get("follow") in ("true", "1")
     data = path.read_bytes()
+    offset = len(data)  # a follow goes on from here: lines appended from now on are new
     if tail_lines is not None:
         data = _tail(data, tail_lines)
     if limit is not None:
@@ -91,7 +92,6 @@ async def serve_log(
     await response.prepare(request)
     await response.write(data)
     if follow:
-        offset = path.stat().st_size
         while request.transport is not None and not request.transport.is_closing():
             now = current()
             finished = now is None or _terminated(now, container)
