@@ -1,0 +1,251 @@
+"""The cost of micro's gRPC server interceptor chain on a trivial unary call, on loopback.
+
+One server process (on uvloop, as a service runs) serves the same DevSvc.Get handler,
+answering from a dict, twice:
+  bare   a grpc.aio.server with no interceptors;
+  micro  micro.transport.grpc.GrpcServer, built as device-srv builds it: the
+         LayeredInterceptor(server_layers(...)) chain of tracing (the SDK provider of
+         setup_tracing, every call sampled, no exporter), access log + metrics (text
+         lines at INFO, written to /dev/null), recovery, the 1 s deadline and auth with
+         device-srv's policy (every method public, so no token).
+This process calls both in alternating pairs (bare, micro / micro, bare, ...), each
+sample a fixed count of calls on one channel per server, so every pair sees the same
+background load:
+  1. sequential, one call in flight: calls/s ratio micro/bare, and the chain's overhead
+     in µs per call (median over the pairs of micro's time per call minus bare's);
+  2. concurrent, a bounded number of calls in flight: calls/s ratio micro/bare.
+
+Merges grpc_server_chain_ratio, grpc_server_chain_overhead_us, grpc_server_bare_call_us,
+grpc_server_micro_call_us and grpc_server_chain_concurrent_ratio into bench/results.json.
+
+    uv run python bench/bench_grpc_server.py [--rounds 15] [--calls 500] [--max-seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import grpc
+import uvloop
+
+from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from micro.auth import AccessPolicy
+from micro.config.model import GrpcServerConfig, TracingConfig
+from micro.health import Health
+from micro.log import configure_logging
+from micro.tracing import setup_tracing
+from micro.transport.grpc import GrpcServer
+
+# bench/ scripts run with bench/ on sys.path; the root makes bench.results importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.results import merge_results
+
+SERVICE = "go-micro.device-srv"
+DEV_SVC = device_pb2.DESCRIPTOR.services_by_name["DevSvc"].full_name
+DEVICES = {"device1": True, "device2": True, "device3": False}
+IN_FLIGHT = 16
+WARM_UP_CALLS = 200
+CALL_TIMEOUT_S = 5.0
+
+Get = Callable[[], Awaitable[Any]]
+
+
+# the server process -------------------------------------------------------------------
+
+
+class Devices(device_pb2_grpc.DevSvcServicer):
+    async def Get(self, request: device_pb2.DeviceName, context: Any) -> device_pb2.Device:
+        return device_pb2.Device(name=request.name, active=DEVICES.get(request.name, False))
+
+    async def List(
+        self, request: device_pb2.ListDevicesRequest, context: Any
+    ) -> device_pb2.ListDevicesResponse:
+        return device_pb2.ListDevicesResponse()
+
+
+async def serve(log_sink: TextIO) -> None:
+    """Start both servers on 127.0.0.1:0, print "<bare port> <micro port>", serve until
+    stdin closes."""
+    # What App.start sets up before the servers: the log handler and the tracer.
+    configure_logging(
+        service_id="bench", service_name=SERVICE, service_version="bench", stream=log_sink
+    )
+    setup_tracing(
+        TracingConfig(), service_name=SERVICE, service_version="bench", instance_id="bench"
+    )
+    devices = Devices()
+    bare = grpc.aio.server()
+    device_pb2_grpc.add_DevSvcServicer_to_server(devices, bare)
+    bare_port = bare.add_insecure_port("127.0.0.1:0")
+    await bare.start()
+    # device-srv's server.grpc (timeout 1s) and its policy, which protects nothing.
+    micro = GrpcServer(GrpcServerConfig(addr="127.0.0.1:0"), health=Health(), policy=AccessPolicy())
+    micro.add_service(device_pb2_grpc.add_DevSvcServicer_to_server, devices, DEV_SVC)
+    micro_port = await micro.start()
+    print(bare_port, micro_port, flush=True)
+    try:
+        await asyncio.to_thread(sys.stdin.read)
+    finally:
+        await micro.stop(0)
+        await bare.stop(0)
+
+
+# measurements -------------------------------------------------------------------------
+
+
+async def sequential_rate(get: Get, calls: int) -> float:
+    started = time.perf_counter()
+    for _ in range(calls):
+        await get()
+    return calls / (time.perf_counter() - started)
+
+
+async def concurrent_rate(get: Get, calls: int) -> float:
+    per_worker = max(1, calls // IN_FLIGHT)
+
+    async def worker() -> None:
+        for _ in range(per_worker):
+            await get()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+    return per_worker * IN_FLIGHT / (time.perf_counter() - started)
+
+
+async def alternating_pairs(
+    rate: Callable[[Get, int], Awaitable[float]],
+    gets: dict[str, Get],
+    rounds: int,
+    calls: int,
+    until: float,
+) -> list[dict[str, float]]:
+    """calls/s of each server per pair, in AB, BA, ... order; at least one pair."""
+    pairs: list[dict[str, float]] = []
+    for number in range(rounds):
+        if pairs and time.monotonic() > until:
+            break
+        order = ("bare", "micro") if number % 2 == 0 else ("micro", "bare")
+        pairs.append({kind: await rate(gets[kind], calls) for kind in order})
+    return pairs
+
+
+async def measure(
+    bare_port: int, micro_port: int, rounds: int, calls: int, max_seconds: float
+) -> dict[str, list[dict[str, float]]]:
+    request = device_pb2.DeviceName(name="device1")
+    async with (
+        grpc.aio.insecure_channel(f"127.0.0.1:{bare_port}") as bare_channel,
+        grpc.aio.insecure_channel(f"127.0.0.1:{micro_port}") as micro_channel,
+    ):
+        gets: dict[str, Get] = {}
+        for kind, channel in (("bare", bare_channel), ("micro", micro_channel)):
+            stub = device_pb2_grpc.DevSvcStub(channel)
+            gets[kind] = lambda s=stub: s.Get(request, timeout=CALL_TIMEOUT_S)  # type: ignore[misc]
+            answer = await gets[kind]()
+            if answer.name != "device1" or not answer.active:
+                raise RuntimeError(f"{kind} server answered {answer!r}")
+            await sequential_rate(gets[kind], WARM_UP_CALLS)
+        started = time.monotonic()
+        # Half the time budget each, so the concurrent variant always gets its pairs.
+        sequential = await alternating_pairs(
+            sequential_rate, gets, rounds, calls, started + max_seconds / 2
+        )
+        concurrent = await alternating_pairs(
+            concurrent_rate, gets, rounds, calls, started + max_seconds
+        )
+    return {"sequential": sequential, "concurrent": concurrent}
+
+
+def run_with_server(rounds: int, calls: int, max_seconds: float) -> dict[str, Any]:
+    """The servers run in their own process, so they do not share the caller's loop."""
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        if not line:
+            raise RuntimeError("the server process exited before reporting its ports")
+        bare_port, micro_port = (int(port) for port in line.split())
+        return asyncio.run(measure(bare_port, micro_port, rounds, calls, max_seconds))
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def summarize(figures: dict[str, list[dict[str, float]]]) -> dict[str, float]:
+    sequential, concurrent = figures["sequential"], figures["concurrent"]
+    bare_us = [1e6 / pair["bare"] for pair in sequential]
+    micro_us = [1e6 / pair["micro"] for pair in sequential]
+    return {
+        "grpc_server_chain_ratio": round(
+            statistics.median(p["micro"] / p["bare"] for p in sequential), 3
+        ),
+        "grpc_server_chain_overhead_us": round(
+            statistics.median(m - b for m, b in zip(micro_us, bare_us, strict=True)), 1
+        ),
+        "grpc_server_bare_call_us": round(statistics.median(bare_us), 1),
+        "grpc_server_micro_call_us": round(statistics.median(micro_us), 1),
+        "grpc_server_chain_concurrent_ratio": round(
+            statistics.median(p["micro"] / p["bare"] for p in concurrent), 3
+        ),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15, help="alternating pairs per variant")
+    parser.add_argument("--calls", type=int, default=500, help="calls per sample")
+    parser.add_argument("--max-seconds", type=float, default=60.0)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rounds < 1 or args.calls < 1 or args.max_seconds <= 0:
+        parser.error("--rounds, --calls and --max-seconds must be positive")
+    if args.serve:
+        # Access log lines are formatted and written as in a pod, then dropped.
+        with (
+            open(os.devnull, "w") as log_sink,
+            asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
+        ):
+            runner.run(serve(log_sink))
+        return 0
+    figures = run_with_server(args.rounds, args.calls, args.max_seconds)
+    summary = summarize(figures)
+    sequential, concurrent = figures["sequential"], figures["concurrent"]
+    print(f"DevSvc.Get on loopback, {args.calls} calls per sample, bare vs micro's chain:")
+    print(
+        f"  sequential, {len(sequential)} pairs: bare {summary['grpc_server_bare_call_us']:.0f}"
+        f" µs/call, micro {summary['grpc_server_micro_call_us']:.0f} µs/call;"
+        f" overhead {summary['grpc_server_chain_overhead_us']:.0f} µs/call,"
+        f" calls/s ratio micro/bare {summary['grpc_server_chain_ratio']:.3f}"
+    )
+    print(
+        f"  {IN_FLIGHT} in flight, {len(concurrent)} pairs: bare"
+        f" {statistics.median(p['bare'] for p in concurrent):.0f}/s, micro"
+        f" {statistics.median(p['micro'] for p in concurrent):.0f}/s,"
+        f" calls/s ratio micro/bare {summary['grpc_server_chain_concurrent_ratio']:.3f}"
+    )
+    merge_results(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
