@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from micro.registry import PodDiscovery, ServiceInstance
 # bench/ scripts run with bench/ on sys.path; the root makes bench.results importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.grpc_pairs import Devices, alternating_pairs, concurrent_rate, server_process
 from bench.results import merge_results, percentile
 
 NAMESPACE = "bench-discovery"
@@ -52,16 +53,6 @@ THROUGHPUT_ROUNDS = 12
 
 
 # the server process -------------------------------------------------------------------
-
-
-class Devices(device_pb2_grpc.DevSvcServicer):
-    async def Get(self, request: device_pb2.DeviceName, context: Any) -> device_pb2.Device:
-        return device_pb2.Device(name=request.name, active=True)
-
-    async def List(
-        self, request: device_pb2.ListDevicesRequest, context: Any
-    ) -> device_pb2.ListDevicesResponse:
-        return device_pb2.ListDevicesResponse()
 
 
 async def serve() -> None:
@@ -159,18 +150,6 @@ async def wait_for(check: Callable[[], bool], changed: asyncio.Event) -> None:
             continue
 
 
-async def calls_per_second(get: Callable[[], Awaitable[Any]], calls: int) -> float:
-    per_worker = calls // CONCURRENCY
-
-    async def worker() -> None:
-        for _ in range(per_worker):
-            await get()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    return per_worker * CONCURRENCY / (time.perf_counter() - started)
-
-
 async def throughput(core: Any, factory: ClientFactory, port: int, calls: int) -> dict[str, float]:
     await asyncio.to_thread(
         core.create_namespaced_pod, NAMESPACE, pod_body("bench-server", "127.0.0.1", port)
@@ -190,26 +169,22 @@ async def throughput(core: Any, factory: ClientFactory, port: int, calls: int) -
         raw = device_pb2_grpc.DevSvcStub(channel)
         await raw.Get(request, timeout=5)
         await stub.Get(request, timeout=5)
-        raw_rates: list[float] = []
-        discovered_rates: list[float] = []
-        ratios: list[float] = []
-        for number in range(THROUGHPUT_ROUNDS):
-            # Adjacent pairs in alternating order (AB, BA, ...): the ratio of each pair
-            # sees the same background load; the median pair ratio is the figure.
-            order = ("raw", "discovered") if number % 2 == 0 else ("discovered", "raw")
-            rates: dict[str, float] = {}
-            for kind in order:
-                target = raw if kind == "raw" else stub
-                rates[kind] = await calls_per_second(
-                    lambda t=target: t.Get(request, timeout=5),  # type: ignore[misc]
-                    calls,
-                )
-            raw_rates.append(rates["raw"])
-            discovered_rates.append(rates["discovered"])
-            ratios.append(rates["discovered"] / rates["raw"])
-    raw_rate = statistics.median(raw_rates)
-    discovered_rate = statistics.median(discovered_rates)
-    return {"raw": raw_rate, "discovered": discovered_rate, "ratio": statistics.median(ratios)}
+        pairs = await alternating_pairs(
+            concurrent_rate(CONCURRENCY),
+            {
+                "raw": lambda: raw.Get(request, timeout=5),
+                "discovered": lambda: stub.Get(request, timeout=5),
+            },
+            THROUGHPUT_ROUNDS,
+            calls,
+            until=math.inf,
+        )
+    return {
+        "raw": statistics.median(pair["raw"] for pair in pairs),
+        "discovered": statistics.median(pair["discovered"] for pair in pairs),
+        # Each pair's ratio sees one background load; the median pair ratio is the figure.
+        "ratio": statistics.median(pair["discovered"] / pair["raw"] for pair in pairs),
+    }
 
 
 async def measure(
@@ -239,26 +214,11 @@ async def measure(
 
 
 def run_with_server(rounds: int, calls: int, max_seconds: float) -> dict[str, Any]:
-    """The server runs in its own process, so it does not share the client's loop."""
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
-        with tempfile.TemporaryDirectory(prefix="bench-discovery-") as folder:
-            return asyncio.run(measure(port, rounds, calls, max_seconds, Path(folder)))
-    finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with (
+        server_process(__file__) as (port,),
+        tempfile.TemporaryDirectory(prefix="bench-discovery-") as folder,
+    ):
+        return asyncio.run(measure(port, rounds, calls, max_seconds, Path(folder)))
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
 """The cost of micro's gRPC server interceptor chain on a trivial unary call, on loopback.
 
 One server process (on uvloop, as a service runs) serves the same DevSvc.Get handler,
-answering from a dict, twice:
+answering from memory, twice:
   bare   a grpc.aio.server with no interceptors;
   micro  micro.transport.grpc.GrpcServer, built as device-srv builds it: the
          LayeredInterceptor(server_layers(...)) chain of tracing (the SDK provider of
@@ -27,10 +27,8 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -48,29 +46,24 @@ from micro.transport.grpc import GrpcServer
 # bench/ scripts run with bench/ on sys.path; the root makes bench.results importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.grpc_pairs import (
+    Call,
+    Devices,
+    alternating_pairs,
+    concurrent_rate,
+    sequential_rate,
+    server_process,
+)
 from bench.results import merge_results
 
 SERVICE = "go-micro.device-srv"
 DEV_SVC = device_pb2.DESCRIPTOR.services_by_name["DevSvc"].full_name
-DEVICES = {"device1": True, "device2": True, "device3": False}
 IN_FLIGHT = 16
 WARM_UP_CALLS = 200
 CALL_TIMEOUT_S = 5.0
 
-Get = Callable[[], Awaitable[Any]]
-
 
 # the server process -------------------------------------------------------------------
-
-
-class Devices(device_pb2_grpc.DevSvcServicer):
-    async def Get(self, request: device_pb2.DeviceName, context: Any) -> device_pb2.Device:
-        return device_pb2.Device(name=request.name, active=DEVICES.get(request.name, False))
-
-    async def List(
-        self, request: device_pb2.ListDevicesRequest, context: Any
-    ) -> device_pb2.ListDevicesResponse:
-        return device_pb2.ListDevicesResponse()
 
 
 async def serve(log_sink: TextIO) -> None:
@@ -103,42 +96,6 @@ async def serve(log_sink: TextIO) -> None:
 # measurements -------------------------------------------------------------------------
 
 
-async def sequential_rate(get: Get, calls: int) -> float:
-    started = time.perf_counter()
-    for _ in range(calls):
-        await get()
-    return calls / (time.perf_counter() - started)
-
-
-async def concurrent_rate(get: Get, calls: int) -> float:
-    per_worker = max(1, calls // IN_FLIGHT)
-
-    async def worker() -> None:
-        for _ in range(per_worker):
-            await get()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
-    return per_worker * IN_FLIGHT / (time.perf_counter() - started)
-
-
-async def alternating_pairs(
-    rate: Callable[[Get, int], Awaitable[float]],
-    gets: dict[str, Get],
-    rounds: int,
-    calls: int,
-    until: float,
-) -> list[dict[str, float]]:
-    """calls/s of each server per pair, in AB, BA, ... order; at least one pair."""
-    pairs: list[dict[str, float]] = []
-    for number in range(rounds):
-        if pairs and time.monotonic() > until:
-            break
-        order = ("bare", "micro") if number % 2 == 0 else ("micro", "bare")
-        pairs.append({kind: await rate(gets[kind], calls) for kind in order})
-    return pairs
-
-
 async def measure(
     bare_port: int, micro_port: int, rounds: int, calls: int, max_seconds: float
 ) -> dict[str, list[dict[str, float]]]:
@@ -147,7 +104,7 @@ async def measure(
         grpc.aio.insecure_channel(f"127.0.0.1:{bare_port}") as bare_channel,
         grpc.aio.insecure_channel(f"127.0.0.1:{micro_port}") as micro_channel,
     ):
-        gets: dict[str, Get] = {}
+        gets: dict[str, Call] = {}
         for kind, channel in (("bare", bare_channel), ("micro", micro_channel)):
             stub = device_pb2_grpc.DevSvcStub(channel)
             gets[kind] = lambda s=stub: s.Get(request, timeout=CALL_TIMEOUT_S)  # type: ignore[misc]
@@ -161,34 +118,14 @@ async def measure(
             sequential_rate, gets, rounds, calls, started + max_seconds / 2
         )
         concurrent = await alternating_pairs(
-            concurrent_rate, gets, rounds, calls, started + max_seconds
+            concurrent_rate(IN_FLIGHT), gets, rounds, calls, started + max_seconds
         )
     return {"sequential": sequential, "concurrent": concurrent}
 
 
 def run_with_server(rounds: int, calls: int, max_seconds: float) -> dict[str, Any]:
-    """The servers run in their own process, so they do not share the caller's loop."""
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        if not line:
-            raise RuntimeError("the server process exited before reporting its ports")
-        bare_port, micro_port = (int(port) for port in line.split())
+    with server_process(__file__) as (bare_port, micro_port):
         return asyncio.run(measure(bare_port, micro_port, rounds, calls, max_seconds))
-    finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def summarize(figures: dict[str, list[dict[str, float]]]) -> dict[str, float]:
