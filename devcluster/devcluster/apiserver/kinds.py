@@ -12,6 +12,7 @@ import ipaddress
 import itertools
 from typing import Any
 
+from devcluster.apiserver.selectors import selector_from_object, selector_object_causes
 from devcluster.apiserver.status import ApiError
 from devcluster.apiserver.store import Obj, Store
 from devcluster.apiserver.validation import Causes
@@ -374,9 +375,11 @@ class WorkloadStrategy(Strategy):
             selector.get("matchLabels") or selector.get("matchExpressions")
         ):
             return [("spec.selector", "Required value")]
+        causes = selector_object_causes(selector, "spec.selector")
+        if causes:
+            return causes
         labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-        wanted = selector.get("matchLabels") or {}
-        if any(labels.get(k) != v for k, v in wanted.items()):
+        if not selector_from_object(selector).matches(labels):
             return [
                 (
                     "spec.template.metadata.labels",

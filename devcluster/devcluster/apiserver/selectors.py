@@ -56,6 +56,18 @@ class Requirement:
                 return number > bound if self.operator == "gt" else number < bound
         return False
 
+    def text(self) -> str:
+        match self.operator:
+            case "exists":
+                return self.key
+            case "!":
+                return f"!{self.key}"
+            case "in" | "notin":
+                return f"{self.key} {self.operator} ({','.join(self.values)})"
+            case "gt" | "lt":
+                return f"{self.key}{'>' if self.operator == 'gt' else '<'}{self.values[0]}"
+        return f"{self.key}{self.operator}{self.values[0]}"
+
 
 @dataclass(frozen=True)
 class LabelSelector:
@@ -68,6 +80,10 @@ class LabelSelector:
     @property
     def empty(self) -> bool:
         return not self.requirements
+
+    def text(self) -> str:
+        """The selector in the query syntax, e.g. "app=x,tier in (a,b),!legacy"."""
+        return ",".join(requirement.text() for requirement in self.requirements)
 
 
 def _tokenize(text: str) -> list[str]:
@@ -192,6 +208,61 @@ class _LabelParser:
 
 def parse_label_selector(text: str | None) -> LabelSelector:
     return _LabelParser(text or "").parse()
+
+
+# LabelSelector objects (spec.selector of workloads) ---------------------------------------
+
+_OBJECT_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+
+
+def selector_object_causes(selector: Mapping[str, Any], field: str) -> list[tuple[str, str]]:
+    """What is wrong with a metav1.LabelSelector object, as kube-apiserver words it."""
+    causes: list[tuple[str, str]] = []
+    for index, expression in enumerate(selector.get("matchExpressions") or []):
+        where = f"{field}.matchExpressions[{index}]"
+        operator = _OBJECT_OPERATORS.get(expression.get("operator"))
+        if operator is None:
+            supported = ", ".join(f'"{name}"' for name in _OBJECT_OPERATORS)
+            causes.append(
+                (
+                    f"{where}.operator",
+                    f'Unsupported value: "{expression.get("operator")}": '
+                    f"supported values: {supported}",
+                )
+            )
+        elif operator in ("in", "notin") and not expression.get("values"):
+            causes.append(
+                (
+                    f"{where}.values",
+                    "Required value: must be specified when `operator` is 'In' or 'NotIn'",
+                )
+            )
+        elif operator in ("exists", "!") and expression.get("values"):
+            causes.append(
+                (
+                    f"{where}.values",
+                    "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                )
+            )
+    return causes
+
+
+def selector_from_object(selector: Mapping[str, Any]) -> LabelSelector:
+    """A metav1.LabelSelector object (matchLabels and matchExpressions, already valid) as
+    requirements sorted by key, as kube-apiserver orders them."""
+    requirements = [
+        Requirement(key, "=", (value,))
+        for key, value in (selector.get("matchLabels") or {}).items()
+    ]
+    requirements += [
+        Requirement(
+            expression["key"],
+            _OBJECT_OPERATORS.get(expression.get("operator"), ""),  # "" matches nothing
+            tuple(sorted(expression.get("values") or ())),
+        )
+        for expression in selector.get("matchExpressions") or []
+    ]
+    return LabelSelector(tuple(sorted(requirements, key=lambda r: r.key)))
 
 
 # Field selectors -------------------------------------------------------------------------

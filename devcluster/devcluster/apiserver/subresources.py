@@ -20,6 +20,7 @@ from devcluster.apiserver.auth import (
 from devcluster.apiserver.patch import MERGE_PATCH
 from devcluster.apiserver.registry import Registry, now_rfc3339
 from devcluster.apiserver.resources import ResourceType, by_key
+from devcluster.apiserver.selectors import selector_from_object
 
 MAX_TOKEN_SECONDS = 2**32
 
@@ -193,7 +194,6 @@ def scale_of(workload: dict[str, Any]) -> dict[str, Any]:
     """The autoscaling/v1 Scale view of a Deployment or ReplicaSet."""
     metadata = workload["metadata"]
     spec = workload.get("spec") or {}
-    labels = (spec.get("selector") or {}).get("matchLabels") or {}
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -205,7 +205,7 @@ def scale_of(workload: dict[str, Any]) -> dict[str, Any]:
         "spec": {"replicas": spec.get("replicas", 1)},
         "status": {
             "replicas": (workload.get("status") or {}).get("replicas", 0),
-            "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+            "selector": selector_from_object(spec.get("selector") or {}).text(),
         },
     }
 
