@@ -14,8 +14,10 @@ logger (ours, uvicorn's, grpc's) gets them.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -46,16 +48,30 @@ def trace_ids() -> tuple[str, str]:
     return trace.format_trace_id(ctx.trace_id), trace.format_span_id(ctx.span_id)
 
 
-def _caller(record: logging.LogRecord) -> str:
+# The formatters run for every access log line; the parts that repeat from line to line
+# (a file's short path, the current second) are worked out once and kept.
+
+
+@functools.lru_cache(maxsize=256)
+def _short_path(pathname: str) -> str:
     # The last folder and the file, like the Go example's "grpc/server.go:206".
-    parts = record.pathname.replace("\\", "/").rsplit("/", 2)
-    return f"{'/'.join(parts[-2:])}:{record.lineno}"
+    parts = pathname.replace("\\", "/").rsplit("/", 2)
+    return "/".join(parts[-2:])
+
+
+def _caller(record: logging.LogRecord) -> str:
+    return f"{_short_path(record.pathname)}:{record.lineno}"
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def _timestamp(record: logging.LogRecord) -> str:
     seconds = int(record.created)
     millis = int((record.created - seconds) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    return f"{_utc_second(seconds)}.{millis:03d}Z"
 
 
 def _fields(record: logging.LogRecord) -> Mapping[str, object]:
@@ -63,10 +79,13 @@ def _fields(record: logging.LogRecord) -> Mapping[str, object]:
     return fields if isinstance(fields, Mapping) else {}
 
 
+# Quoted so that an event stays one line and a value with spaces reads as one token.
+_NEEDS_QUOTES = re.compile(r'[ "=\n\r\t]')
+
+
 def _text_value(value: object) -> str:
     text = str(value)
-    # Keep one line per event and keep values with spaces readable as one token.
-    if text == "" or any(c in text for c in ' "=\n\r\t'):
+    if text == "" or _NEEDS_QUOTES.search(text):
         return json.dumps(text)
     return text
 
@@ -75,14 +94,9 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         trace_id, span_id = trace_ids()
         head = [
-            record.levelname,
-            f"service.id={_service.id}",
-            f"service.name={_service.name}",
-            f"service.version={_service.version}",
-            f"ts={_timestamp(record)}",
-            f"caller={_caller(record)}",
-            f"trace_id={trace_id}",
-            f"span_id={span_id}",
+            f"{record.levelname} service.id={_service.id} service.name={_service.name}"
+            f" service.version={_service.version} ts={_timestamp(record)}"
+            f" caller={_caller(record)} trace_id={trace_id} span_id={span_id}"
         ]
         head.extend(f"{key}={_text_value(value)}" for key, value in _fields(record).items())
         if record.exc_info:

@@ -8,6 +8,8 @@ requests whose code is not OK; they are also counted on their own for simple ale
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -54,11 +56,38 @@ CLIENT_LATENCY = Histogram(
 )
 
 
+class _ServerChildren(NamedTuple):
+    requests: Counter
+    errors: Counter | None  # None for OK
+    latency: Histogram
+
+
+# `.labels()` checks the label values and looks the child up under the metric's lock on
+# every call; a server sees a bounded set of (transport, method or route, code), so each
+# combination's children are looked up once and kept. micro never removes children, so
+# a kept child is always the registered one.
+_server_children: dict[tuple[str, str, str], _ServerChildren] = {}
+
+
+def _children_for(transport: str, method: str, code: str) -> _ServerChildren:
+    key = (transport, method, code)
+    children = _server_children.get(key)
+    if children is None:
+        children = _ServerChildren(
+            SERVER_REQUESTS.labels(transport, method, code),
+            SERVER_ERRORS.labels(transport, method, code) if code != "OK" else None,
+            SERVER_LATENCY.labels(transport, method),
+        )
+        _server_children[key] = children
+    return children
+
+
 def observe_server(transport: str, method: str, code: str, seconds: float) -> None:
-    SERVER_REQUESTS.labels(transport, method, code).inc()
-    if code != "OK":
-        SERVER_ERRORS.labels(transport, method, code).inc()
-    SERVER_LATENCY.labels(transport, method).observe(seconds)
+    children = _children_for(transport, method, code)
+    children.requests.inc()
+    if children.errors is not None:
+        children.errors.inc()
+    children.latency.observe(seconds)
 
 
 def observe_client(service: str, method: str, code: str, seconds: float) -> None:

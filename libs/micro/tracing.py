@@ -6,6 +6,7 @@ W3C trace context (traceparent/tracestate) travels in HTTP headers and in gRPC m
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping, MutableMapping
 
@@ -59,8 +60,17 @@ def flush_tracing() -> None:
 
 
 def tracer() -> trace.Tracer:
-    # Before setup_tracing this is the no-op tracer of the API: spans without ids.
-    return trace.get_tracer(TRACER_NAME)
+    # Before setup_tracing this is the API's proxy tracer: spans without ids until a
+    # provider is installed, then the provider's tracer.
+    return _tracer_of(trace.get_tracer_provider())
+
+
+# One tracer per provider, kept: the SDK's get_tracer builds its scope objects and
+# re-registers a warnings filter on every call (which also resets the warnings caches);
+# asked per request, that was the largest part of the server chain's span cost.
+@functools.lru_cache(maxsize=1)
+def _tracer_of(provider: trace.TracerProvider) -> trace.Tracer:
+    return provider.get_tracer(TRACER_NAME)
 
 
 def extract(carrier: Mapping[str, str]) -> otel_context.Context:

@@ -173,13 +173,19 @@ async def test_health_probes_log_at_debug_and_are_counted(
     assert server_span(spans, HEALTH_CHECK).attributes["rpc.grpc.status_code"] == 0  # type: ignore[index]
     assert counts.added() == (1, 0, 1)
 
-    # Above DEBUG the probe leaves no record, and is still counted.
+    # Above DEBUG the probe leaves no record, and is still counted; a failing probe
+    # still fails with its own code.
     access_log.clear()
     access_log.set_level(logging.INFO, logger="micro.grpc")
     counts = Counts(HEALTH_CHECK, "OK")
     await health.Check(health_pb2.HealthCheckRequest(service=""))
-    assert not [r for r in access_log.records if r.name == "micro.grpc"]
     assert counts.added() == (1, 0, 1)
+    counts = Counts(HEALTH_CHECK, "NOT_FOUND")
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"))
+    assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
+    assert counts.added() == (1, 1, 1)
+    assert not [r for r in access_log.records if r.name == "micro.grpc"]
 
 
 def hs256_policy(prefix: str) -> AccessPolicy:

@@ -32,19 +32,28 @@ _log = logging.getLogger("micro.grpc")
 QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
-@dataclass
+@dataclass(slots=True)
 class GrpcCall:
     method: str
     context: grpc.aio.ServicerContext[Any, Any]
     response_streaming: bool
     started: float = field(default_factory=time.perf_counter)
     code: grpc.StatusCode = grpc.StatusCode.OK
+    _text_metadata: dict[str, str] | None = None
+
+    @property
+    def text_metadata(self) -> dict[str, str]:
+        """The caller's text (non -bin) metadata, read once for every layer; the first
+        value of a repeated key wins."""
+        if self._text_metadata is None:
+            self._text_metadata = {}
+            for key, value in self.context.invocation_metadata() or ():
+                if isinstance(value, str):
+                    self._text_metadata.setdefault(key, value)
+        return self._text_metadata
 
     def metadata(self, key: str) -> str | None:
-        for name, value in self.context.invocation_metadata() or ():
-            if name == key and isinstance(value, str):
-                return value
-        return None
+        return self.text_metadata.get(key)
 
 
 Layer = Callable[[GrpcCall], AbstractAsyncContextManager[None]]
@@ -52,7 +61,7 @@ Layer = Callable[[GrpcCall], AbstractAsyncContextManager[None]]
 
 @asynccontextmanager
 async def tracing_layer(call: GrpcCall) -> AsyncIterator[None]:
-    parent = tracing.extract_metadata(call.context.invocation_metadata())
+    parent = tracing.extract(call.text_metadata)
     with tracing.tracer().start_as_current_span(
         call.method.lstrip("/"),
         context=parent,
@@ -81,20 +90,25 @@ async def observe_layer(call: GrpcCall) -> AsyncIterator[None]:
         level = logging.DEBUG if quiet else logging.INFO
         if call.code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
             level = logging.ERROR
-        _log.log(
-            level,
-            "[gRPC] %s %s",
-            call.method,
-            call.code.name,
-            extra={
-                "fields": {
-                    "method": call.method,
-                    "code": call.code.name,
-                    "duration_ms": round(seconds * 1000, 3),
-                    "peer": call.context.peer(),
-                }
-            },
-        )
+        # Probes log at DEBUG: the fields of a line nobody writes are not built.
+        if _log.isEnabledFor(level):
+            _log.log(
+                level,
+                "[gRPC] %s %s",
+                call.method,
+                call.code.name,
+                extra={
+                    "fields": {
+                        "method": call.method,
+                        "code": call.code.name,
+                        "duration_ms": round(seconds * 1000, 3),
+                        "peer": call.context.peer(),
+                    }
+                },
+            )
+
+
+_CODE_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def _context_code(call: GrpcCall) -> grpc.StatusCode:
@@ -102,7 +116,7 @@ def _context_code(call: GrpcCall) -> grpc.StatusCode:
     code: object = call.context.code()
     if isinstance(code, grpc.StatusCode):
         return code
-    return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.OK)
+    return _CODE_BY_NUMBER.get(code, grpc.StatusCode.OK)
 
 
 @asynccontextmanager
