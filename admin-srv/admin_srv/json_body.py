@@ -15,7 +15,6 @@ from micro.errors import ServiceError
 
 M = TypeVar("M", bound=Message)
 
-MAX_BODY_BYTES = 16 * 1024  # far above any real request here
 _UNKNOWN_FIELD = re.compile(r'has no field named "([^"]+)"')
 _BAD_FIELD = re.compile(r"Failed to parse (\w+) field: (.*)", re.DOTALL)
 
@@ -33,8 +32,6 @@ def parse_message(body: bytes, message: M) -> M:
     """Fill message from a JSON object body, refusing unknown fields and wrong types."""
     if not body.strip():
         raise _invalid("request body: must be a JSON object, got nothing")
-    if len(body) > MAX_BODY_BYTES:
-        raise _invalid(f"request body: larger than {MAX_BODY_BYTES} bytes")
     try:
         document: Any = json.loads(body)
     except (UnicodeDecodeError, ValueError):

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
-from admin_srv.config import AdminAuthConfig, LoginLimitConfig
+from admin_srv.config import AdminAuthConfig, AdminSrvConfig, LoginLimitConfig
 from admin_srv.wiring import AdminParts, build_admin
 from api.admin_srv.v1 import admin_pb2_grpc
 from api.device_srv.v1 import device_pb2_grpc
@@ -29,6 +29,7 @@ from device_srv.servicer import SERVICE_NAME as DEVICE_SERVICE
 from device_srv.servicer import DevSvcServicer
 from device_srv.usecases import DeviceUseCases
 from micro.auth import AccessPolicy
+from micro.config import load_config
 from micro.config.model import GrpcServerConfig, HttpServerConfig
 from micro.db import open_database
 from micro.health import Health
@@ -147,9 +148,22 @@ def login_limit() -> LoginLimitConfig:
     return LoginLimitConfig(max_failures_per_user=3, max_failures_per_address=6)
 
 
+@pytest.fixture(scope="session")
+def http_config() -> HttpServerConfig:
+    """server.http as admin-srv's own config file sets it (timeouts, body limit, CORS)."""
+    config_dir = pathlib.Path(__file__).resolve().parents[1] / "configs"
+    handle = load_config(AdminSrvConfig, service="admin-srv", config_dir=config_dir, env={})
+    http = handle.current.server.http
+    assert http is not None, f"{config_dir}/config.yaml has no server.http"
+    return http
+
+
 @pytest.fixture
 async def admin(
-    backends: Backends, auth_config: AdminAuthConfig, login_limit: LoginLimitConfig
+    backends: Backends,
+    auth_config: AdminAuthConfig,
+    login_limit: LoginLimitConfig,
+    http_config: HttpServerConfig,
 ) -> AsyncIterator[Admin]:
     """admin-srv's real HTTP and gRPC servers, wired as its composition root wires them."""
     parts = build_admin(
@@ -160,7 +174,9 @@ async def admin(
         policy.protect(prefix, roles=roles)
     policy.verifier = parts.verifier
     health = Health()
-    http = HttpServer(HttpServerConfig(addr="127.0.0.1:0"), health=health, policy=policy)
+    http = HttpServer(
+        http_config.model_copy(update={"addr": "127.0.0.1:0"}), health=health, policy=policy
+    )
     http.include_router(parts.router)
     grpc_server = GrpcServer(GrpcServerConfig(addr="127.0.0.1:0"), health=health, policy=policy)
     for add, servicer, name in parts.grpc_services:
