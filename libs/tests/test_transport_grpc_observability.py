@@ -4,6 +4,7 @@ calls, health probes and an authenticated caller."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
@@ -24,6 +25,7 @@ from prometheus_client import REGISTRY
 from api.device_srv.v1 import device_pb2, device_pb2_grpc
 from micro.auth import AccessPolicy, JwtVerifier
 from micro.config.model import TracingConfig
+from micro.testing.waiting import eventually
 from micro.tracing import setup_tracing
 from micro.transport.grpc import GrpcServer
 
@@ -224,3 +226,39 @@ async def test_authenticated_call_names_its_user_on_the_span(
     span = server_span(spans, GET)
     assert "enduser.id" not in (span.attributes or {})
     assert span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.UNAUTHENTICATED.value[0]  # type: ignore[index]
+
+
+class Stalling(device_pb2_grpc.DevSvcServicer):
+    """Get waits until cancelled; `started` is set once it runs."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+
+    async def Get(self, request: device_pb2.DeviceName, context: Any) -> device_pb2.Device:
+        self.started.set()
+        await asyncio.sleep(60)
+        return device_pb2.Device(name=request.name)
+
+    async def List(
+        self, request: device_pb2.ListDevicesRequest, context: Any
+    ) -> device_pb2.ListDevicesResponse:
+        return device_pb2.ListDevicesResponse()
+
+
+async def test_a_call_the_client_cancels_is_recorded_as_cancelled(
+    start_grpc: Any,
+    grpc_channel_to: OpenChannel,
+    spans: InMemorySpanExporter,
+    access_log: pytest.LogCaptureFixture,
+) -> None:
+    servicer = Stalling()
+    server = await start_grpc(servicer, deadline=timedelta(seconds=30))
+    counts = Counts(GET, "CANCELLED")
+    call = device_pb2_grpc.DevSvcStub(grpc_channel_to(server)).Get(device_pb2.DeviceName(name="x"))
+    await asyncio.wait_for(servicer.started.wait(), timeout=10)
+    call.cancel()
+    # The span ends last, after the metrics and the access line.
+    await eventually(lambda: bool(spans.get_finished_spans()), "the cancelled call's span")
+    assert server_span(spans, GET).attributes["rpc.grpc.status_code"] == 1  # type: ignore[index]
+    assert counts.added() == (1, 1, 1)
+    assert access_record(access_log, GET).getMessage() == f"[gRPC] {GET} CANCELLED"
