@@ -79,6 +79,26 @@ def test_json_format(capture: Callable[..., io.StringIO]) -> None:
         set_level("LOUD")
 
 
+def test_each_line_carries_its_own_time_and_caller(capture: Callable[..., io.StringIO]) -> None:
+    # The formatter keeps the current second and file names between lines: a line from
+    # another second, or another file, must still show its own.
+    stream = capture()
+    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "micro")
+    moments = [
+        (1695531535.125, "/srv/app/transport/grpc.py", "2023-09-24T04:58:55.125Z"),
+        (1695531536.75, "/srv/app/handler/devices.py", "2023-09-24T04:58:56.750Z"),
+        (1695531535.5, "/srv/app/transport/grpc.py", "2023-09-24T04:58:55.500Z"),
+    ]
+    for created, pathname, _ in moments:
+        record = logging.LogRecord("t", logging.INFO, pathname, 7, "m", None, None)
+        record.created = created
+        handler.handle(record)
+    lines = stream.getvalue().splitlines()
+    for line, (_, pathname, ts) in zip(lines, moments, strict=True):
+        short = "/".join(pathname.rsplit("/", 2)[-2:])
+        assert f" ts={ts} caller={short}:7 " in line, line
+
+
 class MemorySource:
     """A remote layer held in memory: what a ConfigMap watch hands the handle."""
 
