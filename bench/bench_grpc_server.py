@@ -37,10 +37,8 @@ import uvloop
 
 from api.device_srv.v1 import device_pb2, device_pb2_grpc
 from micro.auth import AccessPolicy
-from micro.config.model import GrpcServerConfig, TracingConfig
+from micro.config.model import GrpcServerConfig
 from micro.health import Health
-from micro.log import configure_logging
-from micro.tracing import setup_tracing
 from micro.transport.grpc import GrpcServer
 
 # bench/ scripts run with bench/ on sys.path; the root makes bench.results importable.
@@ -50,17 +48,18 @@ from bench.grpc_pairs import (
     Call,
     Devices,
     alternating_pairs,
+    answer_until_stdin_closes,
+    checked_get,
     concurrent_rate,
+    observe_like_a_service,
     sequential_rate,
     server_process,
 )
 from bench.results import merge_results
 
-SERVICE = "go-micro.device-srv"
 DEV_SVC = device_pb2.DESCRIPTOR.services_by_name["DevSvc"].full_name
 IN_FLIGHT = 16
 WARM_UP_CALLS = 200
-CALL_TIMEOUT_S = 5.0
 
 
 # the server process -------------------------------------------------------------------
@@ -69,13 +68,7 @@ CALL_TIMEOUT_S = 5.0
 async def serve(log_sink: TextIO) -> None:
     """Start both servers on 127.0.0.1:0, print "<bare port> <micro port>", serve until
     stdin closes."""
-    # What App.start sets up before the servers: the log handler and the tracer.
-    configure_logging(
-        service_id="bench", service_name=SERVICE, service_version="bench", stream=log_sink
-    )
-    setup_tracing(
-        TracingConfig(), service_name=SERVICE, service_version="bench", instance_id="bench"
-    )
+    observe_like_a_service(log_sink)
     devices = Devices()
     bare = grpc.aio.server()
     device_pb2_grpc.add_DevSvcServicer_to_server(devices, bare)
@@ -87,7 +80,7 @@ async def serve(log_sink: TextIO) -> None:
     micro_port = await micro.start()
     print(bare_port, micro_port, flush=True)
     try:
-        await asyncio.to_thread(sys.stdin.read)
+        await answer_until_stdin_closes()
     finally:
         await micro.stop(0)
         await bare.stop(0)
@@ -99,19 +92,14 @@ async def serve(log_sink: TextIO) -> None:
 async def measure(
     bare_port: int, micro_port: int, rounds: int, calls: int, max_seconds: float
 ) -> dict[str, list[dict[str, float]]]:
-    request = device_pb2.DeviceName(name="device1")
     async with (
         grpc.aio.insecure_channel(f"127.0.0.1:{bare_port}") as bare_channel,
         grpc.aio.insecure_channel(f"127.0.0.1:{micro_port}") as micro_channel,
     ):
-        gets: dict[str, Call] = {}
-        for kind, channel in (("bare", bare_channel), ("micro", micro_channel)):
-            stub = device_pb2_grpc.DevSvcStub(channel)
-            gets[kind] = lambda s=stub: s.Get(request, timeout=CALL_TIMEOUT_S)  # type: ignore[misc]
-            answer = await gets[kind]()
-            if answer.name != "device1" or not answer.active:
-                raise RuntimeError(f"{kind} server answered {answer!r}")
-            await sequential_rate(gets[kind], WARM_UP_CALLS)
+        gets: dict[str, Call] = {
+            "bare": await checked_get(bare_channel, WARM_UP_CALLS),
+            "micro": await checked_get(micro_channel, WARM_UP_CALLS),
+        }
         started = time.monotonic()
         # Half the time budget each, so the concurrent variant always gets its pairs.
         sequential = await alternating_pairs(

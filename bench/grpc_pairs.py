@@ -1,6 +1,6 @@
-"""What the gRPC throughput benchmarks share: the DevSvc server they call, run in a process
-of its own, and calls/s measured in alternating pairs so that each pair sees the same
-background load."""
+"""What the gRPC benchmarks share: the DevSvc server they call, run in a process of its
+own set up as a service sets itself up, and samples taken in rotating order (for two
+kinds, alternating pairs) so that every kind sees the same background load."""
 
 from __future__ import annotations
 
@@ -8,14 +8,22 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
+
+import grpc
 
 from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from micro.config.model import TracingConfig
+from micro.log import configure_logging
+from micro.tracing import setup_tracing
 
 Call = Callable[[], Awaitable[Any]]
 Rate = Callable[[Call, int], Awaitable[float]]
+
+SERVICE = "go-micro.device-srv"
+CALL_TIMEOUT_S = 5.0
 
 
 class Devices(device_pb2_grpc.DevSvcServicer):
@@ -30,11 +38,51 @@ class Devices(device_pb2_grpc.DevSvcServicer):
         return device_pb2.ListDevicesResponse()
 
 
+def observe_like_a_service(log_sink: TextIO) -> None:
+    """What App.start sets up before its servers: the log handler (text lines at INFO,
+    written to `log_sink`) and the tracer (the SDK provider, every call sampled, no
+    exporter)."""
+    configure_logging(
+        service_id="bench", service_name=SERVICE, service_version="bench", stream=log_sink
+    )
+    setup_tracing(
+        TracingConfig(), service_name=SERVICE, service_version="bench", instance_id="bench"
+    )
+
+
+async def answer_until_stdin_closes(on_request: Callable[[str], None] | None = None) -> None:
+    """The `--serve` side of ServerProcess: answer each line on stdin with this process's
+    CPU seconds so far, after handing the line to `on_request`; return when stdin closes."""
+    while line := await asyncio.to_thread(sys.stdin.readline):
+        if on_request is not None:
+            on_request(line.strip())
+        print(time.process_time(), flush=True)
+
+
+class ServerProcess:
+    """A running `script --serve`: the ports it printed first, and its CPU time on request."""
+
+    def __init__(self, process: subprocess.Popen[str], ports: list[int]) -> None:
+        self._process = process
+        self.ports = ports
+
+    def cpu_seconds(self, request: str = "") -> float:
+        """The server's user + system CPU seconds (all its threads) once it has read
+        `request` (one line, handed to its `on_request`)."""
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        self._process.stdin.write(request + "\n")
+        self._process.stdin.flush()
+        answer = self._process.stdout.readline()
+        if not answer:
+            raise RuntimeError("the server process exited instead of answering its CPU time")
+        return float(answer)
+
+
 @contextmanager
-def server_process(script: str) -> Iterator[list[int]]:
+def start_server_process(script: str) -> Iterator[ServerProcess]:
     """Run `script --serve` in its own process, so that its servers do not share the
-    caller's event loop; yield the ports on the first line it prints. Closing its stdin
-    tells it to stop."""
+    caller's event loop (nor its CPU time); closing its stdin tells it to stop."""
     server = subprocess.Popen(
         [sys.executable, script, "--serve"],
         stdin=subprocess.PIPE,
@@ -46,7 +94,7 @@ def server_process(script: str) -> Iterator[list[int]]:
         line = server.stdout.readline()
         if not line:
             raise RuntimeError(f"{script} --serve exited before printing its ports")
-        yield [int(port) for port in line.split()]
+        yield ServerProcess(server, [int(port) for port in line.split()])
     finally:
         if server.stdin is not None:
             server.stdin.close()
@@ -59,6 +107,29 @@ def server_process(script: str) -> Iterator[list[int]]:
             server.stdout.close()
 
 
+@contextmanager
+def server_process(script: str) -> Iterator[list[int]]:
+    """start_server_process, for a caller that needs only the ports."""
+    with start_server_process(script) as server:
+        yield server.ports
+
+
+async def checked_get(channel: grpc.aio.Channel, warm_up_calls: int) -> Call:
+    """DevSvc.Get("device1") on `channel`, once its answer is checked and the channel
+    warmed up with `warm_up_calls` calls."""
+    stub = device_pb2_grpc.DevSvcStub(channel)
+    request = device_pb2.DeviceName(name="device1")
+
+    def get() -> Awaitable[Any]:
+        return stub.Get(request, timeout=CALL_TIMEOUT_S)
+
+    answer = await get()
+    if answer.name != "device1" or not answer.active:
+        raise RuntimeError(f"DevSvc.Get answered {answer!r}")
+    await sequential_rate(get, warm_up_calls)
+    return get
+
+
 async def sequential_rate(call: Call, calls: int) -> float:
     """calls/s with one call in flight."""
     started = time.perf_counter()
@@ -67,21 +138,44 @@ async def sequential_rate(call: Call, calls: int) -> float:
     return calls / (time.perf_counter() - started)
 
 
+async def calls_in_flight(call: Call, in_flight: int, calls: int) -> int:
+    """About `calls` calls by `in_flight` callers, each making its share in turn; answers
+    how many were made (a multiple of `in_flight`)."""
+    per_caller = max(1, calls // in_flight)
+
+    async def caller() -> None:
+        for _ in range(per_caller):
+            await call()
+
+    await asyncio.gather(*(caller() for _ in range(in_flight)))
+    return per_caller * in_flight
+
+
 def concurrent_rate(in_flight: int) -> Rate:
-    """calls/s with `in_flight` callers, each making its share of the calls in turn."""
+    """calls/s with `in_flight` callers."""
 
     async def rate(call: Call, calls: int) -> float:
-        per_caller = max(1, calls // in_flight)
-
-        async def caller() -> None:
-            for _ in range(per_caller):
-                await call()
-
         started = time.perf_counter()
-        await asyncio.gather(*(caller() for _ in range(in_flight)))
-        return per_caller * in_flight / (time.perf_counter() - started)
+        made = await calls_in_flight(call, in_flight, calls)
+        return made / (time.perf_counter() - started)
 
     return rate
+
+
+async def rotating_rounds(
+    sample: Callable[[str], Awaitable[float]], kinds: Sequence[str], rounds: int, until: float
+) -> list[dict[str, float]]:
+    """One sample of each kind per round, round n starting at the n-th kind (so every kind
+    takes every place in the order), until `rounds` rounds or the monotonic time `until`;
+    at least one round."""
+    results: list[dict[str, float]] = []
+    for number in range(rounds):
+        if results and time.monotonic() > until:
+            break
+        start = number % len(kinds)
+        order = [*kinds[start:], *kinds[:start]]
+        results.append({kind: await sample(kind) for kind in order})
+    return results
 
 
 async def alternating_pairs(
@@ -89,11 +183,10 @@ async def alternating_pairs(
 ) -> list[dict[str, float]]:
     """calls/s of each of two kinds per pair, measured in AB, BA, ... order, until
     `rounds` pairs or the monotonic time `until`; at least one pair."""
-    first, second = calls_by_kind
-    pairs: list[dict[str, float]] = []
-    for number in range(rounds):
-        if pairs and time.monotonic() > until:
-            break
-        order = (first, second) if number % 2 == 0 else (second, first)
-        pairs.append({kind: await rate(calls_by_kind[kind], calls) for kind in order})
-    return pairs
+    if len(calls_by_kind) != 2:
+        raise ValueError("alternating_pairs compares exactly two kinds")
+
+    async def sample(kind: str) -> float:
+        return await rate(calls_by_kind[kind], calls)
+
+    return await rotating_rounds(sample, list(calls_by_kind), rounds, until)
