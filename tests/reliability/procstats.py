@@ -36,7 +36,10 @@ def _sample(name: str, pid: int) -> ProcessSample | None:
     except OSError:  # gone between the listing and the read
         return None
     started = int(stat.rsplit(")", 1)[1].split()[19])
-    rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+    rss_lines = [line for line in status.splitlines() if line.startswith("VmRSS:")]
+    if not rss_lines:  # exiting: a zombie has no memory left to report
+        return None
+    rss = int(rss_lines[0].split()[1])
     return ProcessSample(name, pid, started, rss, fds, time.monotonic())
 
 
