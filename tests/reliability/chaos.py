@@ -39,6 +39,9 @@ class ChaosEvent:
     pod: str
     start: float  # time.monotonic() when the action was taken
     recovered: float  # when every Deployment had its replicas ready again
+    # A crash: when the killed process was seen gone, its connections reset. SIGKILL
+    # takes effect a few milliseconds after it is sent; a call sent meanwhile is lost.
+    gone: float = 0.0
 
 
 def _api_answers(system: System) -> bool:
@@ -114,6 +117,8 @@ class Chaos:
         restarts = _restart_count(pod)
         start = time.monotonic()
         os.kill(pid, signal.SIGKILL)
+        wait_for(f"{name}'s process {pid} to die", lambda: not alive(pid), 5.0, 0.001)
+        gone = time.monotonic()
 
         def restarted() -> bool:
             for ready in ready_pods(self._system.node.core, NAMESPACE, f"app={service}"):
@@ -122,7 +127,7 @@ class Chaos:
             return False
 
         wait_for(f"{name} to restart after SIGKILL", restarted, RECOVERY_TIMEOUT_S, 0.2)
-        return ChaosEvent("crash", service, name, start, wait_steady(self._system))
+        return ChaosEvent("crash", service, name, start, wait_steady(self._system), gone)
 
     def rolling_update(self) -> ChaosEvent:
         """Roll a Deployment: the two gateways in a random order first (clients reach

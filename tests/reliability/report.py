@@ -33,13 +33,15 @@ def action_of(request: Request, events: list[ChaosEvent]) -> ChaosEvent | None:
 
 def allowed_crash_failure(request: Request, event: ChaosEvent | None) -> bool:
     """A failure the system may give: a non-idempotent call (never retried) that was in
-    flight when a token-srv process, the one serving its non-idempotent step, was killed."""
+    flight while a token-srv process, the one serving its non-idempotent step, was being
+    killed (from the SIGKILL until the process was gone)."""
     return bool(
         event is not None
         and event.kind == "crash"
         and event.service == "token-srv"
         and request.operation in NON_IDEMPOTENT
-        and request.start <= event.start <= request.end
+        and request.start <= event.gone
+        and event.start <= request.end
     )
 
 
