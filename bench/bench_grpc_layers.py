@@ -30,10 +30,8 @@ variants of a round, so the paired increments are steadier; still, the default r
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
-import os
 import statistics
 import sys
 import time
@@ -43,7 +41,6 @@ from pathlib import Path
 from typing import TextIO
 
 import grpc
-import uvloop
 
 from api.device_srv.v1 import device_pb2_grpc
 from micro.auth import AccessPolicy
@@ -59,10 +56,12 @@ from bench.grpc_pairs import (
     Devices,
     ServerProcess,
     answer_until_stdin_closes,
+    bench_arguments,
     calls_in_flight,
     checked_get,
     observe_like_a_service,
     rotating_rounds,
+    serve_on_uvloop,
     start_server_process,
 )
 from bench.results import merge_results
@@ -183,21 +182,11 @@ def report(samples: list[dict[str, float]], calls: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=20, help="samples per variant")
-    parser.add_argument("--calls", type=int, default=800, help="calls per sample")
-    parser.add_argument("--max-seconds", type=float, default=20.0)
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.rounds < 1 or args.calls < 1 or args.max_seconds <= 0:
-        parser.error("--rounds, --calls and --max-seconds must be positive")
+    args = bench_arguments(
+        __doc__, rounds=20, rounds_help="samples per variant", calls=800, max_seconds=20.0
+    )
     if args.serve:
-        # Access log lines are formatted and written as in a pod, then dropped.
-        with (
-            open(os.devnull, "w") as log_sink,
-            asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
-        ):
-            runner.run(serve(log_sink))
+        serve_on_uvloop(serve)
         return 0
     with start_server_process(__file__) as server:
         samples = asyncio.run(measure(server, args.rounds, args.calls, args.max_seconds))

@@ -23,9 +23,7 @@ grpc_server_micro_call_us and grpc_server_chain_concurrent_ratio into bench/resu
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -33,7 +31,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import grpc
-import uvloop
 
 from api.device_srv.v1 import device_pb2, device_pb2_grpc
 from micro.auth import AccessPolicy
@@ -49,10 +46,12 @@ from bench.grpc_pairs import (
     Devices,
     alternating_pairs,
     answer_until_stdin_closes,
+    bench_arguments,
     checked_get,
     concurrent_rate,
     observe_like_a_service,
     sequential_rate,
+    serve_on_uvloop,
     server_process,
 )
 from bench.results import merge_results
@@ -136,21 +135,11 @@ def summarize(figures: dict[str, list[dict[str, float]]]) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15, help="alternating pairs per variant")
-    parser.add_argument("--calls", type=int, default=500, help="calls per sample")
-    parser.add_argument("--max-seconds", type=float, default=60.0)
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.rounds < 1 or args.calls < 1 or args.max_seconds <= 0:
-        parser.error("--rounds, --calls and --max-seconds must be positive")
+    args = bench_arguments(
+        __doc__, rounds=15, rounds_help="alternating pairs per variant", calls=500, max_seconds=60.0
+    )
     if args.serve:
-        # Access log lines are formatted and written as in a pod, then dropped.
-        with (
-            open(os.devnull, "w") as log_sink,
-            asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
-        ):
-            runner.run(serve(log_sink))
+        serve_on_uvloop(serve)
         return 0
     figures = run_with_server(args.rounds, args.calls, args.max_seconds)
     summary = summarize(figures)

@@ -4,15 +4,18 @@ kinds, alternating pairs) so that every kind sees the same background load."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TextIO
 
 import grpc
+import uvloop
 
 from api.device_srv.v1 import device_pb2, device_pb2_grpc
 from micro.config.model import TracingConfig
@@ -48,6 +51,32 @@ def observe_like_a_service(log_sink: TextIO) -> None:
     setup_tracing(
         TracingConfig(), service_name=SERVICE, service_version="bench", instance_id="bench"
     )
+
+
+def bench_arguments(
+    doc: str | None, *, rounds: int, rounds_help: str, calls: int, max_seconds: float
+) -> argparse.Namespace:
+    """The command line every gRPC benchmark takes (with a hidden --serve for its server
+    process), each count checked to be positive."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=rounds, help=rounds_help)
+    parser.add_argument("--calls", type=int, default=calls, help="calls per sample")
+    parser.add_argument("--max-seconds", type=float, default=max_seconds)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rounds < 1 or args.calls < 1 or args.max_seconds <= 0:
+        parser.error("--rounds, --calls and --max-seconds must be positive")
+    return args
+
+
+def serve_on_uvloop(serve: Callable[[TextIO], Coroutine[Any, Any, None]]) -> None:
+    """Run a --serve process's `serve` on uvloop, as a service runs, with its access log
+    lines formatted and written as in a pod, then dropped."""
+    with (
+        open(os.devnull, "w") as log_sink,
+        asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
+    ):
+        runner.run(serve(log_sink))
 
 
 async def answer_until_stdin_closes(on_request: Callable[[str], None] | None = None) -> None:
