@@ -38,6 +38,32 @@ async def versions_and_steps(engine: AsyncEngine) -> tuple[list[int], list[int]]
     return versions, [row.version for row in steps]
 
 
+async def assert_engines_opening_together_apply_each_step_once(url: str) -> None:
+    """Four engines (replicas in one process) open the database at once."""
+    engines = await asyncio.gather(*(open_database(url, MIGRATIONS, LOCK_NAME) for _ in range(4)))
+    try:
+        for engine in engines:
+            assert await versions_and_steps(engine) == ([1, 2], [1, 2])
+    finally:
+        await asyncio.gather(*(engine.dispose() for engine in engines))
+
+
+async def migrate_in_processes_together(url: str, go: pathlib.Path) -> AsyncEngine:
+    """Three processes migrate at once; answers an engine on the result, once each
+    recorded version and step is there exactly once."""
+    results = await asyncio.to_thread(
+        run_together, [["migrate", url, str(go)] for _ in range(3)], go
+    )
+    assert [code for code, _ in results] == [0, 0, 0], results
+    engine = create_engine(url)
+    try:
+        assert await versions_and_steps(engine) == ([1, 2], [1, 2])
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine
+
+
 def table_names(conn: Connection) -> set[str]:
     return set(inspect(conn).get_table_names())
 
@@ -122,28 +148,14 @@ async def test_engines_opening_one_new_sqlite_file_together_apply_each_step_once
 ) -> None:
     # Several rounds: the engines race to switch the new file to WAL, which SQLite
     # refuses at once ("database is locked") to all but one of them.
-    engines = await asyncio.gather(
-        *(open_database(sqlite_url, MIGRATIONS, LOCK_NAME) for _ in range(4))
-    )
-    try:
-        for engine in engines:
-            assert await versions_and_steps(engine) == ([1, 2], [1, 2])
-    finally:
-        await asyncio.gather(*(engine.dispose() for engine in engines))
+    await assert_engines_opening_together_apply_each_step_once(sqlite_url)
 
 
 async def test_processes_migrating_one_sqlite_file_together_apply_each_step_once(
     tmp_path: pathlib.Path, sqlite_url: str
 ) -> None:
-    go = tmp_path / "go"
-    results = await asyncio.to_thread(
-        run_together, [["migrate", sqlite_url, str(go)] for _ in range(3)], go
-    )
-
-    assert [code for code, _ in results] == [0, 0, 0], results
-    engine = create_engine(sqlite_url)
+    engine = await migrate_in_processes_together(sqlite_url, tmp_path / "go")
     try:
-        assert await versions_and_steps(engine) == ([1, 2], [1, 2])
         async with engine.connect() as conn:
             pids = (await conn.execute(text("SELECT DISTINCT pid FROM steps"))).scalars().all()
         assert len(pids) == 1  # one process applied both steps in its one transaction
@@ -213,31 +225,15 @@ async def fresh_postgres(postgres_url: str) -> AsyncIterator[str]:
 async def test_postgres_replicas_starting_together_apply_each_step_once(
     fresh_postgres: str,
 ) -> None:
-    engines = await asyncio.gather(
-        *(open_database(fresh_postgres, MIGRATIONS, LOCK_NAME) for _ in range(4))
-    )
-    try:
-        for engine in engines:
-            assert await versions_and_steps(engine) == ([1, 2], [1, 2])
-    finally:
-        await asyncio.gather(*(engine.dispose() for engine in engines))
+    await assert_engines_opening_together_apply_each_step_once(fresh_postgres)
 
 
 @pytest.mark.postgres
 async def test_postgres_processes_migrating_together_apply_each_step_once(
     fresh_postgres: str, tmp_path: pathlib.Path
 ) -> None:
-    go = tmp_path / "go"
-    results = await asyncio.to_thread(
-        run_together, [["migrate", fresh_postgres, str(go)] for _ in range(3)], go
-    )
-
-    assert [code for code, _ in results] == [0, 0, 0], results
-    engine = create_engine(fresh_postgres)
-    try:
-        assert await versions_and_steps(engine) == ([1, 2], [1, 2])
-    finally:
-        await engine.dispose()
+    engine = await migrate_in_processes_together(fresh_postgres, tmp_path / "go")
+    await engine.dispose()
 
 
 @pytest.mark.postgres
