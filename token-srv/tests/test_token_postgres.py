@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from micro.db import open_database, schema_versions
+from micro.db import schema_versions
 from micro.errors import ServiceError
+from micro.testing.database import opened_by_two_replicas
 from token_srv.domain import Subject
 from token_srv.migrations import MIGRATIONS
 from token_srv.repository import SqlTokenRepository
@@ -25,15 +25,10 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 async def pg_engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    engines = await asyncio.gather(
-        open_database(postgres_url, MIGRATIONS, "token-srv"),
-        open_database(postgres_url, MIGRATIONS, "token-srv"),
-    )
-    await engines[1].dispose()
-    yield engines[0]
-    async with engines[0].begin() as conn:
-        await conn.execute(text("DROP TABLE refresh_tokens, revoked_access_tokens, schema_version"))
-    await engines[0].dispose()
+    async with opened_by_two_replicas(
+        postgres_url, MIGRATIONS, "token-srv", tables=("refresh_tokens", "revoked_access_tokens")
+    ) as engine:
+        yield engine
 
 
 async def test_rotation_reuse_and_revocation_on_postgres(

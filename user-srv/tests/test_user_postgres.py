@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from micro.db import open_database, schema_versions
+from micro.db import schema_versions
 from micro.errors import ServiceError
+from micro.testing.database import opened_by_two_replicas
 from user_srv.migrations import MIGRATIONS
 from user_srv.passwords import Argon2PasswordHasher
 from user_srv.repository import SqlUserRepository
@@ -22,16 +21,10 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 async def pg_engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    # Two replicas starting at once: the advisory lock lets one apply the migrations.
-    engines = await asyncio.gather(
-        open_database(postgres_url, MIGRATIONS, "user-srv"),
-        open_database(postgres_url, MIGRATIONS, "user-srv"),
-    )
-    await engines[1].dispose()
-    yield engines[0]
-    async with engines[0].begin() as conn:
-        await conn.execute(text("DROP TABLE users, schema_version"))
-    await engines[0].dispose()
+    async with opened_by_two_replicas(
+        postgres_url, MIGRATIONS, "user-srv", tables=("users",)
+    ) as engine:
+        yield engine
 
 
 async def test_concurrent_starts_apply_each_migration_once(pg_engine: AsyncEngine) -> None:
