@@ -10,13 +10,14 @@ signals or exit, for running a service inside a test: `await app.start()`, read
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -330,32 +331,58 @@ class App(Generic[C]):
             _log.error("deregistration failed (the pod's deletion removes it): %s", exc)
 
     async def _release(self, *, grace: float) -> None:
-        """Stop whatever started, in reverse; each step runs even when one fails."""
+        """Stop whatever started, in reverse. Every step runs even when an earlier one
+        fails: a failure is logged at ERROR naming its step, and the release goes on."""
         await self._deregister()
-        servers = [s for s in (self._grpc, self._http, self._metrics) if s is not None]
+        servers = [
+            (f"stopping the {kind} server", server)
+            for kind, server in (
+                ("gRPC", self._grpc),
+                ("HTTP", self._http),
+                ("metrics", self._metrics),
+            )
+            if server is not None
+        ]
         self._grpc = self._http = self._metrics = None
-        await asyncio.gather(*(server.stop(grace) for server in servers))
+
+        async def stop(step: str, server: GrpcServer | HttpServer) -> None:
+            with _logged_failure(step):
+                await server.stop(grace)
+
+        await asyncio.gather(*(stop(step, server) for step, server in servers))
         hooks = list(reversed(self.ctx.shutdown_hooks)) if self.ctx is not None else []
         if self.ctx is not None:
             self.ctx.shutdown_hooks.clear()
             hooks.append(self.ctx.close_clients)
         for hook in hooks:
-            try:
+            with _logged_failure(f"shutdown hook {getattr(hook, '__qualname__', hook)}"):
                 await hook()
-            except Exception:
-                _log.exception("shutdown hook %s failed", getattr(hook, "__qualname__", hook))
         if self._discovery is not None:
             discovery, self._discovery = self._discovery, None
-            await discovery.close()
+            with _logged_failure("closing discovery"):
+                await discovery.close()
         unsubscribe, self._unsubscribe = self._unsubscribe, []
         for stop_following in unsubscribe:
-            stop_following()
+            with _logged_failure("unsubscribing a config observer"):
+                stop_following()
         if self._handle is not None:
-            await self._handle.stop()
+            with _logged_failure("stopping the config watch"):
+                await self._handle.stop()
         if self._api is not None:
             api, self._api = self._api, None
-            api.close()
-        flush_tracing()
+            with _logged_failure("closing the Kubernetes API client"):
+                api.close()
+        with _logged_failure("flushing traces"):
+            flush_tracing()
+
+
+@contextlib.contextmanager
+def _logged_failure(step: str) -> Iterator[None]:
+    """A shutdown step whose failure is logged, not raised, so the later steps still run."""
+    try:
+        yield
+    except Exception:
+        _log.exception("shutdown step failed: %s", step)
 
 
 async def serve_until_signalled(app: App[Any]) -> int:

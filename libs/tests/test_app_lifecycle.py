@@ -5,12 +5,13 @@ and in-process."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,12 @@ import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.sdk.trace import SpanProcessor
 
 from api.device_srv.v1 import device_pb2, device_pb2_grpc
 from micro.app import App, ServiceContext
-from micro.config.model import ServiceConfig
+from micro.config.model import ServiceConfig, TracingConfig
+from micro.tracing import setup_tracing
 
 SERVICE = Path(__file__).with_name("runtime_service.py")
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -258,3 +261,79 @@ async def test_grpc_only_service_serves_metrics_on_server_metrics(restore_loggin
         assert counted in scrape
     finally:
         await app.shutdown()
+
+
+class FlushCounter(SpanProcessor):
+    """Counts the flushes of the process's tracer provider."""
+
+    def __init__(self) -> None:
+        self.flushes = 0
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        self.flushes += 1
+        return True
+
+
+def broken(step: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """The step, done for real, then failing as a part whose stop goes wrong would."""
+
+    async def run_then_fail(*args: Any) -> None:
+        await step(*args)
+        raise RuntimeError(f"{step.__qualname__} broke")
+
+    return run_then_fail
+
+
+async def test_a_failing_shutdown_step_does_not_skip_the_later_ones(
+    restore_logging: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    hooks_ran: list[str] = []
+
+    async def compose(ctx: ServiceContext[ServiceConfig]) -> None:
+        async def dispose_engine() -> None:
+            hooks_ran.append("dispose_engine")
+
+        ctx.on_shutdown(dispose_engine)
+
+    env = {
+        "MICRO__REGISTRY__TYPE": "static",
+        "MICRO__SERVER__GRPC__ADDR": "127.0.0.1:0",
+        "MICRO__SERVER__HTTP__ADDR": "127.0.0.1:0",
+        "MICRO__SHUTDOWN__DRAIN_DELAY": "0s",
+        "MICRO__SHUTDOWN__GRACE_PERIOD": "0s",
+    }
+    app = App("go-micro.test-srv", ServiceConfig, compose, version="test", env=env)
+    await app.start()
+    assert app.ctx is not None
+    http_port = app.ctx.http_port
+    assert http_port
+    # The parts the release steps through, each failing after doing its work.
+    assert app._grpc is not None
+    assert app._discovery is not None
+    assert app._handle is not None
+    monkeypatch.setattr(app._grpc, "stop", broken(app._grpc.stop))
+    monkeypatch.setattr(app._discovery, "close", broken(app._discovery.close))
+    monkeypatch.setattr(app._handle, "stop", broken(app._handle.stop))
+    flush = FlushCounter()
+    provider = setup_tracing(
+        TracingConfig(), service_name="go-micro.test-srv", service_version="t", instance_id="t"
+    )
+    provider.add_span_processor(flush)
+
+    with caplog.at_level(logging.ERROR, logger="micro.app"):
+        await app.shutdown()
+
+    failures = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "micro.app" and r.levelno == logging.ERROR
+    ]
+    assert failures == [
+        "shutdown step failed: stopping the gRPC server",
+        "shutdown step failed: closing discovery",
+        "shutdown step failed: stopping the config watch",
+    ]
+    assert hooks_ran == ["dispose_engine"]  # after the gRPC server's failed stop
+    assert flush.flushes == 1  # after the config watch's failed stop
+    with pytest.raises(ConnectionRefusedError):  # the HTTP server stopped beside it
+        socket.create_connection(("127.0.0.1", http_port), timeout=2).close()
