@@ -33,7 +33,7 @@ _MERGE_KEYS: dict[str, str] = {
 }
 _CONTAINER_LISTS = {"containers", "initContainers", "ephemeralContainers"}
 # Lists of scalars with patchStrategy "merge": entries are unioned, not replaced.
-_MERGED_SCALAR_LISTS = {"finalizers"}
+MERGED_SCALAR_LISTS = {"finalizers"}
 
 
 def merge_key(path: tuple[str, ...]) -> str | None:
@@ -113,7 +113,7 @@ def _merge_list(target: Any, patch: list[Any], path: tuple[str, ...]) -> list[An
     field = path[-1]
     if any(isinstance(item, dict) and item.get("$patch") == "replace" for item in patch):
         return [copy.deepcopy(i) for i in patch if not (isinstance(i, dict) and "$patch" in i)]
-    if field in _MERGED_SCALAR_LISTS:
+    if field in MERGED_SCALAR_LISTS:
         merged = list(current)
         merged.extend(item for item in patch if item not in merged)
         return merged

@@ -2,9 +2,9 @@
 
 Files are read in name order (.yaml, .yml, .json; `kind: List` unpacked), Namespaces
 are applied first, then everything in file order. A missing object is created with the
-kubectl.kubernetes.io/last-applied-configuration annotation; an existing one is patched
-(strategic merge) with the manifest. Unlike kubectl's three-way merge, a field removed
-from a manifest is not removed from the live object.
+kubectl.kubernetes.io/last-applied-configuration annotation; an existing one gets
+kubectl's three-way strategic merge patch (runner.threeway) from that annotation, the
+manifest and the live object, so drifted fields return to the manifest's values.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from devcluster.runner.kube import Kube, Obj, kind_of
+from devcluster.runner.threeway import three_way_patch
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -62,13 +63,23 @@ def apply_one(kube: Kube, manifest: Obj) -> str:
             raise
         kube.create_sync(kind, annotated, namespace)
         return f"{label} created"
-    if (
-        live.get("metadata", {}).get("annotations", {}).get(LAST_APPLIED)
-        == annotated["metadata"]["annotations"][LAST_APPLIED]
-    ):
+    patch = three_way_patch(_last_applied(live), annotated, live)
+    if not patch:
         return f"{label} unchanged"
-    kube.patch_sync(kind, name, annotated, namespace)
+    kube.patch_sync(kind, name, patch, namespace)
     return f"{label} configured"
+
+
+def _last_applied(live: Obj) -> Obj:
+    """What the last apply set; without a readable annotation (an object `kubectl create`
+    made, or an annotation edited by hand) nothing is known to delete, and the patch
+    writes a fresh annotation."""
+    text = (live.get("metadata", {}).get("annotations") or {}).get(LAST_APPLIED)
+    try:
+        original = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return original if isinstance(original, dict) else {}
 
 
 def apply(kube: Kube, paths: Iterable[pathlib.Path]) -> list[str]:
