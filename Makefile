@@ -8,12 +8,14 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+# Tests and scripts run this uv (micro.testing.tools.uv_command), never `uv` by name.
+export UV
 RUN := $(UV) run --locked --all-packages
 BUF_VERSION := 1.75.0
 PYTEST_ARGS ?=
 MYPY_DIRS := proto libs devcluster admin-srv token-srv user-srv device-srv data-srv tests bench scripts
 
-.PHONY: help sync run test lint format proto proto-check dockerfiles docker docker-push deploy secrets \
+.PHONY: help sync run test test-tools lint format proto proto-check dockerfiles docker docker-push deploy secrets \
 	bench reliability devcluster clean
 
 help: ## list the targets
@@ -32,10 +34,13 @@ run: sync ## run the whole system on the embedded devcluster (Ctrl-C stops it al
 	@$(MAKE) --no-print-directory secrets DEV=1
 	$(RUN) python -m devcluster run --manifests .k8s --manifests $(DEV_SECRETS_DIR)
 
-test: sync lint proto-check ## lint, check generated code, run every test
+test: sync test-tools lint proto-check ## lint, check generated code, run every test
 	@rc=0; $(RUN) pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; \
 	exit $$rc
+
+test-tools: sync ## install PostgreSQL and kubectl for the tests when missing (root, apt-get)
+	@$(RUN) python scripts/install_test_tools.py
 
 lint: sync ## ruff (lint and format check), mypy --strict, buf lint
 	$(RUN) ruff check .

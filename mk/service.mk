@@ -7,6 +7,8 @@ SHELL := /bin/bash
 PACKAGE ?= $(subst -,_,$(SERVICE))
 ROOT := $(abspath $(CURDIR)/..)
 UV := $(or $(shell command -v uv 2>/dev/null),$(ROOT)/.tools/bin/uv)
+# Tests run this uv (micro.testing.tools.uv_command), never `uv` by name.
+export UV
 
 .PHONY: help run test docker
 
@@ -19,7 +21,7 @@ run: ## run $(SERVICE) in the foreground with configs/config.yaml
 	cd $(ROOT) && MICRO_CONFIG_DIR=$(CURDIR)/configs $(UV) run --locked --all-packages python -m $(PACKAGE)
 
 test: ## this service's tests
-	@$(MAKE) -C $(ROOT) --no-print-directory sync
+	@$(MAKE) -C $(ROOT) --no-print-directory sync test-tools
 	cd $(ROOT) && $(UV) run --locked --all-packages pytest $(SERVICE)/tests -q
 
 docker: ## build the $(SERVICE) image (the root's docker target, this service only)

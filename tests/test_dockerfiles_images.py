@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from micro.testing.tools import uv_command
+
 from .conftest import SHIPPED_SERVICES
 
 HADOLINT = Path(sys.executable).with_name("hadolint")
@@ -293,7 +295,7 @@ def test_builder_stage_installs_the_service_from_the_lock(
             words = [w for w in shlex.split(instruction.arguments) if not w.startswith("--mount=")]
             assert words[:2] == ["uv", "sync"], f"unexpected builder step {instruction}"
             result = subprocess.run(
-                [shutil.which("uv") or "uv", *words[1:]],
+                [*uv_command(), *words[1:]],
                 cwd=workdir,
                 env=env,
                 capture_output=True,

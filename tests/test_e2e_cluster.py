@@ -9,7 +9,6 @@ Clients come in only through the NodePorts, as a user of `make run` would.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ import pytest
 from api.admin_srv.v1 import admin_pb2, admin_pb2_grpc
 from devcluster.apiserver.audit import DEFAULT_FILE, read_events
 from devcluster.runner.testing import ready_pods, wait_for
+from micro.testing.tools import KUBECTL_INSTALL_HINT, kubectl_path
 
 from .audit_calls import Call, calls_by_service, calls_table, self_registered
 from .cluster_load import Load, Request
@@ -164,10 +164,11 @@ def test_rolling_update_completes_without_a_failed_request(system: System) -> No
     assert failed(requests) == []
 
 
+@pytest.mark.kubectl
 def test_kubectl_get_pods_and_logs(system: System) -> None:
-    kubectl = shutil.which("kubectl")
+    kubectl = kubectl_path()
     if kubectl is None:
-        pytest.skip("kubectl is not installed (Debian: apt-get install kubernetes-client)")
+        pytest.skip(f"kubectl is not installed: {KUBECTL_INSTALL_HINT}")
     environment = {
         "KUBECONFIG": str(system.node.state_dir / "kubeconfig"),
         "HOME": str(system.node.state_dir),  # kubectl's cache, never in the checkout

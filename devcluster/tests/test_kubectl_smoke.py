@@ -1,18 +1,16 @@
 """kubectl against the devcluster: get, apply -f, patch, logs, delete, get -w, auth can-i.
 
-kubectl comes from Debian's kubernetes-client when it is missing and apt is usable;
-elsewhere these tests are skipped with the reason. `apply` validates against the
-devcluster's minimal /openapi/v2 (no schemas: the server validates). kubectl's generators send
-protobuf bodies: those of the simple kinds are decoded (`create namespace|configmap|
-secret|serviceaccount`), the others (`run`, `create deployment`) are 415, so pods and
-workloads are created with `apply -f`."""
+`make test` installs kubectl (Debian's kubernetes-client) when it is missing and apt is
+usable; elsewhere these tests are skipped with the reason (a failure under CI). `apply`
+validates against the devcluster's minimal /openapi/v2 (no schemas: the server
+validates). kubectl's generators send protobuf bodies: those of the simple kinds are
+decoded (`create namespace|configmap|secret|serviceaccount`), the others (`run`,
+`create deployment`) are 415, so pods and workloads are created with `apply -f`."""
 
 from __future__ import annotations
 
 import json
-import os
 import queue
-import shutil
 import subprocess
 import threading
 from collections.abc import Callable
@@ -21,6 +19,7 @@ import pytest
 
 from devcluster.apiserver.logs import log_path
 from devcluster.testing import RunningDevCluster
+from micro.testing.tools import KUBECTL_INSTALL_HINT, kubectl_path
 
 pytestmark = pytest.mark.kubectl
 
@@ -64,33 +63,11 @@ spec:
 """
 
 
-def _install_kubectl() -> str | None:
-    """kubectl's path; installs Debian's kubernetes-client when root with apt."""
-    found = shutil.which("kubectl")
-    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return found
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(
-        ["apt-get", "update", "-q"], check=False, capture_output=True, env=environment, timeout=300
-    )
-    subprocess.run(
-        ["apt-get", "install", "-y", "-q", "kubernetes-client"],
-        check=False,
-        capture_output=True,
-        env=environment,
-        timeout=600,
-    )
-    return shutil.which("kubectl")
-
-
 @pytest.fixture(scope="session")
 def kubectl_binary() -> str:
-    binary = _install_kubectl()
+    binary = kubectl_path()
     if binary is None:
-        pytest.skip(
-            "kubectl is not installed and cannot be installed here (needs root and "
-            "apt-get for Debian's kubernetes-client)"
-        )
+        pytest.skip(f"kubectl is not installed: {KUBECTL_INSTALL_HINT}")
     return binary
 
 

@@ -16,6 +16,48 @@ from micro.testing.processes import free_port
 
 # Another process may take the free port between our look and the server's bind.
 _START_ATTEMPTS = 3
+SERVER_BINARIES = ("initdb", "pg_ctl")
+# Debian's postgresql package installs the server binaries here, not on PATH.
+DEBIAN_POSTGRESQL = pathlib.Path("/usr/lib/postgresql")
+# runuser is in sbin, which a user's PATH (e.g. /usr/bin:/bin) may leave out.
+_SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
+INSTALL_HINT = "`make test` installs it as root with apt-get; elsewhere: apt-get install postgresql"
+
+
+def postgres_bindir(debian_root: pathlib.Path = DEBIAN_POSTGRESQL) -> pathlib.Path | None:
+    """The folder holding initdb and pg_ctl: on PATH, else `pg_config --bindir`, else
+    the highest version under Debian's /usr/lib/postgresql/<version>/bin."""
+    on_path = {shutil.which(binary) for binary in SERVER_BINARIES}
+    folders = {pathlib.Path(found).parent for found in on_path if found is not None}
+    if None not in on_path and len(folders) == 1:
+        return folders.pop()
+    candidates = [_pg_config_bindir(), *_debian_bindirs(debian_root)]
+    return next((folder for folder in candidates if folder and _holds_server(folder)), None)
+
+
+def _holds_server(folder: pathlib.Path) -> bool:
+    return all(os.access(folder / binary, os.X_OK) for binary in SERVER_BINARIES)
+
+
+def _pg_config_bindir() -> pathlib.Path | None:
+    # libpq-dev's pg_config answers /usr/bin even where no server is installed there.
+    pg_config = shutil.which("pg_config")
+    if pg_config is None:
+        return None
+    done = subprocess.run(  # noqa: S603 - the machine's pg_config, our own argument
+        [pg_config, "--bindir"], capture_output=True, text=True, check=False, timeout=30
+    )
+    return pathlib.Path(done.stdout.strip()) if done.returncode == 0 else None
+
+
+def _debian_bindirs(debian_root: pathlib.Path) -> list[pathlib.Path]:
+    """<root>/<version>/bin, highest version first (numerically: 16 before 9.6)."""
+
+    def version(folder: pathlib.Path) -> tuple[int, ...]:
+        parts = folder.parent.name.split(".")
+        return tuple(int(part) for part in parts) if all(p.isdigit() for p in parts) else ()
+
+    return sorted(debian_root.glob("*/bin"), key=version, reverse=True)
 
 
 def _as_root() -> bool:
@@ -23,24 +65,30 @@ def _as_root() -> bool:
 
 
 def _command(binary: str) -> list[str] | None:
-    """How to run a PostgreSQL binary here: as the postgres user when we are root
+    """How to run a PostgreSQL server binary here: as the postgres user when we are root
     (initdb refuses to run as root)."""
-    path = shutil.which(binary)
-    if path is None or not _as_root():
-        return None if path is None else [path]
-    runuser = shutil.which("runuser")
+    folder = postgres_bindir()
+    if folder is None:
+        return None
+    path = str(folder / binary)
+    if not _as_root():
+        return [path]
+    search = os.pathsep.join([os.environ.get("PATH", ""), _SBIN_PATH])
+    runuser = shutil.which("runuser", path=search)
     return None if runuser is None else [runuser, "-u", "postgres", "--", path]
 
 
 def postgres_unavailable_reason() -> str | None:
     """Why no throwaway server can start here (a test's skip reason), or None."""
-    if _command("initdb") is None or _command("pg_ctl") is None:
-        return "PostgreSQL server binaries (initdb, pg_ctl) are not installed"
+    if postgres_bindir() is None:
+        return f"PostgreSQL server binaries (initdb, pg_ctl) are not installed: {INSTALL_HINT}"
     if _as_root():
         try:
             pwd.getpwnam("postgres")
         except KeyError:
             return "running as root and there is no postgres user to run the server"
+        if _command("pg_ctl") is None:
+            return "running as root and runuser (util-linux) is not installed"
     return None
 
 
