@@ -154,8 +154,10 @@ class JwtVerifier:
     async def verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
-            raise _unauthenticated("access token: malformed") from None
+        except jwt.PyJWTError as exc:
+            # The whole family: PyJWT refuses a bad kid or crit with InvalidTokenError,
+            # not only DecodeError, and either is the caller's mistake.
+            raise _unauthenticated(f"access token: malformed header ({exc})") from None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
             raise _unauthenticated(f"access token: algorithm {alg!r} is not accepted")
@@ -194,8 +196,8 @@ class JwtVerifier:
             raise _unauthenticated("access token: bad signature") from None
         except jwt.MissingRequiredClaimError as exc:
             raise _unauthenticated(f"access token: missing claim {exc.claim}") from None
-        except jwt.InvalidTokenError:
-            raise _unauthenticated("access token: invalid") from None
+        except jwt.PyJWTError as exc:
+            raise _unauthenticated(f"access token: invalid ({exc})") from None
 
     async def _key(self, kid: str | None) -> _Key:
         now = self._clock()

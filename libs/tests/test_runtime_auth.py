@@ -152,6 +152,27 @@ async def test_tampered_token_is_rejected() -> None:
     assert "malformed" in await rejected(verifier(keys), "not-a-jwt")
 
 
+@pytest.mark.parametrize(
+    ("header", "named"),
+    [
+        ({"alg": "EdDSA", "kid": 7}, "Key ID"),
+        ({"alg": "EdDSA", "kid": None}, "Key ID"),
+        ({"alg": "EdDSA", "kid": {"k": "ed1"}}, "Key ID"),
+        ({"alg": "EdDSA", "kid": "ed1", "crit": ["exp"]}, "critical extension"),
+        ({"alg": "EdDSA", "kid": "ed1", "crit": "exp"}, "'crit' header"),
+        ({"alg": "EdDSA", "kid": "ed1", "crit": []}, "'crit' header"),
+    ],
+)
+async def test_a_header_pyjwt_refuses_is_unauthenticated_naming_why(
+    header: dict[str, Any], named: str
+) -> None:
+    # PyJWT raises InvalidTokenError, not DecodeError, for these: the whole family counts.
+    keys = Keys()
+    message = await rejected(verifier(keys), hand_made(header, claims(), None))
+    assert message.startswith("access token: malformed header (")
+    assert named in message
+
+
 async def test_unknown_kid_refetches_once_within_the_rate_limit() -> None:
     keys = Keys()
     v = verifier(keys)
