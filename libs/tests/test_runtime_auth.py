@@ -266,6 +266,32 @@ async def test_protected_http_path(start_http: Any, client: httpx.AsyncClient) -
     assert (await client.get(f"{base}/healthz")).status_code == 200
 
 
+class OverloadedVerifier:
+    """A verifier whose token service asks callers to come back later."""
+
+    async def verify(self, token: str) -> Principal:
+        raise ServiceError(
+            grpc.StatusCode.UNAVAILABLE, "token-srv is overloaded", retry_after=timedelta(seconds=7)
+        )
+
+
+async def test_a_refusal_by_the_auth_layer_keeps_its_retry_after(
+    start_http: Any, client: httpx.AsyncClient
+) -> None:
+    policy = AccessPolicy()
+    policy.protect("/admin")
+    policy.verifier = OverloadedVerifier()
+    server = await start_http(APIRouter(), policy=policy)
+
+    answer = await client.get(
+        f"http://127.0.0.1:{server.port}/admin/v1/me", headers={"Authorization": "Bearer t"}
+    )
+
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "7"
+    assert answer.json() == {"code": "UNAVAILABLE", "message": "token-srv is overloaded"}
+
+
 def test_prefixes_end_on_a_boundary() -> None:
     policy = AccessPolicy()
     policy.protect("admin_srv.v1.UserService")

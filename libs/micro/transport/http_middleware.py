@@ -48,7 +48,11 @@ async def send_error(
     *,
     status: int | None = None,
 ) -> None:
+    """Answer `error` as its JSON body, with its own headers (Retry-After) and extra ones."""
     body = json.dumps(error.to_json()).encode()
+    own = [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.http_headers().items()
+    ]
     await send(
         {
             "type": "http.response.start",
@@ -56,6 +60,7 @@ async def send_error(
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *own,
                 *extra_headers,
             ],
         }
