@@ -55,12 +55,12 @@ class GrpcServer:
 
     async def start(self) -> int:
         """Bind and start; answers the bound port (config port 0 picks a free one)."""
-        limit = self._config.max_message_bytes
         server = grpc.aio.server(
             interceptors=[LayeredInterceptor(server_layers(self._config.timeout, self._policy))],
             options=[
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", limit),
+                # Bounds what callers send: grpc answers RESOURCE_EXHAUSTED before any
+                # handler runs. Answers are the service's own and are not bounded here.
+                ("grpc.max_receive_message_length", self._config.max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ],
         )
