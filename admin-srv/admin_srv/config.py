@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from micro.auth import AuthConfig
 from micro.config.model import Duration, Section, ServiceConfig
@@ -36,3 +36,15 @@ class AdminSrvConfig(ServiceConfig):
     auth: AdminAuthConfig = AdminAuthConfig(audience=("go-micro",))
     login_limit: LoginLimitConfig = LoginLimitConfig()
     upstreams: UpstreamsConfig = UpstreamsConfig()
+
+    @model_validator(mode="after")
+    def _public_grpc_accepts_no_more_than_http(self) -> AdminSrvConfig:
+        # Both ports are public: a request too large for HTTP is too large for gRPC.
+        http, grpc = self.server.http, self.server.grpc
+        if http is not None and grpc is not None and grpc.max_message_bytes > http.max_body_bytes:
+            raise ValueError(
+                f"server.grpc.max_message_bytes ({grpc.max_message_bytes}) must not exceed "
+                f"server.http.max_body_bytes ({http.max_body_bytes}): the public gRPC port "
+                "accepts at most what the HTTP port accepts"
+            )
+        return self

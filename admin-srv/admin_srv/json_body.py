@@ -15,6 +15,13 @@ from micro.errors import ServiceError
 
 M = TypeVar("M", bound=Message)
 
+# Far above any request message here; json.loads recurses once per level and a 16 KiB
+# body holds thousands of them, enough to exhaust the interpreter's recursion limit.
+MAX_DEPTH = 32
+
+# A JSON string (to its closing quote, or to the end when unterminated), or a bracket.
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+
 _UNKNOWN_FIELD = re.compile(r'has no field named "([^"]+)"')
 _BAD_FIELD = re.compile(r"Failed to parse (\w+) field: (.*)", re.DOTALL)
 
@@ -32,6 +39,8 @@ def parse_message(body: bytes, message: M) -> M:
     """Fill message from a JSON object body, refusing unknown fields and wrong types."""
     if not body.strip():
         raise _invalid("request body: must be a JSON object, got nothing")
+    if nested_deeper_than(body, MAX_DEPTH):
+        raise _invalid(f"request body: nested deeper than {MAX_DEPTH} levels")
     try:
         document: Any = json.loads(body)
     except (UnicodeDecodeError, ValueError):
@@ -42,6 +51,23 @@ def parse_message(body: bytes, message: M) -> M:
         return json_format.ParseDict(document, message, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
         raise _parse_error(str(exc), message) from None
+
+
+def nested_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether arrays and objects in a JSON text nest deeper than `limit`, brackets
+    inside strings aside; found without parsing, since json.loads recurses per level."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False  # too few brackets to go deeper
+    depth = 0
+    for match in _TOKEN.finditer(body):
+        token = match[0]
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return False
 
 
 def _parse_error(text: str, message: Message) -> ServiceError:

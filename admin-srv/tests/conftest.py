@@ -148,14 +148,29 @@ def login_limit() -> LoginLimitConfig:
     return LoginLimitConfig(max_failures_per_user=3, max_failures_per_address=6)
 
 
+CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
+
+
 @pytest.fixture(scope="session")
-def http_config() -> HttpServerConfig:
+def file_config() -> AdminSrvConfig:
+    """admin-srv's own config file, as the service loads it."""
+    return load_config(AdminSrvConfig, service="admin-srv", config_dir=CONFIG_DIR, env={}).current
+
+
+@pytest.fixture(scope="session")
+def http_config(file_config: AdminSrvConfig) -> HttpServerConfig:
     """server.http as admin-srv's own config file sets it (timeouts, body limit, CORS)."""
-    config_dir = pathlib.Path(__file__).resolve().parents[1] / "configs"
-    handle = load_config(AdminSrvConfig, service="admin-srv", config_dir=config_dir, env={})
-    http = handle.current.server.http
-    assert http is not None, f"{config_dir}/config.yaml has no server.http"
+    http = file_config.server.http
+    assert http is not None, f"{CONFIG_DIR}/config.yaml has no server.http"
     return http
+
+
+@pytest.fixture(scope="session")
+def grpc_config(file_config: AdminSrvConfig) -> GrpcServerConfig:
+    """server.grpc as admin-srv's own config file sets it (timeout, message limit)."""
+    grpc_server = file_config.server.grpc
+    assert grpc_server is not None, f"{CONFIG_DIR}/config.yaml has no server.grpc"
+    return grpc_server
 
 
 @pytest.fixture
@@ -164,6 +179,7 @@ async def admin(
     auth_config: AdminAuthConfig,
     login_limit: LoginLimitConfig,
     http_config: HttpServerConfig,
+    grpc_config: GrpcServerConfig,
 ) -> AsyncIterator[Admin]:
     """admin-srv's real HTTP and gRPC servers, wired as its composition root wires them."""
     parts = build_admin(
@@ -178,7 +194,9 @@ async def admin(
         http_config.model_copy(update={"addr": "127.0.0.1:0"}), health=health, policy=policy
     )
     http.include_router(parts.router)
-    grpc_server = GrpcServer(GrpcServerConfig(addr="127.0.0.1:0"), health=health, policy=policy)
+    grpc_server = GrpcServer(
+        grpc_config.model_copy(update={"addr": "127.0.0.1:0"}), health=health, policy=policy
+    )
     for add, servicer, name in parts.grpc_services:
         grpc_server.add_service(add, servicer, name)
     http_port = await http.start()
