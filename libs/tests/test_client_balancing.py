@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +17,7 @@ from api.user_srv.v1 import user_pb2, user_pb2_grpc
 from micro.client import ClientFactory, idempotent_methods
 from micro.config.model import GrpcClientConfig, StaticService, TracingConfig
 from micro.registry import ServiceInstance, StaticDiscovery
+from micro.testing import waiting
 from micro.tracing import current_trace_id, setup_tracing, tracer
 
 SERVICE = "go-micro.device-srv"
@@ -233,3 +234,115 @@ async def test_a_non_idempotent_call_sent_and_failed_is_still_not_retried(
     await factory.close()
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
     assert sum(r.calls for r, _ in replicas) == 11
+
+
+class HeldConnections:
+    """A loopback TCP listener in front of a server that accepts connections but
+    forwards nothing until released: a channel to it stays connecting (TCP is up, the
+    server's HTTP/2 settings never come) as to an instance slow to accept."""
+
+    def __init__(self, host: str, target_port: int | None) -> None:
+        self.host = host
+        self.target_port = target_port  # None: never forwards
+        self.port = 0
+        self.accepted = 0
+        self.released = asyncio.Event()
+        self._pipes: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._hold, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return f"grpc://{self.host}:{self.port}"
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        try:
+            await self.released.wait()
+            if self.target_port is None:
+                return
+            upstream_reader, upstream_writer = await asyncio.open_connection(
+                self.host, self.target_port
+            )
+            pipes = [
+                asyncio.create_task(pipe(reader, upstream_writer)),
+                asyncio.create_task(pipe(upstream_reader, writer)),
+            ]
+            self._pipes.update(pipes)
+            await asyncio.gather(*pipes, return_exceptions=True)
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in self._pipes:
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while chunk := await reader.read(64 * 1024):
+            writer.write(chunk)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+@pytest.fixture
+async def held_connections() -> AsyncIterator[Callable[[str, int | None], HeldConnections]]:
+    """`held_connections(host, target_port)`; every listener is closed after the test."""
+    listeners: list[HeldConnections] = []
+
+    def make(host: str, target_port: int | None) -> HeldConnections:
+        listeners.append(HeldConnections(host, target_port))
+        return listeners[-1]
+
+    yield make
+    for listener in listeners:
+        listener.released.set()  # its waiting handlers end with the listener
+        await listener.close()
+
+
+async def test_a_burst_counts_the_calls_still_connecting(
+    start_replica: StartReplica, held_connections: Callable[[str, int | None], HeldConnections]
+) -> None:
+    """Non-idempotent calls wait for their instance to connect before being sent; they
+    count as in flight from the pick, so a burst is not all sent to the instance whose
+    connection is slow (it would look idle the whole time)."""
+    burst = 20
+    ready, ready_endpoint = await start_on(start_replica, "127.0.0.18")
+    slow, slow_port = await start_replica("127.0.0.19")
+    slow_to_connect = held_connections("127.0.0.19", slow_port)
+    factory = factory_for(ready_endpoint, await slow_to_connect.start(), timeout_s=20)
+    pool = factory.pool(SERVICE)
+    await pool.ready()
+    (connected,) = [e for e in pool.endpoints() if e.target.startswith("127.0.0.18:")]
+    await connected.channel.channel_ready()
+    stub = factory.stub(SERVICE, user_pb2_grpc.UserServiceStub)
+    calls = asyncio.gather(*(stub.CreateUser(user_pb2.CreateUserRequest()) for _ in range(burst)))
+    # Every call has picked its instance before the first connection arrives.
+    await waiting.eventually(lambda: slow_to_connect.accepted > 0, "the slow connection")
+    slow_to_connect.released.set()
+    await calls
+    await factory.close()
+    assert ready.calls + slow.calls == burst
+    assert min(ready.calls, slow.calls) >= burst // 4, (ready.calls, slow.calls)
+
+
+async def test_a_deadline_passing_while_connecting_is_deadline_exceeded(
+    held_connections: Callable[[str, int | None], HeldConnections],
+) -> None:
+    never_answers = held_connections("127.0.0.20", None)
+    factory = factory_for(await never_answers.start())
+    stub = factory.stub(SERVICE, user_pb2_grpc.UserServiceStub)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.CreateUser(user_pb2.CreateUserRequest(), timeout=0.5)
+    await factory.close()
+    assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert raised.value.details() == (
+        f"deadline passed while connecting to 127.0.0.20:{never_answers.port}"
+    )

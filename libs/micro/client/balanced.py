@@ -94,63 +94,72 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                 await asyncio.wait_for(pool.ready(), max(deadline - loop.time(), 0.0))
         tried: list[Endpoint] = []
         last_error: grpc.aio.AioRpcError | None = None
+        connect_first = not self._retryable and not wait_for_ready
         for _ in range(cfg.max_attempts):
             endpoint = pool.pick(tried) or (pool.pick() if tried else None)
             if endpoint is None:
                 if last_error is not None:
                     raise last_error
                 raise unavailable(f"no ready instance of {pool.service_name}")
-            if tried and endpoint is tried[-1]:
-                # Only the instance that just failed is left: give it a moment.
-                await asyncio.sleep(random.uniform(*SAME_INSTANCE_RETRY_S))  # noqa: S311
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                if last_error is not None:
-                    raise last_error
-                raise deadline_exceeded(f"deadline passed before calling {pool.service_name}")
-            tried.append(endpoint)
-            connect_first = not self._retryable and not wait_for_ready
-            if connect_first and not await _connects(endpoint.channel, remaining):
-                # Never sent, so safe to send elsewhere even when not idempotent: e.g. the
-                # instance crashed and discovery has not removed it yet.
-                last_error = unavailable(f"cannot connect to {endpoint.target}")
-                continue
+            # Counted from the pick on, so that calls still connecting steer later picks.
             endpoint.begin()
             try:
-                return await self._callable(endpoint)(
-                    request,
-                    timeout=remaining,
-                    metadata=metadata,
-                    credentials=credentials,
-                    wait_for_ready=wait_for_ready,
-                    compression=compression,
-                )
-            except grpc.aio.AioRpcError as error:
-                if not self._retryable or error.code() is not grpc.StatusCode.UNAVAILABLE:
-                    raise
-                last_error = error
+                if tried and endpoint is tried[-1]:
+                    # Only the instance that just failed is left: give it a moment.
+                    await asyncio.sleep(random.uniform(*SAME_INSTANCE_RETRY_S))  # noqa: S311
+                tried.append(endpoint)
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise last_error or deadline_exceeded(
+                        f"deadline passed before calling {pool.service_name}"
+                    )
+                if connect_first and not await _connects_by_deadline(endpoint, remaining):
+                    # Never sent, so safe to send elsewhere even when not idempotent: e.g.
+                    # the instance crashed and discovery has not removed it yet.
+                    last_error = unavailable(f"cannot connect to {endpoint.target}")
+                    continue
+                try:
+                    return await self._callable(endpoint)(
+                        request,
+                        timeout=remaining,
+                        metadata=metadata,
+                        credentials=credentials,
+                        wait_for_ready=wait_for_ready,
+                        compression=compression,
+                    )
+                except grpc.aio.AioRpcError as error:
+                    if not self._retryable or error.code() is not grpc.StatusCode.UNAVAILABLE:
+                        raise
+                    last_error = error
             finally:
                 endpoint.end()
         assert last_error is not None
         raise last_error
 
 
+async def _connects_by_deadline(endpoint: Endpoint, remaining_s: float) -> bool:
+    """Whether the endpoint's channel connects; DEADLINE_EXCEEDED when the caller's
+    deadline passes while it is still connecting (it did not fail to connect)."""
+    try:
+        return await _connects(endpoint.channel, remaining_s)
+    except TimeoutError:
+        raise deadline_exceeded(f"deadline passed while connecting to {endpoint.target}") from None
+
+
 async def _connects(channel: grpc.aio.Channel, timeout_s: float) -> bool:
     """Whether the channel is, or gets, connected: False once it fails to connect
-    (TRANSIENT_FAILURE), is shut down, or `timeout_s` passed. A READY channel answers at
-    once; an idle one (first call, or its connection dropped) connects first."""
+    (TRANSIENT_FAILURE) or is shut down; TimeoutError when `timeout_s` passes first. A
+    READY channel answers at once; an idle one (first call, or its connection dropped)
+    connects first."""
     ready = grpc.ChannelConnectivity.READY
     failed = (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN)
     state = channel.get_state(try_to_connect=True)
-    try:
-        async with asyncio.timeout(timeout_s):
-            while state is not ready:
-                if state in failed:
-                    return False
-                await channel.wait_for_state_change(state)
-                state = channel.get_state(try_to_connect=True)
-    except TimeoutError:
-        return False
+    async with asyncio.timeout(timeout_s):
+        while state is not ready:
+            if state in failed:
+                return False
+            await channel.wait_for_state_change(state)
+            state = channel.get_state(try_to_connect=True)
     return True
 
 
