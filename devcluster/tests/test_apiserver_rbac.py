@@ -229,6 +229,31 @@ def test_bad_tokens_are_401_and_no_token_is_anonymous(
         assert http.get("/apis").status_code == 403
 
 
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param("tökén".encode(), id="utf-8"),
+        pytest.param(b"\xe9t\xe9", id="latin-1"),
+        pytest.param(b"\xff" * 43, id="admin-token-length"),
+    ],
+)
+def test_a_non_ascii_token_is_401(devcluster: RunningDevCluster, token: bytes) -> None:
+    # The API server's own log (RunningDevCluster writes it there), read from here on.
+    log = devcluster.state_dir / "apiserver.log"
+    logged_before = log.stat().st_size
+    context = ssl.create_default_context(cafile=str(devcluster.ca_file))
+    with httpx.Client(base_url=devcluster.url, verify=context) as http:
+        answer = http.get("/api/v1/pods", headers={"Authorization": b"Bearer " + token})
+
+    assert answer.status_code == 401
+    assert (answer.json()["reason"], answer.json()["message"]) == ("Unauthorized", "Unauthorized")
+    with log.open("rb") as lines:
+        lines.seek(logged_before)
+        logged = lines.read().decode(errors="replace")
+    assert " ERROR " not in logged
+    assert "Traceback" not in logged
+
+
 def test_a_token_dies_with_its_service_account(
     core: Any, devcluster: RunningDevCluster, robot: str, namespace: str
 ) -> None:

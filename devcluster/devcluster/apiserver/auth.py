@@ -136,7 +136,8 @@ class Authenticator:
             return ANONYMOUS
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        # Every token here is ASCII, and compare_digest raises on a non-ASCII str.
+        if scheme.lower() != "bearer" or not token or not token.isascii():
             raise ApiError(401, "Unauthorized")
         if hmac.compare_digest(token, self.tokens.admin_token):
             return UserInfo(ADMIN_USER, (MASTERS, AUTHENTICATED))
