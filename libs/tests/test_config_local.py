@@ -62,6 +62,32 @@ def test_environment_beats_files(tmp_path: Path) -> None:
     assert current.server.http.origins == ("https://a.example", "https://b.example")
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("0", timedelta(0)),
+        ("1.5", timedelta(seconds=1.5)),
+        (" 30 ", timedelta(seconds=30)),
+        ("250ms", timedelta(milliseconds=250)),
+        ("1m30s", timedelta(seconds=90)),
+    ],
+)
+def test_durations_from_the_environment_take_bare_seconds(raw: str, expected: timedelta) -> None:
+    env = {"MICRO__SHUTDOWN__DRAIN_DELAY": raw}
+    current = load_config(GreeterConfig, service="go-micro.greeter-srv", env=env).current
+    assert current.shutdown.drain_delay == expected
+
+
+@pytest.mark.parametrize("raw", ["", "-1", "1.", "soon", "1 s", "1d"])
+def test_a_malformed_duration_from_the_environment_names_the_variable(raw: str) -> None:
+    expected = (
+        r"shutdown\.drain_delay \(from the environment, MICRO__SHUTDOWN__DRAIN_DELAY\): "
+        r"Value error, not a duration"
+    )
+    with pytest.raises(ConfigError, match=expected):
+        load_config(GreeterConfig, service="s", env={"MICRO__SHUTDOWN__DRAIN_DELAY": raw})
+
+
 def test_config_dir_from_environment(tmp_path: Path) -> None:
     write(tmp_path, "config.yaml", "greeting:\n  repeat: 7\n")
     env = {"MICRO_CONFIG_DIR": str(tmp_path)}

@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)(ms|s|m|h))+\s*$")
+# A bare number is seconds; environment overrides deliver it as a string ("0", "1.5").
+_SECONDS = re.compile(r"^\s*\d+(?:\.\d+)?\s*$")
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -23,6 +25,8 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=float(value))
+    if isinstance(value, str) and _SECONDS.match(value):
         return timedelta(seconds=float(value))
     if isinstance(value, str) and _DURATION.match(value):
         seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value))
