@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from device_srv.domain import Device, name_problem
 from micro.config.model import Section, ServiceConfig
@@ -12,8 +12,9 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/device-srv.db"
 
 class DatabaseConfig(Section):
     # A SQLite file relative to the working directory by default; a PostgreSQL URL
-    # (postgresql+asyncpg://...) normally comes from the device-srv-database Secret.
-    url: str = Field(default=DEFAULT_DATABASE_URL, min_length=1)
+    # (postgresql+asyncpg://...) normally comes from the device-srv-database Secret. A
+    # secret: a PostgreSQL URL's password must not show in config reprs.
+    url: SecretStr = Field(default=SecretStr(DEFAULT_DATABASE_URL), min_length=1)
 
 
 class DeviceSeed(Section):

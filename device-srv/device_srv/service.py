@@ -17,7 +17,7 @@ NAME = "go-micro.device-srv"
 async def compose(ctx: ServiceContext[DeviceSrvConfig]) -> None:
     cfg = ctx.config.current
     # The database URL is read once; changing it needs a restart (new pods in a cluster).
-    engine = await open_engine(cfg.database.url)
+    engine = await open_engine(cfg.database.url.get_secret_value())
     ctx.on_shutdown(engine.dispose)
     devices = DeviceUseCases(SqlDeviceRepository(engine))
     await devices.seed([seed.to_device() for seed in cfg.devices])
