@@ -22,7 +22,10 @@ async def compose(ctx: ServiceContext[DataSrvConfig]) -> None:
     # the Async variant.
     stub = cast("DevSvcAsyncStub", ctx.client(DEVICE_SRV, DevSvcStub))
     directory = GrpcDeviceDirectory(stub)
-    devices = DeviceDataUseCases(directory, retry_after=ctx.config.current.data.retry_after)
+    devices = DeviceDataUseCases(
+        directory,
+        retry_after=lambda: ctx.config.current.data.retry_after,  # follows config changes
+    )
     ctx.include_router(build_router(devices))
 
 

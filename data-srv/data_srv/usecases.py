@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -34,9 +35,9 @@ class DeviceSrvUnavailable(ServiceError):
 
 
 class DeviceDataUseCases:
-    def __init__(self, directory: DeviceDirectory, *, retry_after: timedelta) -> None:
+    def __init__(self, directory: DeviceDirectory, *, retry_after: Callable[[], timedelta]) -> None:
         self._directory = directory
-        self._retry_after = retry_after
+        self._retry_after = retry_after  # read per answer, so a config change applies at once
 
     async def report(self, name: str) -> DeviceReport:
         """The device's report. device-srv judges the name, so the rule lives in one place."""
@@ -45,6 +46,6 @@ class DeviceDataUseCases:
         except ServiceError as error:
             if error.code in _UNAVAILABLE_CODES:
                 raise DeviceSrvUnavailable(
-                    f"device-srv is unavailable: {error.message}", self._retry_after
+                    f"device-srv is unavailable: {error.message}", self._retry_after()
                 ) from error
             raise

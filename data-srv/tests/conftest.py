@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import pathlib
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -56,17 +56,22 @@ async def device_srv(tmp_path: pathlib.Path) -> AsyncIterator[App[DeviceSrvConfi
         await app.shutdown()  # a second shutdown (after a test stopped it) is harmless
 
 
-DataSrvRunner = Callable[[str], contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
+class DataSrvRunner(Protocol):
+    def __call__(
+        self, device_endpoint: str, *, remote: dict[str, Any] | None = None
+    ) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]: ...
 
 
 @pytest.fixture
 def run_data_srv(tmp_path: pathlib.Path) -> DataSrvRunner:
-    """Runs data-srv in this process with device-srv's gRPC endpoint in a static registry;
-    yields an HTTP client for it."""
+    """Runs data-srv in this process with device-srv's gRPC endpoint in a static registry
+    (and, given `remote`, that remote config section); yields an HTTP client for it."""
 
     @contextlib.asynccontextmanager
-    async def run(device_endpoint: str) -> AsyncIterator[httpx.AsyncClient]:
-        config = {
+    async def run(
+        device_endpoint: str, *, remote: dict[str, Any] | None = None
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        config: dict[str, Any] = {
             "server": {"http": {"addr": "127.0.0.1:0", "timeout": "5s"}},
             "client": {"grpc": {"timeout": "1s", "max_attempts": 2}},
             "registry": {
@@ -76,6 +81,8 @@ def run_data_srv(tmp_path: pathlib.Path) -> DataSrvRunner:
             "shutdown": {"drain_delay": "0s", "grace_period": "1s"},
             "data": {"retry_after": f"{RETRY_AFTER_S}s"},
         }
+        if remote is not None:
+            config["remote"] = remote
         config_dir = _config_dir(tmp_path / "data-srv", config)
         app = App(DATA_SRV, DataSrvConfig, compose_data_srv, config_dir=config_dir, env={})
         await app.start()

@@ -28,7 +28,7 @@ class DictDirectory:
 
 
 def _use_cases(directory: DictDirectory) -> DeviceDataUseCases:
-    return DeviceDataUseCases(directory, retry_after=timedelta(seconds=7))
+    return DeviceDataUseCases(directory, retry_after=lambda: timedelta(seconds=7))
 
 
 async def test_report_of_a_known_device() -> None:
