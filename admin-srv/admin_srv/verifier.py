@@ -33,9 +33,18 @@ class RemoteVerifier:
             user_id=claims.uid,
             user_name=claims.user_name or claims.sub,
             role=claims.role,
-            platform=token_pb2.TokenPlatform.Name(claims.platform),
+            platform=platform_name(claims.platform),
             token_id=claims.jti,
         )
+
+
+def platform_name(value: int) -> str:
+    """The enum name of a platform; `PLATFORM_<n>` for one added after this build (a newer
+    token-srv), which must not break authentication."""
+    try:
+        return token_pb2.TokenPlatform.Name(value)  # type: ignore[arg-type]
+    except ValueError:
+        return f"PLATFORM_{value}"
 
 
 def build_verifier(cfg: AdminAuthConfig, tokens: TokenServiceAsyncStub) -> TokenVerifier:
