@@ -8,9 +8,12 @@ from pydantic import Field, model_validator
 
 from micro.auth import AuthConfig
 from micro.config.model import Duration, Section, ServiceConfig
+from micro.config.reload import Reload
 
 
 class AdminAuthConfig(AuthConfig):
+    reload_policy = Reload.RESTART  # the verifier and its JWKS cache are built once
+
     # Ask token-srv VerifyToken after the local check, so a token revoked at logout is
     # refused at once rather than at its expiry. Always on when HS256 is accepted, since
     # token-srv never hands out the HMAC secret.
@@ -20,6 +23,8 @@ class AdminAuthConfig(AuthConfig):
 class LoginLimitConfig(Section):
     """Failed logins allowed per window before 429 / RESOURCE_EXHAUSTED (per replica)."""
 
+    reload_policy = Reload.LIVE  # the limiter reads the current section on every login
+
     max_failures_per_user: int = Field(default=5, ge=1)
     max_failures_per_address: int = Field(default=20, ge=1)
     window: Duration = timedelta(minutes=5)
@@ -27,6 +32,8 @@ class LoginLimitConfig(Section):
 
 
 class UpstreamsConfig(Section):
+    reload_policy = Reload.RESTART  # the stubs are made once
+
     user_service: str = "go-micro.user-srv"
     token_service: str = "go-micro.token-srv"  # noqa: S105 - a service name
     device_service: str = "go-micro.device-srv"

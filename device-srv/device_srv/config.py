@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from device_srv.domain import Device, name_problem
 from micro.config.model import Section, ServiceConfig
+from micro.config.reload import Reload
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/device-srv.db"
 
 
 class DatabaseConfig(Section):
-    # A SQLite file relative to the working directory by default; a PostgreSQL URL
-    # (postgresql+asyncpg://...) normally comes from the device-srv-database Secret. A
-    # secret: a PostgreSQL URL's password must not show in config reprs.
+    reload_policy = Reload.RESTART  # the database is opened once
+
+    # A secret: a PostgreSQL URL's password must not show in config reprs.
     url: SecretStr = Field(default=SecretStr(DEFAULT_DATABASE_URL), min_length=1)
+    """A SQLite file relative to the working directory by default; a PostgreSQL URL
+    (postgresql+asyncpg://...) normally comes from the device-srv-database Secret."""
 
 
 class DeviceSeed(Section):
@@ -35,8 +40,9 @@ class DeviceSeed(Section):
 
 class DeviceSrvConfig(ServiceConfig):
     database: DatabaseConfig = DatabaseConfig()
-    # Seeded into the database at start and again whenever this list changes.
-    devices: tuple[DeviceSeed, ...] = ()
+    devices: Annotated[tuple[DeviceSeed, ...], Reload.LIVE] = ()
+    """Seeded into the database at start and again whenever this list changes; devices
+    not listed stay."""
 
     @model_validator(mode="after")
     def _unique_device_names(self) -> DeviceSrvConfig:

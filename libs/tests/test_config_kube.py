@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 from devcluster.testing import RunningDevCluster, running_devcluster
 from micro.config import ConfigError, ConfigHandle, load_config
 from micro.config.model import Section, ServiceConfig
+from micro.config.reload import Reload
 from micro.testing import waiting
 
 WAIT_S = 15.0
@@ -24,6 +25,8 @@ _numbers = itertools.count(1)
 
 
 class Greeting(Section):
+    reload_policy = Reload.LIVE  # the tests' observers follow it
+
     text: str = "hello"
     repeat: int = 1
 
@@ -202,6 +205,42 @@ async def test_hot_reload_calls_the_observer_with_the_new_value(
     await eventually(lambda: seen == ["reloaded"], "the observer call")
     assert started.current.greeting.text == "reloaded"
     assert repeats == []  # its part did not change
+
+
+async def test_a_restart_only_change_is_taken_and_named_in_a_warning(
+    scenario: Scenario, started: ConfigHandle[GreeterConfig], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="micro.config")
+    seen = texts(started)
+
+    def warnings() -> list[str]:
+        return [
+            record.getMessage()
+            for record in caplog.records
+            if record.name == "micro.config" and record.levelno == logging.WARNING
+        ]
+
+    scenario.put_configmap(
+        {
+            "config.yaml": "greeting:\n  text: live\nregistry:\n  prefix: kratos\n"
+            "tracing:\n  sample_ratio: 0.5\nlog:\n  level: DEBUG\n"
+        }
+    )
+    await eventually(lambda: seen == ["live"], "the update")
+    assert started.current.registry.prefix == "kratos"
+    assert warnings() == [
+        "registry.prefix changed at run time but takes effect only after a restart",
+        "tracing.sample_ratio changed at run time but takes effect only after a restart",
+    ]
+
+    # From a Secret too, naming the field and never the value.
+    caplog.clear()
+    scenario.put_secret({"keys.yaml": "remote:\n  k8s:\n    field_selector: s3cret-value\n"})
+    await eventually(lambda: bool(warnings()), "the warning for the Secret's change")
+    assert warnings() == [
+        "remote.k8s.field_selector changed at run time but takes effect only after a restart"
+    ]
+    assert all("s3cret" not in record.getMessage() for record in caplog.records)
 
 
 async def test_removed_key_leaves_the_effective_config(

@@ -8,9 +8,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 
 from micro.config.model import Duration, Section, ServiceConfig
+from micro.config.reload import Reload
 
 
 class DatabaseConfig(Section):
+    reload_policy = Reload.RESTART  # the database is opened once
+
     # Empty: a SQLite file in data_dir. A PostgreSQL URL (postgresql+asyncpg://...) usually
     # arrives from the Secret token-srv-database.
     url: SecretStr = SecretStr("")
@@ -35,6 +38,8 @@ class JwtKeyConfig(Section):
 
 
 class JwtConfig(Section):
+    reload_policy = Reload.LIVE  # token-srv reloads its keys and settings on a change
+
     issuer: str = "go-micro.token-srv"
     audience: tuple[str, ...] = ("go-micro",)
     access_ttl: Duration = timedelta(minutes=15)

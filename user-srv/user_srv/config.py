@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 
 from micro.config.model import Section, ServiceConfig
+from micro.config.reload import Reload
 
 
 class DatabaseConfig(Section):
+    reload_policy = Reload.RESTART  # the database is opened once
+
     # Empty: a SQLite file in data_dir. A PostgreSQL URL (postgresql+asyncpg://...) usually
     # arrives from the Secret user-srv-database.
     url: SecretStr = SecretStr("")
@@ -18,6 +21,8 @@ class DatabaseConfig(Section):
 
 class Argon2Config(Section):
     """argon2id cost: the defaults are OWASP's minimum (19 MiB, 2 passes, 1 lane)."""
+
+    reload_policy = Reload.RESTART  # the hasher is built once
 
     time_cost: int = Field(default=2, ge=1, le=10)
     memory_kib: int = Field(default=19456, ge=8, le=1 << 20)
@@ -36,4 +41,4 @@ class UserSrvConfig(ServiceConfig):
     database: DatabaseConfig = DatabaseConfig()
     argon2: Argon2Config = Argon2Config()
     # Created at start (and when the list changes) when missing; never overwritten.
-    bootstrap_users: tuple[BootstrapUser, ...] = ()
+    bootstrap_users: Annotated[tuple[BootstrapUser, ...], Reload.LIVE] = ()

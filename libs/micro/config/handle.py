@@ -14,6 +14,7 @@ from micro.config.merge import merge_documents
 from micro.config.metrics import CONFIG_RELOAD_ERRORS, CONFIG_VALID
 from micro.config.model import ServiceConfig
 from micro.config.observers import Observers
+from micro.config.reload import Reload, changed_fields
 from micro.config.validation import validate
 
 logger = logging.getLogger("micro.config")
@@ -141,6 +142,7 @@ class ConfigHandle(Generic[C]):
         self._accept(new)
         if old is not None and old != new:
             logger.info("config reloaded")
+            _warn_restart_only(old, new)
             await self._observers.notify(old, new)
         return True
 
@@ -188,3 +190,11 @@ class ConfigHandle(Generic[C]):
                 await source.stop()
             except Exception:
                 logger.exception("stopping a config source failed")
+
+
+def _warn_restart_only(old: ServiceConfig, new: ServiceConfig) -> None:
+    """Name each changed field that nothing applies until the next start (never its value:
+    it may come from a Secret)."""
+    for path, policy in changed_fields(old, new):
+        if policy is Reload.RESTART:
+            logger.warning("%s changed at run time but takes effect only after a restart", path)

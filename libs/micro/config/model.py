@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from micro.config.reload import Reload
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)(ms|s|m|h))+\s*$")
 # A bare number is seconds; environment overrides deliver it as a string ("0", "1.5").
@@ -38,43 +40,69 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 class Section(BaseModel):
-    """A config section: unknown keys are errors, so a typo never passes silently."""
+    """A config section: unknown keys are errors, so a typo never passes silently.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Each field's reload policy (micro.config.reload) is declared here in the model: a
+    section sets `reload_policy` for its fields, a field may say otherwise with
+    `Annotated[T, Reload.LIVE]`. A docstring under a field is its description in
+    docs/configuration.md.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    reload_policy: ClassVar[Reload | None] = None
 
 
 class HttpServerConfig(Section):
+    reload_policy = Reload.RESTART  # the server and its middleware are built once
+
     addr: str = "0.0.0.0:8080"
     timeout: Duration = timedelta(seconds=1)
-    # CORS, as in the original example's server.http section.
-    headers: tuple[str, ...] = ()
-    methods: tuple[str, ...] = ()
-    origins: tuple[str, ...] = ()
+    """Longest time a request may take before a 504."""
+    # CORS, as in the original example's server.http section: the App swaps the rules.
+    headers: Annotated[tuple[str, ...], Reload.LIVE] = ()
+    """CORS: request headers allowed."""
+    methods: Annotated[tuple[str, ...], Reload.LIVE] = ()
+    """CORS: methods allowed."""
+    origins: Annotated[tuple[str, ...], Reload.LIVE] = ()
+    """CORS: origins allowed; none turns CORS handling off."""
     max_body_bytes: int = Field(default=1 << 20, gt=0)
+    """Largest request body accepted; a larger one answers 413."""
 
 
 class GrpcServerConfig(Section):
+    reload_policy = Reload.RESTART  # the server and its interceptors are built once
+
     addr: str = "0.0.0.0:9090"
     timeout: Duration = timedelta(seconds=1)
+    """Longest a call may run; a caller's shorter deadline wins."""
     max_message_bytes: int = Field(default=4 << 20, gt=0)
+    """Largest message a caller may send (RESOURCE_EXHAUSTED beyond)."""
 
 
 class MetricsServerConfig(Section):
     """An HTTP listener for /metrics, /healthz and /readyz only, for services without
     server.http (with server.http those paths are served there)."""
 
+    reload_policy = Reload.RESTART
+
     addr: str = "0.0.0.0:9091"
 
 
 class ServerConfig(Section):
+    reload_policy = Reload.RESTART  # adding or removing a server needs a new process
+
     http: HttpServerConfig | None = None
     grpc: GrpcServerConfig | None = None
     metrics: MetricsServerConfig | None = None
 
 
 class GrpcClientConfig(Section):
+    reload_policy = Reload.LIVE  # the App swaps the settings every call reads at its start
+
     timeout: Duration = timedelta(seconds=1)
+    """Deadline of an outgoing call that names none."""
     max_attempts: int = Field(default=3, ge=1, le=5)
+    """Attempts per call, the first included; retries go to another instance."""
 
 
 class ClientConfig(Section):
@@ -84,10 +112,14 @@ class ClientConfig(Section):
 class KubernetesConfig(Section):
     """Where the Kubernetes API is: in-cluster when empty, else a kubeconfig or URL."""
 
+    reload_policy = Reload.RESTART  # the API client and its watches are made once
+
     master_url: str = ""
     kubeconfig: str = ""
     namespace: str = ""
+    """Empty: the pod's own namespace."""
     label_selector: str = ""
+    """Empty: app=<service short name>."""
     field_selector: str = ""
 
 
@@ -97,38 +129,51 @@ class StaticService(Section):
 
 
 class RegistryConfig(Section):
+    reload_policy = Reload.RESTART  # registration and discovery start once
+
     type: Literal["k8s", "endpointslices", "static"] = "k8s"
     k8s: KubernetesConfig = KubernetesConfig()
     prefix: str = "gomicro"
-    # Used by type "static": the instances of each service, e.g. grpc://127.0.0.1:9090.
+    """Label and annotation prefix (gomicro-service-*)."""
     services: tuple[StaticService, ...] = ()
+    """With type static: the instances of each service, e.g. grpc://127.0.0.1:9090."""
 
 
 class RemoteConfig(Section):
     """The bootstrap's pointer to remote config (the Go example's remote.yaml)."""
 
+    reload_policy = Reload.RESTART  # read from the local layers, which are read at start
+
     type: Literal["k8s", "none"] = "none"
     k8s: KubernetesConfig = KubernetesConfig()
-    # The Secrets to read, by name, each watched with fieldSelector=metadata.name=<name>
-    # so that a Role can grant exactly them (resourceNames). An empty list: no Secret at
-    # all (no Secret request is made). Absent (None): every Secret the label selector
-    # matches, which needs list/watch on all Secrets of the namespace.
+    # Watched by name so that a Role can grant exactly them (resourceNames).
     secrets: tuple[str, ...] | None = None
+    """The Secrets to read, by name; [] reads none; absent: every one the label selector
+    matches."""
 
 
 class LogConfig(Section):
+    reload_policy = Reload.LIVE  # micro.log.follow_config
+
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
 
 
 class TracingConfig(Section):
-    otlp_endpoint: str = ""  # empty: no exporter; trace ids still reach the logs
+    reload_policy = Reload.RESTART  # the tracer provider is set up once
+
+    otlp_endpoint: str = ""
+    """Empty: no exporter; trace ids still reach the logs."""
     sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
 
 
 class ShutdownConfig(Section):
-    drain_delay: Duration = timedelta(seconds=2)  # time for discovery to converge
-    grace_period: Duration = timedelta(seconds=10)  # for in-flight calls to finish
+    reload_policy = Reload.LIVE  # read when the shutdown begins
+
+    drain_delay: Duration = timedelta(seconds=2)
+    """Time for discovery to converge after deregistering."""
+    grace_period: Duration = timedelta(seconds=10)
+    """Time for in-flight calls to finish."""
 
 
 class ServiceConfig(Section):
