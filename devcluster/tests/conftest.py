@@ -74,6 +74,21 @@ def http(devcluster: RunningDevCluster) -> Iterator[httpx.Client]:
         yield client
 
 
+@pytest.fixture
+def server_log_since(devcluster: RunningDevCluster) -> Callable[[], str]:
+    """What the API server has logged since the test began (the log RunningDevCluster
+    keeps in its state dir)."""
+    log = devcluster.state_dir / "apiserver.log"
+    start = log.stat().st_size
+
+    def read() -> str:
+        with log.open("rb") as lines:
+            lines.seek(start)
+            return lines.read().decode(errors="replace")
+
+    return read
+
+
 WatchReader = Callable[..., list[dict[str, Any]]]
 
 

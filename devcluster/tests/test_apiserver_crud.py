@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -186,6 +187,22 @@ def test_update_with_another_name_is_a_bad_request(http: httpx.Client, namespace
     assert answer.json()["message"] == (
         "the name of the object (b) does not match the name on the URL (a)"
     )
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/yaml"])
+def test_a_body_nested_too_deep_is_a_bad_request(
+    http: httpx.Client, namespace: str, content_type: str, server_log_since: Callable[[], str]
+) -> None:
+    deep = b'{"metadata": {"name": "deep"}, "data": ' + b"[" * 12_000
+    answer = http.post(
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        content=deep,
+        headers={"Content-Type": content_type},
+    )
+    assert answer.status_code == 400
+    assert answer.json()["message"] == "the request body is nested too deeply"
+    assert " ERROR " not in server_log_since()
+    assert "Traceback" not in server_log_since()
 
 
 def test_invalid_objects_are_422(http: httpx.Client, namespace: str) -> None:

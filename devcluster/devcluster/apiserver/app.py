@@ -330,6 +330,9 @@ class ApiServer:
             if "yaml" in request.content_type:
                 return yaml.safe_load(raw)
             return json.loads(raw)
+        except RecursionError:
+            # Deeper than the parsers can follow: a 400, like any body it cannot read.
+            raise status.bad_request("the request body is nested too deeply") from None
         except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as error:
             raise status.bad_request(f"the request body is not valid JSON: {error}") from error
 
