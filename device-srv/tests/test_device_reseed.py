@@ -6,6 +6,7 @@ The ConfigMap lives in a real devcluster API server (its own process, over HTTPS
 from __future__ import annotations
 
 import asyncio
+import logging
 import pathlib
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import yaml
 
 from api.device_srv.v1 import device_pb2
 from devcluster.testing import RunningDevCluster, running_devcluster
+from micro.testing import waiting
 
 if TYPE_CHECKING:
     from api.device_srv.v1.device_pb2_grpc import DevSvcAsyncStub
@@ -63,6 +65,15 @@ async def _state(stub: DevSvcAsyncStub, name: str) -> bool | None:
         return None
 
 
+def _rejections(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The config updates the service refused, as it logged them."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "micro.config" and "config update rejected" in r.getMessage()
+    ]
+
+
 async def _wait_for(stub: DevSvcAsyncStub, expected: dict[str, bool | None]) -> None:
     deadline = time.monotonic() + WAIT_S
     while True:
@@ -78,7 +89,9 @@ async def test_a_changed_device_list_is_applied_and_unlisted_devices_stay(
     run_device_srv: DeviceSrvRunner,
     device_config: dict[str, Any],
     tmp_path: pathlib.Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.ERROR, logger="micro.config")
     _apply(devcluster, [{"name": "device4", "active": True}])
     remote = {
         "type": "k8s",
@@ -93,10 +106,16 @@ async def test_a_changed_device_list_is_applied_and_unlisted_devices_stay(
         await _wait_for(stub, {"device4": False, "device5": True})
 
         # A list naming a device twice is refused, so device5 stays active (had it been
-        # applied, device5 would now be inactive); the next good list applies.
+        # applied, device5 would now be inactive); the next good list applies. The good
+        # list is sent only once the bad one was rejected: sent sooner, both could be read
+        # in one reload and the bad list never checked.
         _apply(
             devcluster, [{"name": "device5", "active": False}, {"name": "device5", "active": False}]
         )
-        await asyncio.sleep(1.0)
+        await waiting.eventually(
+            lambda: any("listed more than once: device5" in line for line in _rejections(caplog)),
+            "the rejection of the list naming device5 twice",
+            limit_s=WAIT_S,
+        )
         _apply(devcluster, [{"name": "device6", "active": True}])
         await _wait_for(stub, {"device4": False, "device5": True, "device6": True})
