@@ -157,6 +157,7 @@ def test_a_missing_id_label_falls_back_to_pod_name_dot_service() -> None:
         ("gomicro-service-protocols", '{"9090": 1}', "scheme"),
         ("gomicro-service-metadata", '{"zone": 1}', "object of strings"),
         ("gomicro-service-metadata", "zone=sh", "not JSON"),
+        ("gomicro-service-metadata", "[" * 12_000, "nested too deeply"),
     ],
 )
 def test_malformed_annotations_raise_naming_the_annotation(

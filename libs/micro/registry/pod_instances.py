@@ -108,3 +108,6 @@ def _json(raw: str, key: str) -> Any:
         return json.loads(raw)
     except ValueError as error:
         raise MalformedPod(f"annotation {key}: not JSON ({error})") from error
+    except RecursionError:
+        # Any pod of the namespace may carry it: skipped like other unreadable ones.
+        raise MalformedPod(f"annotation {key}: not JSON (nested too deeply)") from None
