@@ -95,13 +95,21 @@ WatchReader = Callable[..., list[dict[str, Any]]]
 @pytest.fixture
 def watch(http: httpx.Client) -> WatchReader:
     """Read newline-delimited watch events from `path` until the server closes the stream
-    or `until` events have arrived."""
+    or `until` events have arrived. `on_open()` runs once the watch is open (the server
+    answers 200 after registering it), before the first event is read."""
 
-    def read(path: str, until: int | None = None, **params: str) -> list[dict[str, Any]]:
+    def read(
+        path: str,
+        until: int | None = None,
+        on_open: Callable[[], None] | None = None,
+        **params: str,
+    ) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         with http.stream("GET", path, params={"watch": "true", **params}) as response:
             assert response.status_code == 200, response.read()
             assert response.headers["content-type"].startswith("application/json")
+            if on_open is not None:
+                on_open()
             for line in response.iter_lines():
                 if line:
                     events.append(json.loads(line))

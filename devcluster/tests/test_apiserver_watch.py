@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import pathlib
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,18 +26,6 @@ def _cm(name: str, **labels: str) -> dict[str, Any]:
 
 def _names(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(e["type"], e["object"]["metadata"].get("name", "")) for e in events]
-
-
-def _later(action: Any, delay: float = 0.3) -> threading.Thread:
-    """Run a write shortly after a watch opens (the watch blocks this thread)."""
-
-    def run() -> None:
-        time.sleep(delay)
-        action()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
 
 
 def test_watch_without_version_starts_with_the_current_state(
@@ -67,9 +54,8 @@ def test_live_events_follow_the_writes(
         )
         http.delete(f"{path}/a")
 
-    thread = _later(writes)
-    events = watch(path, until=3, resourceVersion=listed, timeoutSeconds="10")
-    thread.join()
+    # Written once the watch is open, so the events arrive live, not replayed from `listed`.
+    events = watch(path, until=3, on_open=writes, resourceVersion=listed, timeoutSeconds="10")
     assert _names(events) == [("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a")]
     versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
     assert versions == sorted(versions)
