@@ -3,6 +3,7 @@ deadlines, message size limits."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -130,6 +131,24 @@ async def test_message_size_limit(start_grpc: Any, grpc_channel_to: OpenChannel)
         await stub.Get(device_pb2.DeviceName(name="x" * 4096))
     assert failure.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert (await stub.Get(device_pb2.DeviceName(name="small"))).name == "small"
+
+
+async def test_a_request_that_does_not_decode_is_invalid_argument(
+    start_grpc: Any, grpc_channel_to: OpenChannel, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await start_grpc()
+    raw_get = grpc_channel_to(server).unary_unary("/device_srv.v1.DevSvc/Get", None, None)
+    caplog.set_level(logging.INFO)
+
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await raw_get(b"\x0a\x05ab")  # field 1 says 5 bytes follow; 2 do
+
+    assert failure.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "request: not a valid message" in str(failure.value.details())
+    assert "device_srv.v1.DeviceName" in str(failure.value.details())
+    access = [r for r in caplog.records if r.getMessage().endswith("DevSvc/Get INVALID_ARGUMENT")]
+    assert [r.levelno for r in access] == [logging.INFO]
+    assert not [r for r in caplog.records if r.levelno > logging.WARNING or r.exc_info]
 
 
 async def test_port_zero_reports_the_bound_port(start_grpc: Any) -> None:

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -249,6 +250,34 @@ def auth_layer(policy: AccessPolicy) -> Layer:
     return lambda call: _Auth(call, policy)
 
 
+class _Undecodable:
+    """A request message that did not decode. grpc alone would answer UNKNOWN and log a
+    traceback; inside the layers it is INVALID_ARGUMENT, logged and counted as any call."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def refusal(self) -> ServiceError:
+        return ServiceError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid message ({self.reason})"
+        )
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError as error:
+            return _Undecodable(str(error))
+
+    return decode
+
+
 def _wrap_unary(
     behavior: Callable[[Any, Any], Awaitable[Any]], layers: Sequence[Layer], method: str
 ) -> Callable[[Any, Any], Awaitable[Any]]:
@@ -257,6 +286,8 @@ def _wrap_unary(
         async with AsyncExitStack() as stack:
             for layer in layers:
                 await stack.enter_async_context(layer(call))
+            if type(request) is _Undecodable:
+                raise request.refusal()
             return await behavior(request, context)
 
     return wrapped
@@ -272,6 +303,8 @@ def _wrap_streaming(
         async with AsyncExitStack() as stack:
             for layer in layers:
                 await stack.enter_async_context(layer(call))
+            if type(request) is _Undecodable:
+                raise request.refusal()
             result = behavior(request, context)
             if hasattr(result, "__aiter__"):
                 async for item in result:
@@ -285,12 +318,13 @@ def _wrap_streaming(
 def wrap_handler(
     handler: grpc.RpcMethodHandler[Any, Any], layers: Sequence[Layer], method: str
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    """The same handler with the layers around its behavior."""
+    """The same handler with the layers around its behavior; a single request message
+    that does not decode is refused INVALID_ARGUMENT inside them."""
     deserialize = handler.request_deserializer
     serialize = handler.response_serializer
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            _wrap_unary(handler.unary_unary, layers, method), deserialize, serialize
+            _wrap_unary(handler.unary_unary, layers, method), _tolerant(deserialize), serialize
         )
     if handler.stream_unary is not None:
         return grpc.stream_unary_rpc_method_handler(
@@ -298,7 +332,7 @@ def wrap_handler(
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            _wrap_streaming(handler.unary_stream, layers, method), deserialize, serialize
+            _wrap_streaming(handler.unary_stream, layers, method), _tolerant(deserialize), serialize
         )
     if handler.stream_stream is not None:
         return grpc.stream_stream_rpc_method_handler(
