@@ -4,6 +4,7 @@ names the field."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, TypeVar
 
@@ -47,6 +48,11 @@ def parse_message(body: bytes, message: M) -> M:
         raise _invalid("request body: not valid JSON") from None
     if not isinstance(document, dict):
         raise _invalid(f"request body: must be a JSON object, got {type(document).__name__}")
+    for name, value in document.items():
+        if _unrepresentable(name):  # not echoed back: the answer could not carry it
+            raise _invalid("request body: a field name holds an unpaired surrogate")
+        if problem := _unrepresentable(value):
+            raise _invalid(f"{name}: {problem}", name)
     try:
         return json_format.ParseDict(document, message, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
@@ -68,6 +74,23 @@ def nested_deeper_than(body: bytes, limit: int) -> bool:
         elif token in (b"]", b"}"):
             depth -= 1
     return False
+
+
+def _unrepresentable(value: Any) -> str | None:
+    """What in a JSON value protobuf cannot hold: json_format fails on these with
+    OverflowError or SystemError rather than its own ParseError."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "number out of range"
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "string holds an unpaired surrogate"
+    if isinstance(value, dict):
+        return next(filter(None, map(_unrepresentable, [*value, *value.values()])), None)
+    if isinstance(value, list):
+        return next(filter(None, map(_unrepresentable, value)), None)
+    return None
 
 
 def _parse_error(text: str, message: Message) -> ServiceError:

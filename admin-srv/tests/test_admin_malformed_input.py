@@ -115,6 +115,36 @@ async def test_brackets_inside_strings_do_not_count_as_nesting(admin: Admin) -> 
     assert response.status_code == 401, response.text  # read and refused as a wrong password
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param(b'"platform": 1e400', "platform: number out of range", id="overflow"),
+        pytest.param(b'"platform": NaN', "platform: number out of range", id="nan"),
+        pytest.param(
+            b'"platform": "\\ud800"',
+            "platform: string holds an unpaired surrogate",
+            id="enum-surrogate",
+        ),
+        pytest.param(
+            b'"\\udfff": 1',
+            "request body: a field name holds an unpaired surrogate",
+            id="name-surrogate",
+        ),
+    ],
+)
+@pytest.mark.usefixtures("quiet_log")
+async def test_values_protobuf_cannot_hold_are_400(admin: Admin, body: bytes, message: str) -> None:
+    # json_format raises OverflowError or SystemError on these, not its ParseError.
+    content = b'{"userName": "thangn", "password": "123456", ' + body + b"}"
+
+    response = await admin.http.post(
+        "/admin/v1/login", content=content, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["message"] == message
+
+
 def user_srv_calls() -> float:
     """The calls user-srv's server has counted so far, whatever their method and code."""
     return sum(
