@@ -131,6 +131,10 @@ class Load:
         for thread in self._threads:
             thread.start()
 
+    def completed_since(self, moment: float) -> int:
+        """How many requests started at or after `moment` (time.monotonic()) have ended."""
+        return sum(1 for c in self.clients for r in list(c.requests) if r.start >= moment)
+
     def stop(self) -> list[Request]:
         self._stop.set()
         for thread in self._threads:

@@ -24,7 +24,7 @@ from devcluster.runner.testing import ready_pods, wait_for
 from micro.testing.tools import KUBECTL_INSTALL_HINT, kubectl_path
 
 from .audit_calls import Call, calls_by_service, calls_table, self_registered
-from .cluster_load import Load, Request
+from .cluster_load import OPERATIONS, Load, Request
 from .cluster_system import (
     LOGIN,
     NAMESPACE,
@@ -38,9 +38,14 @@ from .cluster_system import (
 # The backends each gateway discovers through the Pod registry (a watch of their pods).
 DISCOVERS = {"admin-srv": ("user-srv", "token-srv", "device-srv"), "data-srv": ("device-srv",)}
 
-# A bounded load: at most this many requests, at most this long.
-LOAD_LIMIT = 400
-LOAD_TIME_S = 60.0
+# A bounded load: at most this many requests, at most this long. It is stopped as soon as
+# requests ran on both sides of the disruption, so these bounds only cap a slow run.
+LOAD_LIMIT = 3000
+LOAD_TIME_S = 180.0
+# Requests that must complete before the disruption and start and complete after it:
+# one round of every operation.
+AROUND_DISRUPTION = len(OPERATIONS)
+TRAFFIC_WAIT_S = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +59,23 @@ def under_load(system: System, disrupt: Callable[[], None]) -> list[Request]:
     user-srv, token-srv, device-srv; data-srv -> device-srv) while `disrupt` runs;
     returns every request made."""
     load = Load(system, clients=1, duration_s=LOAD_TIME_S, limit=LOAD_LIMIT)
+    began = time.monotonic()
     load.start()
     try:
-        time.sleep(1.0)  # traffic flows before the disruption
+        wait_for(
+            "traffic before the disruption",
+            lambda: load.completed_since(began) >= AROUND_DISRUPTION,
+            TRAFFIC_WAIT_S,
+            0.05,
+        )
         disrupt()
-        time.sleep(1.0)  # and after it
+        disrupted = time.monotonic()
+        wait_for(
+            "traffic after the disruption",
+            lambda: load.completed_since(disrupted) >= AROUND_DISRUPTION,
+            TRAFFIC_WAIT_S,
+            0.05,
+        )
     finally:
         requests = load.stop()
     return requests
