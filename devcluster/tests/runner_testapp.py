@@ -3,10 +3,12 @@
 It binds MICRO_BIND_HOST:PORT like the services do and answers:
   GET /        {"pod", "ip", "version"}       (VERSION env)
   GET /healthz 200, or 500 when HEALTH=fail   (liveness)
-  GET /ready   200 once up, 503 while draining (readiness)
+  GET /ready   200 once up, 503 while draining or when READY=fail (readiness)
   GET /env     the process environment
   GET /file?path=/etc/x  a file at its in-container path, under $DEVCLUSTER_ROOT
-On SIGTERM it fails readiness, keeps serving DRAIN_S seconds, then exits 0.
+On SIGTERM it fails readiness, keeps serving DRAIN_S seconds, then exits 0. With
+CONFIG_FILE set it first loads that YAML file (in-container path) and exits 1 when it
+is not valid YAML, as a service with a broken ConfigMap does.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import json
 import os
 import pathlib
 import signal
+import sys
 import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
+
+import yaml
 
 draining = threading.Event()
 
@@ -42,7 +47,8 @@ class Handler(BaseHTTPRequestHandler):
             failing = os.environ.get("HEALTH") == "fail"
             self._answer(500 if failing else 200, {"healthy": not failing})
         elif url.path == "/ready":
-            self._answer(503 if draining.is_set() else 200, {"ready": not draining.is_set()})
+            ready = not draining.is_set() and os.environ.get("READY") != "fail"
+            self._answer(200 if ready else 503, {"ready": ready})
         elif url.path == "/env":
             self._answer(200, dict(os.environ))
         elif url.path == "/file":
@@ -63,7 +69,21 @@ class Handler(BaseHTTPRequestHandler):
             )
 
 
+def load_config() -> None:
+    wanted = os.environ.get("CONFIG_FILE")
+    if not wanted:
+        return
+    path = pathlib.Path(os.environ["DEVCLUSTER_ROOT"]) / wanted.lstrip("/")
+    try:
+        yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        print(f"config {wanted} is not valid YAML: {error}", flush=True)
+        sys.exit(1)
+    print(f"config {wanted} loaded", flush=True)
+
+
 def main() -> None:
+    load_config()
     server = ThreadingHTTPServer(
         (os.environ["MICRO_BIND_HOST"], int(os.environ.get("PORT", "8080"))), Handler
     )

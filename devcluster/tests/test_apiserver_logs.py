@@ -38,6 +38,24 @@ def test_log_reads_the_container_file(
     assert core.read_namespaced_pod_log("p", namespace, limit_bytes=3) == "one"
 
 
+def test_previous_log_is_the_instance_before(
+    core: Any, devcluster: RunningDevCluster, namespace: str
+) -> None:
+    _pod(core, namespace, "main")
+    path = log_path(devcluster.state_dir, namespace, "p", "main")
+    path.parent.mkdir(parents=True)
+    path.write_text("second run\n")
+    with pytest.raises(ApiException) as missing:
+        core.read_namespaced_pod_log("p", namespace, previous=True)
+    assert missing.value.status == 400
+    assert 'previous terminated container \\"main\\" in pod \\"p\\" not found' in str(
+        missing.value.body
+    )
+    path.with_suffix(".previous.log").write_text("first run\ncrashed\n")
+    assert core.read_namespaced_pod_log("p", namespace, previous=True) == "first run\ncrashed\n"
+    assert core.read_namespaced_pod_log("p", namespace) == "second run\n"
+
+
 def test_log_container_choice(core: Any, devcluster: RunningDevCluster, namespace: str) -> None:
     _pod(core, namespace, "a", "b")
     for container in ("a", "b"):

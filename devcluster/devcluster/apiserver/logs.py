@@ -74,13 +74,21 @@ async def serve_log(
     namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
     container = choose_container(pod, request.query.get("container"))
     path = log_path(state_dir, namespace, name, container)
+    previous = request.query.get("previous") in ("true", "1")
+    if previous:
+        # The runner keeps the instance before the current one beside it.
+        path = path.with_suffix(".previous.log")
+        if not path.exists():
+            raise bad_request(
+                f'previous terminated container "{container}" in pod "{name}" not found'
+            )
     if not path.exists():
         raise bad_request(
             f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
         )
     tail_lines = _optional_int(request, "tailLines")
     limit = _optional_int(request, "limitBytes")
-    follow = request.query.get("follow") in ("true", "1")
+    follow = request.query.get("follow") in ("true", "1") and not previous
     data = path.read_bytes()
     offset = len(data)  # a follow goes on from here: lines appended from now on are new
     if tail_lines is not None:

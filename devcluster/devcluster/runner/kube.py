@@ -152,6 +152,25 @@ class Kube:
         call = self._method(kind, "read")
         return self._json(call(*self._args(kind, namespace, name), _preload_content=False))
 
+    def pod_log_sync(
+        self, name: str, namespace: str, container: str, tail_lines: int, previous: bool = False
+    ) -> str:
+        """The last lines a container printed (GET pods/log, as `kubectl logs --tail`);
+        `previous`: those of its instance before the current one."""
+        call = self._method(POD, "read", suffix="_log")
+        response = call(
+            name,
+            namespace,
+            container=container,
+            tail_lines=tail_lines,
+            previous=previous,
+            _preload_content=False,
+        )
+        try:
+            return str(response.data.decode(errors="replace"))
+        finally:
+            response.release_conn()
+
     def create_sync(self, kind: Kind, body: Obj, namespace: str | None = None) -> Obj:
         call = self._method(kind, "create")
         return self._json(call(*self._args(kind, namespace), body, _preload_content=False))
@@ -214,6 +233,13 @@ class Kube:
 
     async def get(self, kind: Kind, name: str, namespace: str | None = None) -> Obj:
         return await asyncio.to_thread(self.get_sync, kind, name, namespace)
+
+    async def pod_log(
+        self, name: str, namespace: str, container: str, tail_lines: int, previous: bool = False
+    ) -> str:
+        return await asyncio.to_thread(
+            self.pod_log_sync, name, namespace, container, tail_lines, previous
+        )
 
     async def create(self, kind: Kind, body: Obj, namespace: str | None = None) -> Obj:
         return await asyncio.to_thread(self.create_sync, kind, body, namespace)

@@ -18,8 +18,17 @@ from devcluster.runner.controllers.endpointslice import (
 from devcluster.runner.controllers.garbage import GarbageCollector
 from devcluster.runner.controllers.replicaset import ReplicaSetController
 from devcluster.runner.controllers.scheduler import Scheduler
+from devcluster.runner.events import expire_events_forever
 from devcluster.runner.informer import Informer
-from devcluster.runner.kube import DEPLOYMENT, ENDPOINTSLICE, POD, REPLICASET, SERVICE, Kube
+from devcluster.runner.kube import (
+    DEPLOYMENT,
+    ENDPOINTSLICE,
+    EVENT,
+    POD,
+    REPLICASET,
+    SERVICE,
+    Kube,
+)
 from devcluster.runner.kubelet.container import Backoff
 from devcluster.runner.kubelet.images import ImageMap
 from devcluster.runner.kubelet.kubelet import Kubelet
@@ -54,6 +63,7 @@ class Node:
         self.replicasets = Informer(kube, REPLICASET)
         self.deployments = Informer(kube, DEPLOYMENT)
         self.services = Informer(kube, SERVICE)
+        self.events = Informer(kube, EVENT)  # for the availability reports
         self.slices = Informer(
             kube, ENDPOINTSLICE, label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}"
         )
@@ -83,7 +93,14 @@ class Node:
 
     @property
     def informers(self) -> list[Informer]:
-        return [self.pods, self.replicasets, self.deployments, self.services, self.slices]
+        return [
+            self.pods,
+            self.replicasets,
+            self.deployments,
+            self.services,
+            self.slices,
+            self.events,
+        ]
 
     async def start(self) -> None:
         await self.kubelet.start()
@@ -92,6 +109,7 @@ class Node:
         for informer in self.informers:
             await informer.wait_synced()
         self._tasks = [asyncio.create_task(q.run(), name=q.name) for q in self.queues]
+        self._tasks.append(asyncio.create_task(expire_events_forever(self.kube), name="events"))
         await self.proxy.sync()
 
     async def stop(self) -> None:

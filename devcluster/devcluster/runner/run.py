@@ -1,6 +1,8 @@
 """`python -m devcluster run`: the API server, the manifests and the node, in the foreground.
 
-Ctrl-C or SIGTERM stops every pod's processes, then the API server, and exits.
+It says when every Deployment is available and, while some are not, which and why
+(runner.availability). Ctrl-C or SIGTERM stops every pod's processes, then the API
+server, and exits.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import signal
 import sys
 
 from devcluster.runner import manifests
-from devcluster.runner.kube import Obj
+from devcluster.runner.availability import AvailabilityReporter
 from devcluster.runner.kubelet.images import DEFAULT_IMAGES_FILE
 from devcluster.runner.node import Node, NodeOptions
 from devcluster.testing import RunningDevCluster
@@ -101,7 +103,16 @@ async def _run(args: argparse.Namespace) -> int:
         await asyncio.sleep(0.5)  # let the proxy open the NodePorts of the new Services
         await node.proxy.sync()
         _print_where(cluster, node)
-        watcher = asyncio.create_task(_announce_available(node))
+        reporter = AvailabilityReporter(
+            node.kube,
+            node.deployments,
+            node.replicasets,
+            node.pods,
+            node.events,
+            clean_start=_clean_start(args.state_dir),
+            say=_say,
+        )
+        watcher = asyncio.create_task(reporter.run())
         await stop.wait()
         watcher.cancel()
         print("devcluster: stopping", flush=True)
@@ -127,26 +138,15 @@ def _print_where(cluster: RunningDevCluster, node: Node) -> None:
         print(f"devcluster: service {service} port {port_name or '-'}: {url}", flush=True)
 
 
-async def _announce_available(node: Node) -> None:
-    """Say once when every Deployment has all its replicas updated and available."""
-    while True:
-        await asyncio.sleep(0.5)
-        deployments = node.deployments.objects()
-        if deployments and all(_rolled_out(d) for d in deployments):
-            print(f"devcluster: all {len(deployments)} deployments available", flush=True)
-            return
+def _say(line: str) -> None:
+    print(f"devcluster: {line}", flush=True)
 
 
-def _rolled_out(deployment: Obj) -> bool:
-    spec = deployment.get("spec") or {}
-    status = deployment.get("status") or {}
-    meta = deployment.get("metadata") or {}
-    wanted = spec.get("replicas", 1)
-    return bool(
-        status.get("observedGeneration", 0) >= meta.get("generation", 1)
-        and status.get("updatedReplicas", 0) == wanted
-        and status.get("availableReplicas", 0) == wanted
-        and status.get("replicas", 0) == wanted
+def _clean_start(state_dir: pathlib.Path) -> str:
+    return (
+        "to start again: Ctrl-C, then `make run` (it applies the manifests again, restoring"
+        f" objects edited since); from a clean state: Ctrl-C, `rm -rf {state_dir}`, `make run`"
+        " (the services' data goes too)"
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from devcluster.runner import podutil
+from devcluster.runner.events import NORMAL, WARNING
 from devcluster.runner.kube import Obj
 from devcluster.runner.kubelet import process as proc
 from devcluster.runner.kubelet.env import EnvError
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 
 # A run this long resets the back-off, as the kubelet's does after 10 minutes.
 BACKOFF_RESET_S = 600.0
+
+# Records an Event about this container: (type, reason, message).
+Record = Callable[[str, str, str], None]
 
 
 @dataclass
@@ -56,6 +60,7 @@ class ContainerRunner:
         on_change: Callable[[], None],
         backoff: Backoff,
         grace_s: Callable[[], float],
+        record: Record,
         init: bool = False,
     ) -> None:
         self.spec = spec
@@ -67,6 +72,7 @@ class ContainerRunner:
         self.on_change = on_change
         self.backoff = backoff
         self.grace_s = grace_s
+        self.record = record
         self.init = init
         self.restart_count = 0
         self.state: Obj = {"waiting": {"reason": "ContainerCreating"}}
@@ -117,6 +123,7 @@ class ContainerRunner:
             try:
                 launch = self.launch()
             except (EnvError, ValueError) as error:
+                self.record(WARNING, "Failed", f"Error: {error}")
                 self._set(
                     state={
                         "waiting": {"reason": "CreateContainerConfigError", "message": str(error)}
@@ -130,6 +137,7 @@ class ContainerRunner:
             except OSError as error:
                 self.process = None
                 message = f"exec {launch.argv[0]}: {error}"
+                self.record(WARNING, "Failed", f"Error: {message}")
                 self._record_exit(128, "StartError", message, started_at=podutil.timestamp())
             else:
                 started_at = podutil.timestamp()
@@ -153,6 +161,7 @@ class ContainerRunner:
             self.last_state = {"terminated": self.state.get("terminated", {})}
             if delay > 0:
                 message = f"back-off {delay:g}s restarting failed container={self.name}"
+                self.record(WARNING, "BackOff", f"Back-off restarting failed container {self.name}")
                 self._set(state={"waiting": {"reason": "CrashLoopBackOff", "message": message}})
                 await self._sleep(delay)
                 if self.is_stopping():
@@ -235,6 +244,7 @@ class ContainerRunner:
         if self.process is None or self.process.returncode is not None:
             return
         log.info("container %s: %s; restarting", self.name, reason)
+        self.record(NORMAL, "Killing", reason)
         self._kill_reason = reason
         await proc.stop(self.process, self.grace_s())
 
@@ -279,6 +289,7 @@ class ContainerRunner:
             failures += 1
             # Expected while the process starts; giving up is logged as the restart reason.
             log.debug("%s probe of %s failed (%d): %s", kind, self.name, failures, message)
+            self._unhealthy(kind, message)
             if failures >= settings["failure_threshold"]:
                 return False
             await asyncio.sleep(settings["period"])
@@ -295,6 +306,7 @@ class ContainerRunner:
                     self._set(ready=True)
             else:
                 successes, failures = 0, failures + 1
+                self._unhealthy("Readiness", message)
                 if self.ready and failures >= settings["failure_threshold"]:
                     log.info("readiness probe of %s failed: %s", self.name, message)
                     self._set(ready=False)
@@ -307,12 +319,18 @@ class ContainerRunner:
         while True:
             ok, message = await self._check(probe, settings["timeout"])
             failures = 0 if ok else failures + 1
+            if not ok:
+                self._unhealthy("Liveness", message)
             if failures >= settings["failure_threshold"]:
                 await self._kill_for_restart(
                     f"Container failed liveness probe, will be restarted: {message}"
                 )
                 return
             await asyncio.sleep(settings["period"])
+
+    def _unhealthy(self, kind: str, message: str) -> None:
+        """Every failed probe is an Event, as the kubelet's prober records it."""
+        self.record(WARNING, "Unhealthy", f"{kind} probe failed: {message}")
 
     async def _check(self, probe: Obj, timeout_s: float) -> tuple[bool, str]:
         return await run_action(

@@ -15,6 +15,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from devcluster.runner import podutil
+from devcluster.runner.events import EventRecorder
 from devcluster.runner.informer import Informer, key_of
 from devcluster.runner.kube import CONFIGMAP, MERGE_PATCH, NODE, POD, SECRET, Kind, Kube, Obj
 from devcluster.runner.kubelet.container import Backoff
@@ -64,6 +65,7 @@ class Kubelet:
             images=images,
             lookup=self._lookup,
             backoff=backoff,
+            events=EventRecorder(kube, "kubelet", node_name),
         )
         self.workers: dict[str, PodWorker] = {}
         self._shutting_down = False
@@ -180,6 +182,7 @@ class Kubelet:
         log.info("pod %s: stopping (grace %.0fs)", worker.key, worker._grace_s())
         await worker.terminate(delete=delete)
         self.workers.pop(worker.uid, None)
+        self.context.events.forget(worker.uid)
         worker.remove_logs()
 
     async def _delete_finished(self, pod: Obj) -> None:
@@ -219,6 +222,7 @@ class Kubelet:
         )
         for task in list(self._background):
             task.cancel()
+        await self.context.events.close()
 
 
 def _refers_to(volume: Obj, kind: str, name: str) -> bool:

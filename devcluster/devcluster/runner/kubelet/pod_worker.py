@@ -13,6 +13,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from devcluster.runner import podutil
+from devcluster.runner.events import WARNING, EventRecorder, container_field_path
 from devcluster.runner.kube import MERGE_PATCH, POD, Kube, Obj
 from devcluster.runner.kubelet import env as envs
 from devcluster.runner.kubelet.container import Backoff, ContainerRunner, Launch
@@ -43,6 +44,7 @@ class NodeContext:
     images: ImageMap
     lookup: Lookup
     backoff: Backoff
+    events: EventRecorder
 
 
 def _automount(pod: Obj, lookup: Lookup) -> bool:
@@ -143,6 +145,7 @@ class PodWorker:
             except (EnvError, ApiException) as error:
                 self.config_error = str(error)
                 log.warning("pod %s: %s", self.key, error)
+                self.node.events.record(self.pod, WARNING, "FailedMount", str(error))
                 self._changed()
                 await asyncio.sleep(2.0)
 
@@ -151,6 +154,11 @@ class PodWorker:
         return request_token(self.node.kube, self.pod, audiences, seconds)
 
     def _runner(self, spec: Obj, restart_policy: str, init: bool = False) -> ContainerRunner:
+        field_path = container_field_path(spec["name"], init)
+
+        def record(event_type: str, reason: str, message: str) -> None:
+            self.node.events.record(self.pod, event_type, reason, message, field_path)
+
         return ContainerRunner(
             spec,
             pod_ip=self.pod_ip,
@@ -160,6 +168,7 @@ class PodWorker:
             on_change=self._changed,
             backoff=self.node.backoff,
             grace_s=self._grace_s,
+            record=record,
             init=init,
         )
 
