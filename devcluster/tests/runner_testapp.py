@@ -77,7 +77,7 @@ def load_config() -> None:
     try:
         yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        print(f"config {wanted} is not valid YAML: {error}", flush=True)
+        print(f"config {wanted} is not valid YAML: {' '.join(str(error).split())}", flush=True)
         sys.exit(1)
     print(f"config {wanted} loaded", flush=True)
 
