@@ -80,9 +80,9 @@ def test_a_crash_loop_is_reported_once_with_its_last_log_lines(
     }
     node.apply(json.dumps(deployment("crash", namespace, replicas=1, extra_container=crash)))
     key = f"{namespace}/crash"
-    report = first_report(node, key, "crash loop")
+    report = first_report(node, key, "crashed")
     assert "(0 of 1 available)" in report[0]
-    assert ", container app: crash loop, last exit code 3 (Error); restarted" in report[0]
+    assert ", container app: crashed, last exit code 3 (Error); restarted" in report[0]
     assert report[1:] == ["loading settings", "settings: bad value"]
     assert CLEAN_START in node.text()
     # The container keeps crashing (waiting, running, waiting, ...): no news, no report.
@@ -105,7 +105,7 @@ def test_a_crash_loop_is_reported_once_with_its_last_log_lines(
             }
         },
     )
-    first_report(node, key, "crash loop, last exit code 4 (Error)")
+    first_report(node, key, "crashed, last exit code 4 (Error)")
 
 
 def test_a_failing_readiness_probe_is_named_with_its_last_message(
@@ -157,10 +157,18 @@ GRPC_STARTUP = {"grpc": {"port": 9090, "service": "shop.v1.Shop"}, "periodSecond
 
 
 def test_a_pod_still_starting_is_not_a_problem() -> None:
+    started = {"running": {"startedAt": "2030-01-01T00:00:00Z"}}
     pod = pod_with(
         [{"name": "app", "startupProbe": GRPC_STARTUP}],
-        [{"name": "app", "ready": False, "started": False, "state": {"running": {}}}],
+        [{"name": "app", "ready": False, "started": False, "state": started}],
     )
+    before = {
+        "metadata": {"name": "web-1.0"},
+        "involvedObject": {"uid": "u-1", "fieldPath": "spec.containers{app}"},
+        "reason": "Unhealthy",
+        "message": "Startup probe failed: a runner ago",
+        "lastTimestamp": "2029-12-31T23:00:00Z",
+    }
     refused = {
         "metadata": {"name": "web-1.1"},
         "involvedObject": {"uid": "u-1", "fieldPath": "spec.containers{app}"},
@@ -168,12 +176,14 @@ def test_a_pod_still_starting_is_not_a_problem() -> None:
         "message": "Startup probe failed: connection refused",
         "lastTimestamp": "2030-01-01T00:00:00Z",
     }
-    finding = explain_pod(pod, [refused])
+    finding = explain_pod(pod, [refused, before])
     assert not finding.problem
     assert finding.where() + finding.reason == (
         "pod web-1, container app: running, startupProbe grpc :9090 service shop.v1.Shop"
         " not passed yet (Startup probe failed: connection refused)"
     )
+    # An Event from before the container's current start is no news about it.
+    assert explain_pod(pod, [before]).reason.endswith("not passed yet")
 
 
 def test_the_most_telling_container_is_the_one_reported() -> None:
@@ -196,7 +206,7 @@ def test_the_most_telling_container_is_the_one_reported() -> None:
     assert finding.show_log
     assert finding.container == "sidecar"
     assert (finding.reason, finding.detail) == (
-        "crash loop, last exit code 1 (Error)",
+        "crashed, last exit code 1 (Error)",
         "restarted 2 times",
     )
 

@@ -61,7 +61,7 @@ def test_a_configmap_broken_between_runs_is_restored_by_the_next_run(
 
         report = wait_for("the crash report", crash_report, timeout_s=60)
         assert report.split("\n", 1)[0].startswith(" (0 of 1 available): pod web-"), report
-        assert ": crash loop, last exit code 1 (Error)" in report
+        assert ": crashed, last exit code 1 (Error)" in report
     with running_node(tmp_path, manifests(), images=runner_images) as node:
         assert "configmap/settings configured" in node.text()
         settings: Any = node.core.read_namespaced_config_map("settings", NAMESPACE)

@@ -1,7 +1,7 @@
 """Why Deployments are not available, read from the API as `kubectl describe` reads it.
 
 For a Deployment that is not rolled out, the most telling of its pods that are not
-ready says why: not scheduled (PodScheduled), a container crash-looping (its
+ready says why: not scheduled (PodScheduled), a container that crashed (its
 lastState.terminated, restartCount and last log lines through pods/log), waiting with
 a reason (CreateContainerConfigError names the image or ConfigMap), failing its
 readiness or startup probe (the probe, and the kubelet's last Unhealthy Event for the
@@ -94,14 +94,16 @@ def describe_probe(kind: str, probe: Obj) -> str:
     return f"{kind}Probe {how}"
 
 
-def _last_probe_failure(events: list[Obj], field_path: str, kind: str) -> str:
-    """The message of the kubelet's latest `<Kind> probe failed` Event for a container."""
+def _last_probe_failure(events: list[Obj], field_path: str, kind: str, since: str) -> str:
+    """The message of the kubelet's latest `<Kind> probe failed` Event for a container
+    since its current instance started (a pod's Events outlive a runner's restart)."""
     failed = [
         e
         for e in events
         if e.get("reason") == "Unhealthy"
         and (e.get("involvedObject") or {}).get("fieldPath") == field_path
         and str(e.get("message", "")).startswith(f"{kind} probe failed:")
+        and last_seen(e) >= since
     ]
     if not failed:
         return ""
@@ -128,7 +130,7 @@ def explain_container(pod: Obj, spec: Obj, status: Obj, events: list[Obj], init:
     restarts = int(status.get("restartCount", 0))
     if last and (waiting.get("reason") == "CrashLoopBackOff" or restarts):
         detail = f"restarted {restarts} times" if restarts != 1 else "restarted once"
-        reason = f"crash loop, last {_exit(last)}"
+        reason = f"crashed, last {_exit(last)}"
         running = "running" in state
         return Finding(CRASHING, reason, detail, True, show_log=True, previous_log=running, **base)
     if waiting and waiting.get("reason") not in _STARTING_REASONS:
@@ -149,16 +151,17 @@ def explain_container(pod: Obj, spec: Obj, status: Obj, events: list[Obj], init:
     if init:
         return Finding(STARTING, "running", **base)
     field_path = container_field_path(name, init)
+    since = str(state["running"].get("startedAt") or "")
     if not status.get("started") and spec.get("startupProbe"):
         probe = describe_probe("startup", spec["startupProbe"])
-        failure = _last_probe_failure(events, field_path, "Startup")
+        failure = _last_probe_failure(events, field_path, "Startup", since)
         why = f" ({failure})" if failure else ""
         return Finding(STARTING, f"running, {probe} not passed yet{why}", **base)
     probe_spec = spec.get("readinessProbe")
     if not probe_spec:
         return Finding(STARTING, "running, not ready yet", **base)
     probe = describe_probe("readiness", probe_spec)
-    failure = _last_probe_failure(events, field_path, "Readiness")
+    failure = _last_probe_failure(events, field_path, "Readiness", since)
     if failure:
         return Finding(NOT_READY, f"running, {probe} failing: {failure}", problem=True, **base)
     return Finding(STARTING, f"running, waiting for {probe}", **base)
