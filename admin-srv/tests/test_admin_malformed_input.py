@@ -50,6 +50,8 @@ BAD_HEADERS = [
     pytest.param({"alg": "EdDSA", "kid": "k1", "crit": ["exp"]}, "crit", id="crit-list"),
     pytest.param({"alg": "EdDSA", "kid": "k1", "crit": "exp"}, "crit", id="crit-string"),
     pytest.param({"alg": "EdDSA", "kid": "k1", "crit": []}, "crit", id="crit-empty"),
+    # Echoed in the message: gRPC could not send an unpaired surrogate as UTF-8.
+    pytest.param({"alg": "EdDSA", "kid": "k1", "crit": ["\ud800"]}, "crit", id="crit-surrogate"),
 ]
 
 

@@ -89,6 +89,10 @@ class ServiceError(Exception):
     ) -> None:
         if code is grpc.StatusCode.OK:
             raise ValueError("a ServiceError cannot carry StatusCode.OK")
+        if not message.isascii():
+            # gRPC sends the message as UTF-8: an unpaired surrogate echoed from the
+            # caller's input would fail the answer itself, so it goes escaped.
+            message = message.encode("utf-8", "backslashreplace").decode()
         super().__init__(message)
         self.code = code
         self.message = message

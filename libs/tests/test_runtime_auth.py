@@ -231,6 +231,24 @@ async def test_protected_grpc_method(start_grpc: Any, grpc_channel_to: Any) -> N
     assert len((await stub.List(device_pb2.ListDevicesRequest())).devices) == 1
 
 
+async def test_a_refusal_echoing_an_unpaired_surrogate_still_answers_over_grpc(
+    start_grpc: Any, grpc_channel_to: Any
+) -> None:
+    keys = Keys()
+    server = await start_grpc(policy=policy_for(keys, "device_srv.v1.DevSvc"))
+    stub = device_pb2_grpc.DevSvcStub(grpc_channel_to(server))
+    token = hand_made({"alg": "EdDSA", "kid": "ed1", "crit": ["\ud800"]}, claims(), None)
+
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await stub.Get(
+            device_pb2.DeviceName(name="x"), metadata=(("authorization", f"Bearer {token}"),)
+        )
+
+    # PyJWT names the extension; the message carries it escaped, as UTF-8 can.
+    assert failure.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert str(failure.value.details()).endswith("critical extension: \\ud800)")
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=10) as http:
