@@ -4,6 +4,7 @@ It serves /healthz (alive), /readyz (503 until ready and from shutdown on), /met
 /openapi.json and /docs next to the service's routers, answers errors as JSON through
 the one table in micro.errors, and applies CORS, the body size limit and the timeout
 from server.http. CORS follows the config at run time (`HttpServer.cors.update`).
+/openapi.json declares what the framework answers on every route (micro.transport.openapi).
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict
+from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
 from micro import metrics
 from micro.auth import AccessPolicy
@@ -30,6 +35,7 @@ from micro.health import Health
 from micro.transport.address import join_address, listen_address
 from micro.transport.cors import CorsPolicy, CorsRules, ReloadableCorsMiddleware
 from micro.transport.http_middleware import (
+    QUIET_PATHS,
     AuthMiddleware,
     BodyLimitMiddleware,
     ObserveMiddleware,
@@ -37,8 +43,11 @@ from micro.transport.http_middleware import (
     TimeoutMiddleware,
     TracingMiddleware,
 )
+from micro.transport.openapi import FrameworkAnswers, install, optional_field
 
 _log = logging.getLogger("micro.http")
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def error_response(error: ServiceError) -> JSONResponse:
@@ -68,6 +77,16 @@ def validation_error(exc: RequestValidationError) -> ServiceError:
     return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, message, field=field or None)
 
 
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route of this path takes. Starlette's 405 names only the first
+    route's methods, where RFC 9110 wants the resource's (GET and POST /admin/v1/users)."""
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(r.matches({**scope, "method": method})[0] is Match.FULL for r in app.router.routes)
+    ]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_service_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ServiceError)
@@ -81,11 +100,14 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return error_response(validation_error(exc))
 
-    async def on_http_exception(_: Request, exc: Exception) -> Response:
+    async def on_http_exception(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = code_for_http_status(exc.status_code)
         body = {"code": code.name, "message": str(exc.detail)}
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     app.add_exception_handler(ServiceError, on_service_error)
     app.add_exception_handler(grpc.RpcError, on_rpc_error)
@@ -93,14 +115,38 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
 
 
+class Liveness(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: str
+
+
+class Readiness(BaseModel):
+    """Health.readiness(): the phase, and the last rejected config update when there is one."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: str
+    phase: str
+    configError: str | SkipJsonSchema[None] = optional_field(  # its JSON name
+        "the last config update the service refused"
+    )
+
+
 def probe_router(health: Health) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
-    @router.get("/healthz", summary="Liveness: the process answers")
+    @router.get("/healthz", summary="Liveness: the process answers", response_model=Liveness)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: 503 while starting or shutting down")
+    @router.get(
+        "/readyz",
+        summary="Readiness: 503 while starting or shutting down",
+        response_model=None,
+        responses={
+            200: {"model": Readiness, "description": "Ready"},
+            503: {"model": Readiness, "description": "Starting or shutting down"},
+        },
+    )
     async def readyz() -> JSONResponse:
         return JSONResponse(health.readiness(), status_code=200 if health.ready else 503)
 
@@ -125,6 +171,7 @@ def build_app(
         title=title, version=version or "0.0.0", docs_url="/docs", openapi_url="/openapi.json"
     )
     install_error_handlers(app)
+    install(app, FrameworkAnswers(policy, untimed=QUIET_PATHS))
     app.include_router(probe_router(health))
     # add_middleware puts each new one outermost: this reads innermost first.
     app.add_middleware(AuthMiddleware, policy=policy)
