@@ -19,14 +19,18 @@ from micro.errors import ServiceError
 
 T = TypeVar("T")
 
+# page_size is an int32 in every List request: the largest size a request can carry, and
+# the bound an HTTP query declares (a larger one is 400, like a negative one).
+MAX_REQUESTED_PAGE_SIZE = 2**31 - 1
+
 
 def page_size(requested: int, *, default: int, maximum: int) -> int:
-    """0 asks for the default and sizes above the maximum are lowered to it; a negative
-    size is INVALID_ARGUMENT naming pageSize."""
-    if requested < 0:
+    """0 asks for the default and sizes above the maximum are lowered to it (AIP-158); a
+    negative size, or one no int32 holds, is INVALID_ARGUMENT naming pageSize."""
+    if not 0 <= requested <= MAX_REQUESTED_PAGE_SIZE:
         raise ServiceError(
             grpc.StatusCode.INVALID_ARGUMENT,
-            f"pageSize: must not be negative (got {requested})",
+            f"pageSize: must be between 0 and {MAX_REQUESTED_PAGE_SIZE} (got {requested})",
             field="pageSize",
         )
     return min(requested or default, maximum)

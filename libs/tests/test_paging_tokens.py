@@ -6,19 +6,31 @@ import grpc
 import pytest
 
 from micro.errors import ServiceError
-from micro.paging import decode_page_token, encode_page_token, page_size, split_page, start_after
+from micro.paging import (
+    MAX_REQUESTED_PAGE_SIZE,
+    decode_page_token,
+    encode_page_token,
+    page_size,
+    split_page,
+    start_after,
+)
 
 
-@pytest.mark.parametrize(("requested", "expected"), [(0, 20), (1, 1), (20, 20), (500, 100)])
+@pytest.mark.parametrize(
+    ("requested", "expected"),
+    [(0, 20), (1, 1), (20, 20), (500, 100), (MAX_REQUESTED_PAGE_SIZE, 100)],
+)
 def test_page_size_defaults_and_caps(requested: int, expected: int) -> None:
     assert page_size(requested, default=20, maximum=100) == expected
 
 
-def test_a_negative_page_size_names_the_field() -> None:
+@pytest.mark.parametrize("requested", [-1, -(2**31), MAX_REQUESTED_PAGE_SIZE + 1])
+def test_a_page_size_out_of_int32_or_negative_names_the_field(requested: int) -> None:
     with pytest.raises(ServiceError) as caught:
-        page_size(-1, default=20, maximum=100)
+        page_size(requested, default=20, maximum=100)
     assert caught.value.code is grpc.StatusCode.INVALID_ARGUMENT
     assert caught.value.field == "pageSize"
+    assert str(MAX_REQUESTED_PAGE_SIZE) in caught.value.message
 
 
 def test_tokens_round_trip_only_under_their_own_prefix() -> None:
