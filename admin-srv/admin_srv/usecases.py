@@ -145,6 +145,14 @@ class AuthUseCases:
         return _session(reply.user_id, reply.user_name, reply.token)
 
     async def logout(self, refresh_token: str, access_token: str) -> None:
+        """End the refresh token's session and, when given, revoke the access token; a
+        logout without the refresh token would leave the session alive."""
+        if not refresh_token:
+            raise ServiceError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "refreshToken: must not be empty",
+                field="refreshToken",
+            )
         await upstream(
             self._tokens.RevokeToken(
                 token_pb2.RevokeTokenRequest(refresh_token=refresh_token, access_token=access_token)
