@@ -116,8 +116,8 @@ secrets: sync ## generate the JWT key, bootstrap and database Secrets (DEV=1: th
 bench: sync ## benchmarks; figures go to bench/results.json
 	@for script in bench/bench_*.py; do echo "== $$script"; $(RUN) python $$script; done
 
-# RELIABILITY_SECONDS (120), RELIABILITY_CHAOS_S, _CLIENTS, _USERS, _SEED: tests/reliability/conftest.py
-reliability: sync ## soak under chaos, crash durability, leaks; figures go to bench/reliability.json
+# RELIABILITY_SECONDS (120), RELIABILITY_CHAOS_S, _CLIENTS, _USERS, _SEED, _FUZZ_CASES: tests/reliability/conftest.py
+reliability: sync ## soak under chaos, crash durability, leaks, OpenAPI fuzz; figures go to bench/reliability.json
 	$(RUN) pytest tests/reliability -s $(PYTEST_ARGS)
 
 DEVCLUSTER_ARGS ?=

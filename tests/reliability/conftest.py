@@ -8,7 +8,8 @@ the environment, so a CI-like run can stay short:
     RELIABILITY_CHAOS_S   seconds between two chaos actions (15)
     RELIABILITY_CLIENTS   concurrent load clients (3)
     RELIABILITY_USERS     users created for the durability test (10)
-    RELIABILITY_SEED      the chaos schedule's random seed (a fresh one when unset)
+    RELIABILITY_SEED      the chaos schedule's and the fuzz run's seed (a fresh one when unset)
+    RELIABILITY_FUZZ_CASES  generated requests per API in the OpenAPI fuzz run (500)
 """
 
 from __future__ import annotations
