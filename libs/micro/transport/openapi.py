@@ -24,7 +24,7 @@ BEARER_SCHEME = "bearerAuth"
 ERROR_SCHEMA = "ErrorBody"  # FastAPI names a model's component after its class
 # `openapi_extra=` of a public route that also reads a bearer token when one is sent.
 OPTIONAL_BEARER: dict[str, Any] = {"security": [{}, {BEARER_SCHEME: []}]}
-# Every gRPC code but OK can reach an HTTP client (micro.errors maps the rest to 500).
+# The body's code is the gRPC code name, and any code but OK can reach a client.
 ERROR_CODES: list[JsonValue] = [c.name for c in grpc.StatusCode if c is not grpc.StatusCode.OK]
 
 
@@ -160,7 +160,10 @@ class FrameworkAnswers:
 
 
 def install(app: Any, complete: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-    """Make `app.openapi()` answer FastAPI's document completed by `complete` (once)."""
+    """Make `app.openapi()` answer FastAPI's document completed by `complete` (once).
+
+    `app` is a FastAPI app, typed Any: replacing its openapi method is FastAPI's own
+    documented way to change the document, which mypy refuses on the class type."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
