@@ -155,6 +155,18 @@ def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
         load_config(GreeterConfig, service="s", config_dir=tmp_path, env={})
 
 
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("config.yaml", "greeting: " + "[" * 5000), ("config.json", "[" * 100_000)],
+)
+def test_a_document_nested_too_deeply_is_a_config_error(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    write(tmp_path, name, text)
+    with pytest.raises(ConfigError, match=rf"{name}: invalid \w+: nested too deeply"):
+        load_config(GreeterConfig, service="s", config_dir=tmp_path, env={})
+
+
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     write(tmp_path, "config.json", "[1, 2]")
     with pytest.raises(ConfigError, match=r"config\.json: the top level must be a mapping"):

@@ -47,6 +47,10 @@ def parse_document(name: str, text: str, *, secret: bool = False) -> ConfigDocum
         data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
     except (yaml.YAMLError, ValueError) as exc:
         raise ConfigError(f"{name}: invalid {fmt}: {_describe_parse_error(exc, secret)}") from None
+    except RecursionError:
+        # Both parsers recurse per nesting level: a deep document must be a bad update, not
+        # an exception that escapes the reload and loses the last good config.
+        raise ConfigError(f"{name}: invalid {fmt}: nested too deeply") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
