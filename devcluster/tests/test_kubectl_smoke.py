@@ -247,3 +247,25 @@ def test_generators_that_send_protobuf(kubectl: Kubectl, namespace: str) -> None
         kubectl("delete", "namespace", other)
     refused = kubectl("create", "deployment", "web", "--image=nginx:1.27", check=False)
     assert "unknown format" in refused
+
+
+def test_describe_a_pod_with_probes(kubectl: Kubectl, namespace: str) -> None:
+    # kubectl describe dereferences grpc.service, which kube-apiserver defaults to "".
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: probed}\n"
+            "spec: {containers: [{name: app, image: busybox:1.36,\n"
+            "  livenessProbe: {grpc: {port: 9090}},\n"
+            "  readinessProbe: {httpGet: {port: 8080}}}]}\n"
+        ),
+    )
+    pod = json.loads(kubectl("get", "pod", "probed", "-o", "json"))
+    container = pod["spec"]["containers"][0]
+    assert container["livenessProbe"]["grpc"] == {"port": 9090, "service": ""}
+    assert container["readinessProbe"]["httpGet"] == {"port": 8080, "path": "/", "scheme": "HTTP"}
+    described = kubectl("describe", "pod", "probed")
+    assert "grpc <pod>:9090" in described
+    assert "http-get http://:8080/" in described

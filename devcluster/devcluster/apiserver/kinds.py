@@ -37,6 +37,22 @@ class Strategy:
         return []
 
 
+PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+
+
+def _default_probe(probe: Obj) -> None:
+    """kube-apiserver's probe defaults (kubectl describe dereferences some of them)."""
+    probe.setdefault("timeoutSeconds", 1)
+    probe.setdefault("periodSeconds", 10)
+    probe.setdefault("successThreshold", 1)
+    probe.setdefault("failureThreshold", 3)
+    if isinstance(probe.get("httpGet"), dict):
+        probe["httpGet"].setdefault("path", "/")
+        probe["httpGet"].setdefault("scheme", "HTTP")
+    if isinstance(probe.get("grpc"), dict):
+        probe["grpc"].setdefault("service", "")
+
+
 class PodStrategy(Strategy):
     def prepare_for_create(self, obj: Obj, store: Store) -> None:
         spec = obj.setdefault("spec", {})
@@ -62,6 +78,9 @@ class PodStrategy(Strategy):
                 for port in container.get("ports") or []:
                     if isinstance(port, dict):
                         port.setdefault("protocol", "TCP")
+                for probe in PROBES:
+                    if isinstance(container.get(probe), dict):
+                        _default_probe(container[probe])
         obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
 
     def validate(self, obj: Obj, old: Obj | None, store: Store) -> Causes:
