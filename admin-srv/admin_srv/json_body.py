@@ -8,11 +8,10 @@ import math
 import re
 from typing import Any, TypeVar
 
-import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from micro.errors import ServiceError
+from micro.errors import ServiceError, invalid_argument
 
 M = TypeVar("M", bound=Message)
 
@@ -27,10 +26,6 @@ _UNKNOWN_FIELD = re.compile(r'has no field named "([^"]+)"')
 _BAD_FIELD = re.compile(r"Failed to parse (\w+) field: (.*)", re.DOTALL)
 
 
-def _invalid(message: str, field: str | None = None) -> ServiceError:
-    return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, message, field=field)
-
-
 def _json_name(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
@@ -39,20 +34,22 @@ def _json_name(name: str) -> str:
 def parse_message(body: bytes, message: M) -> M:
     """Fill message from a JSON object body, refusing unknown fields and wrong types."""
     if not body.strip():
-        raise _invalid("request body: must be a JSON object, got nothing")
+        raise invalid_argument(None, "request body: must be a JSON object, got nothing")
     if nested_deeper_than(body, MAX_DEPTH):
-        raise _invalid(f"request body: nested deeper than {MAX_DEPTH} levels")
+        raise invalid_argument(None, f"request body: nested deeper than {MAX_DEPTH} levels")
     try:
         document: Any = json.loads(body)
     except (UnicodeDecodeError, ValueError):
-        raise _invalid("request body: not valid JSON") from None
+        raise invalid_argument(None, "request body: not valid JSON") from None
     if not isinstance(document, dict):
-        raise _invalid(f"request body: must be a JSON object, got {type(document).__name__}")
+        raise invalid_argument(
+            None, f"request body: must be a JSON object, got {type(document).__name__}"
+        )
     for name, value in document.items():
         if _unrepresentable(name):  # not echoed back: the answer could not carry it
-            raise _invalid("request body: a field name holds an unpaired surrogate")
+            raise invalid_argument(None, "request body: a field name holds an unpaired surrogate")
         if problem := _unrepresentable(value):
-            raise _invalid(f"{name}: {problem}", name)
+            raise invalid_argument(name, problem)
     try:
         return json_format.ParseDict(document, message, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
@@ -96,12 +93,12 @@ def _unrepresentable(value: Any) -> str | None:
 def _parse_error(text: str, message: Message) -> ServiceError:
     if match := _UNKNOWN_FIELD.search(text):
         known = ", ".join(f.json_name for f in message.DESCRIPTOR.fields)
-        return _invalid(f"{match[1]}: unknown field (known: {known})", match[1])
+        return invalid_argument(match[1], f"unknown field (known: {known})")
     if match := _BAD_FIELD.search(text):
         field = _json_name(match[1])
         detail = match[2].split(" at ")[0].strip().rstrip(".")
-        return _invalid(f"{field}: {detail}", field)
-    return _invalid(f"request body: {text.splitlines()[0]}")
+        return invalid_argument(field, detail)
+    return invalid_argument(None, f"request body: {text.splitlines()[0]}")
 
 
 def message_json(message: Message) -> dict[str, Any]:

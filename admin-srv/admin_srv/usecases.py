@@ -18,7 +18,7 @@ from api.device_srv.v1 import device_pb2
 from api.token_srv.v1 import token_pb2
 from api.user_srv.v1 import user_pb2
 from micro.auth import Principal
-from micro.errors import ServiceError
+from micro.errors import ServiceError, invalid_argument
 
 if TYPE_CHECKING:
     from api.device_srv.v1.device_pb2_grpc import DevSvcAsyncStub
@@ -104,9 +104,7 @@ class AuthUseCases:
         self, user_name: str, password: str, platform: int, client_address: str
     ) -> Session:
         if not user_name:
-            raise ServiceError(
-                grpc.StatusCode.INVALID_ARGUMENT, "userName: must not be empty", field="userName"
-            )
+            raise invalid_argument("userName", "must not be empty")
         self._limiter.check(user_name, client_address)
         try:
             verified = await upstream(
@@ -134,11 +132,7 @@ class AuthUseCases:
 
     async def refresh(self, refresh_token: str) -> Session:
         if not refresh_token:
-            raise ServiceError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "refreshToken: must not be empty",
-                field="refreshToken",
-            )
+            raise invalid_argument("refreshToken", "must not be empty")
         reply = await upstream(
             self._tokens.RefreshToken(token_pb2.RefreshTokenRequest(refresh_token=refresh_token))
         )
@@ -148,11 +142,7 @@ class AuthUseCases:
         """End the refresh token's session and, when given, revoke the access token; a
         logout without the refresh token would leave the session alive."""
         if not refresh_token:
-            raise ServiceError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "refreshToken: must not be empty",
-                field="refreshToken",
-            )
+            raise invalid_argument("refreshToken", "must not be empty")
         await upstream(
             self._tokens.RevokeToken(
                 token_pb2.RevokeTokenRequest(refresh_token=refresh_token, access_token=access_token)
@@ -180,9 +170,7 @@ class UserAdminUseCases:
     async def create(self, user_name: str, password: str, role: str) -> Account:
         value = ROLE_VALUES.get(role)
         if value is None:
-            raise ServiceError(
-                grpc.StatusCode.INVALID_ARGUMENT, "role: must be user or admin", field="role"
-            )
+            raise invalid_argument("role", "must be user or admin")
         reply = await upstream(
             self._users.CreateUser(
                 user_pb2.CreateUserRequest(user_name=user_name, password=password, role=value)

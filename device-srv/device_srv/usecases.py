@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import grpc
-
 from device_srv.domain import PAGE_TOKEN_PREFIX, Device, is_valid_name, name_problem
 from device_srv.repository import DeviceRepository
 from micro import paging
-from micro.errors import ServiceError
+from micro.errors import invalid_argument, not_found
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -30,9 +28,7 @@ class DeviceUseCases:
         _check_name(name, field="name")
         device = await self._repository.get(name)
         if device is None:
-            raise ServiceError(
-                grpc.StatusCode.NOT_FOUND, f"device {name!r} not found", field="name"
-            )
+            raise not_found(f"device {name!r} not found", field="name")
         return device
 
     async def list(self, page_size: int, page_token: str) -> DevicePage:
@@ -48,11 +44,7 @@ class DeviceUseCases:
             field = f"devices[{index}].name"
             _check_name(device.name, field=field)
             if device.name in seen:
-                raise ServiceError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"{field}: device {device.name!r} is listed twice",
-                    field=field,
-                )
+                raise invalid_argument(field, f"device {device.name!r} is listed twice")
             seen.add(device.name)
         await self._repository.upsert(devices)
 
@@ -60,4 +52,4 @@ class DeviceUseCases:
 def _check_name(name: str, *, field: str) -> None:
     problem = name_problem(name)
     if problem is not None:
-        raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {problem}", field=field)
+        raise invalid_argument(field, problem)

@@ -28,7 +28,7 @@ import jwt
 from pydantic import Field
 
 from micro.config.model import Duration, Section
-from micro.errors import ServiceError
+from micro.errors import ServiceError, unauthenticated, unavailable
 
 Algorithm = Literal["EdDSA", "RS256", "HS256"]
 # The JWK key type each accepted algorithm needs.
@@ -74,7 +74,7 @@ def require_principal() -> Principal:
     """The principal of the current call; usable as a FastAPI dependency too."""
     principal = _principal.get()
     if principal is None:
-        raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, "an access token is required")
+        raise unauthenticated(None, "an access token is required")
     return principal
 
 
@@ -90,10 +90,6 @@ def acting_as(principal: Principal | None) -> Iterator[None]:
 
 class TokenVerifier(Protocol):
     async def verify(self, token: str) -> Principal: ...
-
-
-def _unauthenticated(message: str) -> ServiceError:
-    return ServiceError(grpc.StatusCode.UNAUTHENTICATED, message)
 
 
 @dataclass(frozen=True)
@@ -157,14 +153,14 @@ class JwtVerifier:
         except jwt.PyJWTError as exc:
             # The whole family: PyJWT refuses a bad kid or crit with InvalidTokenError,
             # not only DecodeError, and either is the caller's mistake.
-            raise _unauthenticated(f"access token: malformed header ({exc})") from None
+            raise unauthenticated(None, f"access token: malformed header ({exc})") from None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
-            raise _unauthenticated(f"access token: algorithm {alg!r} is not accepted")
+            raise unauthenticated(None, f"access token: algorithm {alg!r} is not accepted")
         kid = header.get("kid")
         key = await self._key(kid if isinstance(kid, str) else None)
         if KEY_TYPE_BY_ALGORITHM[alg] != key.key_type or key.jwk.algorithm_name != alg:
-            raise _unauthenticated(f"access token: algorithm {alg} does not fit its key")
+            raise unauthenticated(None, f"access token: algorithm {alg} does not fit its key")
         claims = self._decode(token, key.jwk, alg)
         return _principal_from(claims)
 
@@ -185,19 +181,19 @@ class JwtVerifier:
                 options={"require": required, "verify_aud": bool(self._audience)},
             )
         except jwt.ExpiredSignatureError:
-            raise _unauthenticated("access token: expired") from None
+            raise unauthenticated(None, "access token: expired") from None
         except jwt.ImmatureSignatureError:
-            raise _unauthenticated("access token: not valid yet (nbf/iat)") from None
+            raise unauthenticated(None, "access token: not valid yet (nbf/iat)") from None
         except jwt.InvalidIssuerError:
-            raise _unauthenticated("access token: wrong issuer") from None
+            raise unauthenticated(None, "access token: wrong issuer") from None
         except jwt.InvalidAudienceError:
-            raise _unauthenticated("access token: wrong audience") from None
+            raise unauthenticated(None, "access token: wrong audience") from None
         except jwt.InvalidSignatureError:
-            raise _unauthenticated("access token: bad signature") from None
+            raise unauthenticated(None, "access token: bad signature") from None
         except jwt.MissingRequiredClaimError as exc:
-            raise _unauthenticated(f"access token: missing claim {exc.claim}") from None
+            raise unauthenticated(None, f"access token: missing claim {exc.claim}") from None
         except jwt.PyJWTError as exc:
-            raise _unauthenticated(f"access token: invalid ({exc})") from None
+            raise unauthenticated(None, f"access token: invalid ({exc})") from None
 
     async def _key(self, kid: str | None) -> _Key:
         now = self._clock()
@@ -206,7 +202,7 @@ class JwtVerifier:
             await self._refresh(now)
         key = self._lookup(kid)
         if key is None:
-            raise _unauthenticated(f"access token: unknown key id {kid!r}")
+            raise unauthenticated(None, f"access token: unknown key id {kid!r}")
         return key
 
     def _lookup(self, kid: str | None) -> _Key | None:
@@ -226,9 +222,7 @@ class JwtVerifier:
                 documents = await self._jwks()
             except Exception as exc:
                 if not self._keys:
-                    raise ServiceError(
-                        grpc.StatusCode.UNAVAILABLE, "token keys are unavailable"
-                    ) from exc
+                    raise unavailable("token keys are unavailable") from exc
                 _log.warning("jwks refresh failed, keeping %d cached keys", len(self._keys))
                 self._fetched_at = self._clock()
                 return
@@ -316,10 +310,10 @@ class AccessPolicy:
         if rule is None:
             return None
         if self.verifier is None:
-            raise ServiceError(grpc.StatusCode.UNAVAILABLE, "authentication is not configured")
+            raise unavailable("authentication is not configured")
         token = bearer_token(authorization)
         if token is None:
-            raise _unauthenticated("missing bearer token in the authorization header")
+            raise unauthenticated(None, "missing bearer token in the authorization header")
         principal = await self.verifier.verify(token)
         if rule.roles and principal.role not in rule.roles:
             raise ServiceError(

@@ -1,12 +1,14 @@
 """Typed errors at the edge, and the one table that maps gRPC codes to HTTP statuses.
 
 Raise `ServiceError(grpc.StatusCode.X, "message", field="userName")` anywhere in a
-service: the gRPC server aborts the call with that code (the field travels as a
-google.rpc.BadRequest detail), the HTTP server answers the mapped status with the JSON
-body `{"code": ..., "message": ..., "field": ...}`. A `retry_after` becomes the HTTP
-Retry-After header and the gRPC `retry-after` trailer, in whole seconds. A
-`grpc.RpcError` from a downstream call maps the same way (field and retry-after included),
-so a gateway passes NOT_FOUND on as 404 without code of its own.
+service, or one of the constructors below (`invalid_argument("userName", "must not be
+empty")` names the field once, in the message and as the field): the gRPC server
+aborts the call with that code (the field travels as a google.rpc.BadRequest detail),
+the HTTP server answers the mapped status with the JSON body `{"code": ...,
+"message": ..., "field": ...}`. A `retry_after` becomes the HTTP Retry-After header and
+the gRPC `retry-after` trailer, in whole seconds. A `grpc.RpcError` from a downstream
+call maps the same way (field and retry-after included), so a gateway passes NOT_FOUND
+on as 404 without code of its own.
 """
 
 from __future__ import annotations
@@ -155,6 +157,30 @@ class ServiceError(Exception):
             field=_field_from_trailers(trailers),
             retry_after=_retry_after_from_trailers(trailers),
         )
+
+
+def _naming(field: str | None, rule: str) -> str:
+    return rule if field is None else f"{field}: {rule}"
+
+
+def invalid_argument(field: str | None, rule: str) -> ServiceError:
+    """INVALID_ARGUMENT "<field>: <rule>" carrying field; without a field, the rule alone."""
+    return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, _naming(field, rule), field=field)
+
+
+def unauthenticated(field: str | None, rule: str) -> ServiceError:
+    """UNAUTHENTICATED "<field>: <rule>" carrying field; without a field, the rule alone."""
+    return ServiceError(grpc.StatusCode.UNAUTHENTICATED, _naming(field, rule), field=field)
+
+
+def not_found(message: str, *, field: str | None = None) -> ServiceError:
+    """NOT_FOUND; the message names what is missing, the field where the caller named it."""
+    return ServiceError(grpc.StatusCode.NOT_FOUND, message, field=field)
+
+
+def unavailable(message: str, *, retry_after: timedelta | None = None) -> ServiceError:
+    """UNAVAILABLE, with the wait after which a retry may succeed when it is known."""
+    return ServiceError(grpc.StatusCode.UNAVAILABLE, message, retry_after=retry_after)
 
 
 def _retry_after_from_trailers(trailers: Sequence[tuple[str, str | bytes]]) -> timedelta | None:

@@ -13,9 +13,7 @@ import binascii
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-import grpc
-
-from micro.errors import ServiceError
+from micro.errors import invalid_argument
 
 T = TypeVar("T")
 
@@ -28,10 +26,8 @@ def page_size(requested: int, *, default: int, maximum: int) -> int:
     """0 asks for the default and sizes above the maximum are lowered to it (AIP-158); a
     negative size, or one no int32 holds, is INVALID_ARGUMENT naming pageSize."""
     if not 0 <= requested <= MAX_REQUESTED_PAGE_SIZE:
-        raise ServiceError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"pageSize: must be between 0 and {MAX_REQUESTED_PAGE_SIZE} (got {requested})",
-            field="pageSize",
+        raise invalid_argument(
+            "pageSize", f"must be between 0 and {MAX_REQUESTED_PAGE_SIZE} (got {requested})"
         )
     return min(requested or default, maximum)
 
@@ -57,11 +53,7 @@ def start_after(prefix: str, token: str, valid: Callable[[str], bool]) -> str | 
         return None
     key = decode_page_token(prefix, token)
     if key is None or not valid(key):
-        raise ServiceError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            "pageToken: not a token from a previous response",
-            field="pageToken",
-        )
+        raise invalid_argument("pageToken", "not a token from a previous response")
     return key
 
 

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import grpc
 import jwt
 
-from micro.errors import ServiceError
+from micro.errors import ServiceError, invalid_argument, unauthenticated
 from token_srv.config import JwtConfig
 from token_srv.domain import (
     PLATFORMS,
@@ -59,14 +58,6 @@ class JwtSettingsHolder:
         self.current = JwtSettings.load(cfg, self._data_dir)
 
 
-def _unauthenticated(message: str, field: str | None = None) -> ServiceError:
-    return ServiceError(grpc.StatusCode.UNAUTHENTICATED, message, field=field)
-
-
-def _invalid(field: str, message: str) -> ServiceError:
-    return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {message}", field=field)
-
-
 class TokenUseCases:
     def __init__(
         self,
@@ -81,45 +72,43 @@ class TokenUseCases:
 
     async def generate(self, subject: Subject) -> TokenPair:
         if not subject.user_id:
-            raise _invalid("userId", "must not be empty")
+            raise invalid_argument("userId", "must not be empty")
         if not subject.user_name or len(subject.user_name) > 64:
-            raise _invalid("userName", "must be 1-64 characters")
+            raise invalid_argument("userName", "must be 1-64 characters")
         if subject.role not in ROLES:
-            raise _invalid("role", f"must be one of {', '.join(ROLES)}")
+            raise invalid_argument("role", f"must be one of {', '.join(ROLES)}")
         if subject.platform not in PLATFORMS:
-            raise _invalid("platform", f"must be one of {', '.join(PLATFORMS)}")
+            raise invalid_argument("platform", f"must be one of {', '.join(PLATFORMS)}")
         await self._purge_now_and_then()
         return await self._issue(subject, family_id=uuid.uuid4().hex)
 
     async def verify(self, token: str) -> dict[str, Any]:
         """The claims of a valid, unrevoked access token."""
         if not token:
-            raise _invalid("token", "must not be empty")
+            raise invalid_argument("token", "must not be empty")
         claims = self._decode(token, field="token")
         if await self._tokens.is_access_revoked(str(claims["jti"])):
-            raise _unauthenticated("token: revoked", "token")
+            raise unauthenticated("token", "revoked")
         return claims
 
     async def refresh(self, refresh_token: str) -> tuple[TokenPair, Subject]:
         if not refresh_token:
-            raise _invalid("refreshToken", "must not be empty")
+            raise invalid_argument("refreshToken", "must not be empty")
         token_hash = refresh_token_hash(refresh_token)
         record = await self._tokens.find_refresh(token_hash)
         now = self._now()
         if record is None or record.revoked_at is not None or record.expires_at <= now:
-            raise _unauthenticated("refreshToken: invalid, expired or revoked", "refreshToken")
+            raise unauthenticated("refreshToken", "invalid, expired or revoked")
         if record.spent_at is not None or not await self._tokens.spend_refresh(token_hash, now):
             # A spent token offered again means it leaked: end the whole session.
             await self._tokens.revoke_family(record.family_id, now)
-            raise _unauthenticated(
-                "refreshToken: already used; the session is revoked", "refreshToken"
-            )
+            raise unauthenticated("refreshToken", "already used; the session is revoked")
         return await self._issue(record.subject, record.family_id), record.subject
 
     async def revoke(self, refresh_token: str, access_token: str) -> None:
         """Logout: end the refresh token's session and, when given, the access token."""
         if not refresh_token and not access_token:
-            raise _invalid("refreshToken", "refreshToken or accessToken must be set")
+            raise invalid_argument("refreshToken", "refreshToken or accessToken must be set")
         now = self._now()
         if access_token:
             try:
@@ -174,10 +163,10 @@ class TokenUseCases:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise _unauthenticated(f"{field}: not a JWT", field) from None
+            raise unauthenticated(field, "not a JWT") from None
         key = settings.keys.verifying_key(str(header.get("kid", "")))
         if key is None:
-            raise _unauthenticated(f"{field}: signed with an unknown key", field)
+            raise unauthenticated(field, "signed with an unknown key")
         try:
             # Only the algorithm of the key the kid names: never "none", never HS256 with
             # a public key.
@@ -191,15 +180,15 @@ class TokenUseCases:
                 options={"require": REQUIRED_CLAIMS, "verify_exp": verify_exp},
             )
         except jwt.ExpiredSignatureError:
-            raise _unauthenticated(f"{field}: expired", field) from None
+            raise unauthenticated(field, "expired") from None
         except jwt.ImmatureSignatureError:
-            raise _unauthenticated(f"{field}: not valid yet", field) from None
+            raise unauthenticated(field, "not valid yet") from None
         except jwt.InvalidIssuerError:
-            raise _unauthenticated(f"{field}: wrong issuer", field) from None
+            raise unauthenticated(field, "wrong issuer") from None
         except jwt.InvalidAudienceError:
-            raise _unauthenticated(f"{field}: wrong audience", field) from None
+            raise unauthenticated(field, "wrong audience") from None
         except jwt.PyJWTError as exc:
-            raise _unauthenticated(f"{field}: invalid ({exc})", field) from None
+            raise unauthenticated(field, f"invalid ({exc})") from None
         return claims
 
     def _now(self) -> datetime:

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-import grpc
-
-from micro.errors import ServiceError
+from micro.errors import invalid_argument
 
 USER_NAME_RULES = "1-64 characters: ASCII letters, digits, '.', '_' or '-'"
 PASSWORD_RULES = "6-128 characters"  # noqa: S105 - a rule, not a password
@@ -41,35 +39,19 @@ class StoredUser:
 
 def check_user_name(user_name: str) -> None:
     if not user_name:
-        raise ServiceError(
-            grpc.StatusCode.INVALID_ARGUMENT, "userName: must not be empty", field="userName"
-        )
+        raise invalid_argument("userName", "must not be empty")
     if not _USER_NAME.fullmatch(user_name):
-        raise ServiceError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"userName: must be {USER_NAME_RULES}",
-            field="userName",
-        )
+        raise invalid_argument("userName", f"must be {USER_NAME_RULES}")
 
 
 def check_new_password(password: str) -> None:
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        raise ServiceError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"password: must be {PASSWORD_RULES}",
-            field="password",
-        )
+        raise invalid_argument("password", f"must be {PASSWORD_RULES}")
 
 
 def check_offered_password(password: str) -> None:
     """A password offered at login: present and bounded (hashing a huge one is a DoS)."""
     if not password:
-        raise ServiceError(
-            grpc.StatusCode.INVALID_ARGUMENT, "password: must not be empty", field="password"
-        )
+        raise invalid_argument("password", "must not be empty")
     if len(password) > PASSWORD_MAX:
-        raise ServiceError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"password: must be at most {PASSWORD_MAX} characters",
-            field="password",
-        )
+        raise invalid_argument("password", f"must be at most {PASSWORD_MAX} characters")

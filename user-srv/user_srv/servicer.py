@@ -6,7 +6,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from api.user_srv.v1 import user_pb2, user_pb2_grpc
-from micro.errors import ServiceError
+from micro.errors import ServiceError, invalid_argument
 from user_srv.domain import Role, User
 from user_srv.usecases import UserUseCases
 
@@ -61,11 +61,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
     ) -> user_pb2.CreateUserResponse:
         role = _ROLE_FROM_PROTO.get(request.role)
         if role is None:
-            raise ServiceError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "role: must be USER_ROLE_USER or USER_ROLE_ADMIN",
-                field="role",
-            )
+            raise invalid_argument("role", "must be USER_ROLE_USER or USER_ROLE_ADMIN")
         user = await self._users.create_user(request.user_name, request.password, role)
         return user_pb2.CreateUserResponse(user=user_message(user))
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import grpc
 
 from micro import paging
-from micro.errors import ServiceError
+from micro.errors import ServiceError, invalid_argument, not_found, unauthenticated
 from user_srv.config import BootstrapUser
 from user_srv.domain import (
     Role,
@@ -40,9 +40,9 @@ class UserUseCases:
         stored = await self._users.by_name(user_name)
         if stored is None:
             await self._hasher.burn(password)
-            raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, BAD_CREDENTIALS)
+            raise unauthenticated(None, BAD_CREDENTIALS)
         if not await self._hasher.verify(stored.password_hash, password):
-            raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, BAD_CREDENTIALS)
+            raise unauthenticated(None, BAD_CREDENTIALS)
         if self._hasher.needs_rehash(stored.password_hash):
             # The cost parameters changed since this hash was made: upgrade it now that
             # the plain password is at hand.
@@ -65,19 +65,17 @@ class UserUseCases:
 
     async def get_user_by_id(self, user_id: str) -> User:
         if not _is_user_id(user_id):
-            raise ServiceError(
-                grpc.StatusCode.INVALID_ARGUMENT, "id: must be a user id (digits)", field="id"
-            )
+            raise invalid_argument("id", "must be a user id (digits)")
         user = await self._users.by_id(int(user_id))
         if user is None:
-            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"no user with id {user_id}")
+            raise not_found(f"no user with id {user_id}")
         return user
 
     async def get_user_by_name(self, user_name: str) -> User:
         check_user_name(user_name)
         stored = await self._users.by_name(user_name)
         if stored is None:
-            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"no user named {user_name!r}")
+            raise not_found(f"no user named {user_name!r}")
         return stored.user
 
     async def list_users(self, page_size: int, page_token: str) -> tuple[list[User], str]:

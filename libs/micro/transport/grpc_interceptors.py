@@ -28,7 +28,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from micro import metrics, tracing
 from micro.auth import AccessPolicy, acting_as
-from micro.errors import INTERNAL_MESSAGE, ServiceError
+from micro.errors import INTERNAL_MESSAGE, ServiceError, invalid_argument
 
 _log = logging.getLogger("micro.grpc")
 
@@ -260,9 +260,7 @@ class _Undecodable:
         self.reason = reason
 
     def refusal(self) -> ServiceError:
-        return ServiceError(
-            grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid message ({self.reason})"
-        )
+        return invalid_argument(None, f"request: not a valid message ({self.reason})")
 
 
 def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:

@@ -30,7 +30,7 @@ from starlette.types import Scope
 from micro import metrics
 from micro.auth import AccessPolicy
 from micro.config.model import HttpServerConfig
-from micro.errors import ServiceError, code_for_http_status
+from micro.errors import ServiceError, code_for_http_status, invalid_argument
 from micro.health import Health
 from micro.transport.address import join_address, listen_address
 from micro.transport.cors import CorsPolicy, CorsRules, ReloadableCorsMiddleware
@@ -66,15 +66,12 @@ def validation_error(exc: RequestValidationError) -> ServiceError:
     """400 naming the first offending field (by its JSON name)."""
     errors = exc.errors()
     if not errors:
-        return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "invalid request")
+        return invalid_argument(None, "invalid request")
     first = errors[0]
-    field = _field_of(first.get("loc", ()))
-    message = str(first.get("msg", "invalid value"))
-    if field:
-        message = f"{field}: {message}"
+    rule = str(first.get("msg", "invalid value"))
     if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more)"
-    return ServiceError(grpc.StatusCode.INVALID_ARGUMENT, message, field=field or None)
+        rule += f" (and {len(errors) - 1} more)"
+    return invalid_argument(_field_of(first.get("loc", ())) or None, rule)
 
 
 def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
