@@ -22,8 +22,8 @@ from api.admin_srv.v1 import admin_pb2_grpc
 from api.device_srv.v1 import device_pb2_grpc
 from api.token_srv.v1 import token_pb2_grpc
 from api.user_srv.v1 import user_pb2_grpc
-from device_srv.database import open_engine
 from device_srv.domain import Device
+from device_srv.migrations import MIGRATIONS as DEVICE_MIGRATIONS
 from device_srv.repository import SqlDeviceRepository
 from device_srv.servicer import SERVICE_NAME as DEVICE_SERVICE
 from device_srv.servicer import DevSvcServicer
@@ -111,7 +111,9 @@ async def backends(
     token_engine = await open_database(
         f"sqlite+aiosqlite:///{tmp_path}/tokens.db", TOKEN_MIGRATIONS, "token-srv"
     )
-    device_engine = await open_engine(f"sqlite+aiosqlite:///{tmp_path}/devices.db")
+    device_engine = await open_database(
+        f"sqlite+aiosqlite:///{tmp_path}/devices.db", DEVICE_MIGRATIONS, "device-srv"
+    )
     hasher = Argon2PasswordHasher(FAST_ARGON2)
     users = UserUseCases(SqlUserRepository(user_engine), hasher)
     await users.bootstrap(USERS)

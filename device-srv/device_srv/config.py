@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
 from device_srv.domain import Device, name_problem
 from micro.config.model import Section, ServiceConfig
 from micro.config.reload import Reload
-
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/device-srv.db"
-
-
-class DatabaseConfig(Section):
-    reload_policy = Reload.RESTART  # the database is opened once
-
-    # A secret: a PostgreSQL URL's password must not show in config reprs.
-    url: SecretStr = Field(default=SecretStr(DEFAULT_DATABASE_URL), min_length=1)
-    """A SQLite file relative to the working directory by default; a PostgreSQL URL
-    (postgresql+asyncpg://...) normally comes from the device-srv-database Secret."""
+from micro.db import DatabaseConfig
 
 
 class DeviceSeed(Section):

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import Boolean, Column, MetaData, String, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from device_srv.database import devices_table
-from device_srv.domain import Device
+from device_srv.domain import NAME_MAX_LENGTH, Device
 
 
 class DeviceRepository(Protocol):
@@ -23,6 +22,15 @@ class DeviceRepository(Protocol):
     async def upsert(self, devices: Sequence[Device]) -> None:
         """Insert these devices, or update the ones that exist; others are untouched."""
         ...
+
+
+_meta = MetaData()
+devices_table = Table(
+    "devices",
+    _meta,
+    Column("name", String(NAME_MAX_LENGTH), primary_key=True),
+    Column("active", Boolean, nullable=False),
+)
 
 
 class SqlDeviceRepository:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from api.device_srv.v1 import device_pb2_grpc
 from device_srv.config import DeviceSeed, DeviceSrvConfig
-from device_srv.database import open_engine
+from device_srv.migrations import MIGRATIONS
 from device_srv.repository import SqlDeviceRepository
 from device_srv.servicer import SERVICE_NAME, DevSvcServicer
 from device_srv.usecases import DeviceUseCases
 from micro.app import ServiceContext, run
+from micro.db import open_service_database
 from micro.errors import ServiceError
 
 NAME = "go-micro.device-srv"
@@ -16,9 +17,7 @@ NAME = "go-micro.device-srv"
 
 async def compose(ctx: ServiceContext[DeviceSrvConfig]) -> None:
     cfg = ctx.config.current
-    # The database URL is read once; changing it needs a restart (new pods in a cluster).
-    engine = await open_engine(cfg.database.url.get_secret_value())
-    ctx.on_shutdown(engine.dispose)
+    engine = await open_service_database(ctx, cfg.database, MIGRATIONS)
     devices = DeviceUseCases(SqlDeviceRepository(engine))
     await devices.seed([seed.to_device() for seed in cfg.devices])
 

@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.device_srv.v1 import device_pb2_grpc
 from device_srv.config import DeviceSrvConfig
-from device_srv.database import open_engine
 from device_srv.domain import Device
+from device_srv.migrations import MIGRATIONS
 from device_srv.repository import DeviceRepository, SqlDeviceRepository
 from device_srv.service import NAME, compose
 from micro.app import App
+from micro.db import open_database
 from micro.testing.postgres import throwaway_postgres_or_skip
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def sqlite_url(tmp_path: pathlib.Path) -> str:
 
 @pytest.fixture
 async def sqlite_engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = await open_engine(sqlite_url)
+    engine = await open_database(sqlite_url, MIGRATIONS, "device-srv")
     yield engine
     await engine.dispose()
 

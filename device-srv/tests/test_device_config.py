@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
-from device_srv.config import DEFAULT_DATABASE_URL, DeviceSrvConfig
+from device_srv.config import DeviceSrvConfig
 from micro.config import load_config
 
 PASSWORD = "s3cret-pg-password"  # looked for in every rendering
@@ -29,4 +29,5 @@ def test_the_database_url_never_shows_in_reprs_or_dumps(tmp_path: pathlib.Path) 
 
 
 def test_the_default_url_is_the_sqlite_file() -> None:
-    assert DeviceSrvConfig().database.url.get_secret_value() == DEFAULT_DATABASE_URL
+    database = DeviceSrvConfig().database
+    assert database.url_for("device-srv") == "sqlite+aiosqlite:///.data/device-srv.db"

@@ -11,11 +11,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from device_srv.database import devices_table, open_engine
 from device_srv.domain import Device
 from device_srv.migrations import MIGRATIONS
-from device_srv.repository import SqlDeviceRepository
-from micro.db import schema_versions
+from device_srv.repository import SqlDeviceRepository, devices_table
+from micro.db import open_database, schema_versions
 
 
 async def test_get_answers_stored_devices_and_none_for_others(
@@ -54,12 +53,12 @@ async def test_list_after_orders_by_name_and_honours_the_limit(
 
 
 async def test_rows_survive_a_reopened_engine(sqlite_url: str, tmp_path: pathlib.Path) -> None:
-    engine = await open_engine(sqlite_url)
+    engine = await open_database(sqlite_url, MIGRATIONS, "device-srv")
     await SqlDeviceRepository(engine).upsert([Device("device1", True)])
     await engine.dispose()
 
     assert (tmp_path / "db" / "devices.db").is_file()
-    reopened = await open_engine(sqlite_url)
+    reopened = await open_database(sqlite_url, MIGRATIONS, "device-srv")
     try:
         assert await SqlDeviceRepository(reopened).get("device1") == Device("device1", True)
     finally:
@@ -79,7 +78,7 @@ async def test_a_file_from_before_versioned_migrations_opens_with_its_rows(
         await conn.execute(text("INSERT INTO devices VALUES ('device1', 1)"))
     await old.dispose()
 
-    engine = await open_engine(url)
+    engine = await open_database(url, MIGRATIONS, "device-srv")
     try:
         assert await SqlDeviceRepository(engine).get("device1") == Device("device1", True)
         async with engine.connect() as conn:
@@ -101,7 +100,7 @@ async def postgres_admin(url: str) -> AsyncIterator[AsyncConnection]:
 
 @pytest.mark.postgres
 async def test_the_repository_on_postgresql(postgres_url: str) -> None:
-    engine = await open_engine(postgres_url)
+    engine = await open_database(postgres_url, MIGRATIONS, "device-srv")
     try:
         repository = SqlDeviceRepository(engine)
         async with engine.begin() as conn:
@@ -120,7 +119,9 @@ async def test_the_repository_on_postgresql(postgres_url: str) -> None:
 async def test_replicas_starting_together_create_the_schema_once(postgres_url: str) -> None:
     async with postgres_admin(postgres_url) as admin:
         await admin.execute(text("DROP TABLE IF EXISTS devices, schema_version"))
-    engines = await asyncio.gather(*(open_engine(postgres_url) for _ in range(4)))
+    engines = await asyncio.gather(
+        *(open_database(postgres_url, MIGRATIONS, "device-srv") for _ in range(4))
+    )
     try:
         await SqlDeviceRepository(engines[0]).upsert([Device("device1", True)])
         assert await SqlDeviceRepository(engines[3]).get("device1") == Device("device1", True)
@@ -129,7 +130,9 @@ async def test_replicas_starting_together_create_the_schema_once(postgres_url: s
 
 
 async def test_replicas_on_one_sqlite_file_seed_at_once(sqlite_url: str) -> None:
-    engines = await asyncio.gather(*(open_engine(sqlite_url) for _ in range(4)))
+    engines = await asyncio.gather(
+        *(open_database(sqlite_url, MIGRATIONS, "device-srv") for _ in range(4))
+    )
     try:
         seeds = [[Device(f"d{i}-{n}", True) for n in range(50)] for i in range(4)]
         await asyncio.gather(

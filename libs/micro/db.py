@@ -1,5 +1,8 @@
-"""A service's database: its URL, an async engine for SQLite or PostgreSQL, and the
-ordered, versioned schema migrations applied at start.
+"""A service's database: its config section, an async engine for SQLite or PostgreSQL,
+the ordered, versioned schema migrations applied at start, and a UTC timestamp column.
+
+A service opens its database in one line of its composition root:
+`engine = await open_service_database(ctx, cfg.database, MIGRATIONS)`.
 
 Why not Alembic: the services have a handful of tables and no offline upgrade step, so
 an ordered list of migrations applied in one transaction at start, recorded in a
@@ -19,16 +22,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
 from sqlalchemy import (
     Column,
     Connection,
     DateTime,
+    Dialect,
     Integer,
     MetaData,
     String,
     Table,
+    TypeDecorator,
     event,
     func,
     select,
@@ -37,6 +43,13 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from micro.config.model import Section
+from micro.config.reload import Reload
+from micro.registry.endpointslices import kubernetes_service_name
+
+if TYPE_CHECKING:
+    from micro.app import ServiceContext
 
 # How long a SQLite writer waits for another one (a second replica on the same file)
 # before it gives up with "database is locked".
@@ -66,11 +79,64 @@ schema_version = Table(
 )
 
 
-def database_url(url: str, data_dir: str, file_name: str) -> str:
-    """The configured URL, or a SQLite file named file_name in data_dir."""
-    if url:
-        return url
-    return f"sqlite+aiosqlite:///{Path(data_dir) / file_name}"
+class DatabaseConfig(Section):
+    """The `database` section of every service with a database."""
+
+    reload_policy = Reload.RESTART  # the engine is opened once, at start
+
+    # A secret: a PostgreSQL URL's password must not show in config reprs.
+    url: SecretStr = SecretStr("")
+    """Empty: the SQLite file <data_dir>/<service short name>.db. A PostgreSQL URL
+    (postgresql+asyncpg://...) usually comes from the Secret <service>-database."""
+    data_dir: str = ".data"
+    """Folder of the service's local files (the SQLite file when url is empty), relative
+    to the working directory."""
+
+    def url_for(self, name: str) -> str:
+        """The configured URL, or the SQLite file `<name>.db` in data_dir."""
+        url = self.url.get_secret_value()
+        return url or f"sqlite+aiosqlite:///{Path(self.data_dir) / name}.db"
+
+
+async def open_service_database(
+    ctx: ServiceContext[Any], config: DatabaseConfig, migrations: Sequence[Migration]
+) -> AsyncEngine:
+    """The service's engine with its schema at the newest version, disposed at shutdown.
+
+    The service's short name ("go-micro.user-srv" -> "user-srv") names its SQLite file
+    and its schema lock.
+    """
+    name = kubernetes_service_name(ctx.name)
+    engine = await open_database(config.url_for(name), migrations, name)
+    ctx.on_shutdown(engine.dispose)
+    return engine
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp column written and read as an aware UTC datetime.
+
+    SQLite keeps no zone: it would store an aware value's wall time as it is and hands
+    back naive values, so values are converted to UTC on the way in and marked UTC on
+    the way out. A naive value is refused: its zone would be a guess.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"a naive datetime cannot be stored as UTC: {value!r}")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def create_engine(url: str) -> AsyncEngine:

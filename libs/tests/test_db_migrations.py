@@ -15,7 +15,6 @@ from micro.db import (
     SQLITE_BUSY_TIMEOUT_MS,
     Migration,
     create_engine,
-    database_url,
     open_database,
     schema_versions,
     use_wal,
@@ -161,13 +160,6 @@ async def test_processes_migrating_one_sqlite_file_together_apply_each_step_once
         assert len(pids) == 1  # one process applied both steps in its one transaction
     finally:
         await engine.dispose()
-
-
-def test_the_url_is_the_configured_one_or_a_file_in_the_data_dir() -> None:
-    assert database_url("postgresql+asyncpg://db/app", "/data", "app.db") == (
-        "postgresql+asyncpg://db/app"
-    )
-    assert database_url("", "/data", "app.db") == "sqlite+aiosqlite:////data/app.db"
 
 
 async def test_a_sqlite_file_gets_its_folder_wal_foreign_keys_and_a_busy_timeout(

@@ -9,15 +9,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from micro.config.model import Duration, Section, ServiceConfig
 from micro.config.reload import Reload
-
-
-class DatabaseConfig(Section):
-    reload_policy = Reload.RESTART  # the database is opened once
-
-    # Empty: a SQLite file in data_dir. A PostgreSQL URL (postgresql+asyncpg://...) usually
-    # arrives from the Secret token-srv-database.
-    url: SecretStr = SecretStr("")
-    data_dir: str = ".data"
+from micro.db import DatabaseConfig
 
 
 class JwtKeyConfig(Section):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, select, update
+from sqlalchemy import Column, MetaData, String, Table, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from micro.db import UtcDateTime
 from token_srv.domain import RefreshRecord, Subject
 
 
@@ -42,35 +43,26 @@ refresh_tokens = Table(
     Column("user_name", String(64), nullable=False),
     Column("role", String(16), nullable=False),
     Column("platform", String(32), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-    Column("spent_at", DateTime(timezone=True), nullable=True),
-    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("spent_at", UtcDateTime(), nullable=True),
+    Column("revoked_at", UtcDateTime(), nullable=True),
 )
 revoked_access_tokens = Table(
     "revoked_access_tokens",
     _meta,
     Column("jti", String(64), primary_key=True),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
 )
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    if moment is None or moment.tzinfo:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 def _record(row: Any) -> RefreshRecord:
-    expires_at = _utc(row.expires_at)
-    assert expires_at is not None
     return RefreshRecord(
         token_hash=row.token_hash,
         family_id=row.family_id,
         subject=Subject(row.user_id, row.user_name, row.role, row.platform),
-        expires_at=expires_at,
-        spent_at=_utc(row.spent_at),
-        revoked_at=_utc(row.revoked_at),
+        expires_at=row.expires_at,
+        spent_at=row.spent_at,
+        revoked_at=row.revoked_at,
     )
 
 

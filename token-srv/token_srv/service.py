@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from api.token_srv.v1 import token_pb2_grpc
 from micro.app import ServiceContext, run
-from micro.db import database_url, open_database
+from micro.db import open_service_database
 from token_srv.config import JwtConfig, TokenSrvConfig
 from token_srv.migrations import MIGRATIONS
 from token_srv.repository import SqlTokenRepository
@@ -17,13 +17,9 @@ NAME = "go-micro.token-srv"
 
 async def compose(ctx: ServiceContext[TokenSrvConfig]) -> None:
     cfg = ctx.config.current
-    data_dir = cfg.database.data_dir
-    # The database is opened once; changing its URL needs a restart.
-    url = database_url(cfg.database.url.get_secret_value(), data_dir, "token-srv.db")
-    engine = await open_database(url, MIGRATIONS, "token-srv")
-    ctx.on_shutdown(engine.dispose)
+    engine = await open_service_database(ctx, cfg.database, MIGRATIONS)
     # Keys are parsed here and on every change of the jwt section, never per call.
-    settings = JwtSettingsHolder(cfg.jwt, data_dir)
+    settings = JwtSettingsHolder(cfg.jwt, cfg.database.data_dir)
 
     def reload(jwt: JwtConfig) -> None:
         try:

@@ -8,15 +8,7 @@ from pydantic import Field, SecretStr
 
 from micro.config.model import Section, ServiceConfig
 from micro.config.reload import Reload
-
-
-class DatabaseConfig(Section):
-    reload_policy = Reload.RESTART  # the database is opened once
-
-    # Empty: a SQLite file in data_dir. A PostgreSQL URL (postgresql+asyncpg://...) usually
-    # arrives from the Secret user-srv-database.
-    url: SecretStr = SecretStr("")
-    data_dir: str = ".data"
+from micro.db import DatabaseConfig
 
 
 class Argon2Config(Section):

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, select, update
+from sqlalchemy import Column, Integer, MetaData, String, Table, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from micro.db import UtcDateTime
 from user_srv.domain import Role, StoredUser, User
 
 
@@ -40,21 +41,13 @@ users = Table(
     Column("user_name", String(64), nullable=False, unique=True),
     Column("password_hash", String(255), nullable=False),
     Column("role", String(16), nullable=False),
-    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("create_time", UtcDateTime(), nullable=False),
 )
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _user(row: Any) -> User:
     return User(
-        id=str(row.id),
-        user_name=row.user_name,
-        role=Role(row.role),
-        create_time=_utc(row.create_time),
+        id=str(row.id), user_name=row.user_name, role=Role(row.role), create_time=row.create_time
     )
 
 

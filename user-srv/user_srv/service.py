@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from api.user_srv.v1 import user_pb2_grpc
 from micro.app import ServiceContext, run
-from micro.db import database_url, open_database
+from micro.db import open_service_database
 from micro.errors import ServiceError
 from user_srv.config import BootstrapUser, UserSrvConfig
 from user_srv.migrations import MIGRATIONS
@@ -19,10 +19,7 @@ NAME = "go-micro.user-srv"
 
 async def compose(ctx: ServiceContext[UserSrvConfig]) -> None:
     cfg = ctx.config.current
-    # The database and argon2 settings are read once; changing them needs a restart.
-    url = database_url(cfg.database.url.get_secret_value(), cfg.database.data_dir, "user-srv.db")
-    engine = await open_database(url, MIGRATIONS, "user-srv")
-    ctx.on_shutdown(engine.dispose)
+    engine = await open_service_database(ctx, cfg.database, MIGRATIONS)
     hasher = Argon2PasswordHasher(cfg.argon2)
 
     async def close_hasher() -> None:
