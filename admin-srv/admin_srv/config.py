@@ -46,12 +46,18 @@ class AdminSrvConfig(ServiceConfig):
 
     @model_validator(mode="after")
     def _public_grpc_accepts_no_more_than_http(self) -> AdminSrvConfig:
-        # Both ports are public: a request too large for HTTP is too large for gRPC.
+        # Both ports are public: a request too large for HTTP is too large for gRPC. Unset,
+        # the gRPC limit is the HTTP one; set larger, the config is refused.
         http, grpc = self.server.http, self.server.grpc
-        if http is not None and grpc is not None and grpc.max_message_bytes > http.max_body_bytes:
+        if http is None or grpc is None or grpc.max_message_bytes <= http.max_body_bytes:
+            return self
+        if "max_message_bytes" in grpc.model_fields_set:
             raise ValueError(
                 f"server.grpc.max_message_bytes ({grpc.max_message_bytes}) must not exceed "
                 f"server.http.max_body_bytes ({http.max_body_bytes}): the public gRPC port "
                 "accepts at most what the HTTP port accepts"
             )
+        limited = grpc.model_copy(update={"max_message_bytes": http.max_body_bytes})
+        # The sections are frozen; this runs while the model is being built.
+        object.__setattr__(self, "server", self.server.model_copy(update={"grpc": limited}))
         return self

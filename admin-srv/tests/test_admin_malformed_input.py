@@ -186,3 +186,16 @@ def test_the_public_grpc_limit_may_not_exceed_the_http_body_limit(
         AdminSrvConfig.model_validate({"server": server})
     server["grpc"]["max_message_bytes"] = 1024  # lower is allowed
     assert AdminSrvConfig.model_validate({"server": server}).server.grpc is not None
+
+
+def test_an_unset_public_grpc_limit_is_the_http_body_limit() -> None:
+    # The framework's own defaults (HTTP 1 MiB, gRPC 4 MiB) must still make a valid config.
+    config = AdminSrvConfig.model_validate({"server": {"http": {}, "grpc": {}}})
+    assert config.server.http is not None
+    assert config.server.grpc is not None
+    assert config.server.grpc.max_message_bytes == config.server.http.max_body_bytes
+    custom = AdminSrvConfig.model_validate(
+        {"server": {"http": {"max_body_bytes": 2048}, "grpc": {"addr": "127.0.0.1:0"}}}
+    )
+    assert custom.server.grpc is not None
+    assert custom.server.grpc.max_message_bytes == 2048
