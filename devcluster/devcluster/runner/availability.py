@@ -311,12 +311,15 @@ class AvailabilityReporter:
         wanted = int((deployment.get("spec") or {}).get("replicas", 1))
         key = key_of(deployment)
         available = int(status.get("availableReplicas", 0))
-        findings = []
-        for pod in pods_of(deployment, self.replicasets, self.pods):
-            if not podutil.is_ready(pod):
-                findings.append(explain_pod(pod, self._events(pod)))
+        findings = [
+            (explain_pod(pod, self._events(pod)), pod["metadata"].get("creationTimestamp", ""))
+            for pod in pods_of(deployment, self.replicasets, self.pods)
+            if not podutil.is_ready(pod)
+        ]
         if findings:
-            finding = max(findings, key=lambda f: f.rank)
+            # Of equally telling findings the newest pod's: during a rollout, the new
+            # template's failure is the news, not the old one's that goes on.
+            finding = max(findings, key=lambda found: (found[0].rank, found[1]))[0]
         else:
             updated = int(status.get("updatedReplicas", 0))
             finding = Finding(ROLLING, f"rolling out, {updated} of {wanted} pods updated")
