@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from .cluster_system import System, running_system
 
 # --- Shipping: images and the .k8s manifests ------------------------------------------
 
@@ -58,3 +61,15 @@ def k8s_objects(k8s_documents: list[tuple[Path, dict[str, Any]]]) -> dict[str, d
         assert key not in objects, f"{key} is defined twice (again in {path.name})"
         objects[key] = document
     return objects
+
+
+# --- The whole system ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """The system from .k8s on the devcluster, started once for every test that needs it:
+    the disruption tests leave it as they found it, and the fuzz run (which fails logins
+    and creates users) sorts after them."""
+    with running_system(tmp_path_factory.mktemp("cluster")) as running:
+        yield running

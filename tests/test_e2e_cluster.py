@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -32,7 +32,6 @@ from .cluster_system import (
     System,
     replicas_ready,
     rolled_out,
-    running_system,
 )
 
 # The backends each gateway discovers through the Pod registry (a watch of their pods).
@@ -46,12 +45,6 @@ LOAD_TIME_S = 180.0
 # one round of every operation.
 AROUND_DISRUPTION = len(OPERATIONS)
 TRAFFIC_WAIT_S = 30.0
-
-
-@pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    with running_system(tmp_path_factory.mktemp("cluster")) as running:
-        yield running
 
 
 def under_load(system: System, disrupt: Callable[[], None]) -> list[Request]:

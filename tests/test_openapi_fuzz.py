@@ -10,23 +10,16 @@ The authenticated routes get the token of a throwaway admin created for the modu
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
-from .cluster_system import LOGIN, System, running_system
+from .cluster_system import LOGIN, System
 from .openapi_fuzz import FuzzTokens, fuzz, load, throwaway_admin
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 CASES = int(os.environ.get("OPENAPI_FUZZ_CASES", "100"))
 SEED = int(os.environ.get("OPENAPI_FUZZ_SEED", "20240612"))
-
-
-@pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    with running_system(tmp_path_factory.mktemp("openapi-fuzz")) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
