@@ -31,10 +31,6 @@ class Health:
         self._config_error = config_error
 
     @property
-    def phase(self) -> Phase:
-        return self._phase
-
-    @property
     def ready(self) -> bool:
         return self._phase is Phase.SERVING
 

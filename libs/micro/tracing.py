@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -78,16 +78,6 @@ def extract(carrier: Mapping[str, str]) -> otel_context.Context:
     return propagate.extract(carrier)
 
 
-def extract_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> otel_context.Context:
-    carrier = {key: value for key, value in metadata or () if isinstance(value, str)}
-    return extract(carrier)
-
-
 def inject_metadata(metadata: MutableMapping[str, str]) -> None:
     """Add the current trace context to outgoing headers or metadata."""
     propagate.inject(metadata)
-
-
-def current_trace_id() -> str:
-    ctx = trace.get_current_span().get_span_context()
-    return trace.format_trace_id(ctx.trace_id) if ctx.is_valid else ""

@@ -23,8 +23,8 @@ from micro.auth import AccessPolicy, current_principal
 from micro.config.model import GrpcServerConfig, HttpServerConfig, ServiceConfig
 from micro.errors import ServiceError
 from micro.health import Health
+from micro.log import trace_ids
 from micro.testing import waiting
-from micro.tracing import current_trace_id
 from micro.transport.grpc import GrpcServer
 from micro.transport.http import HttpServer
 
@@ -55,7 +55,7 @@ class ScriptedDevices(device_pb2_grpc.DevSvcServicer):
             principal = current_principal()
             return device_pb2.Device(name=principal.user_name if principal else "", active=True)
         if name == "trace":
-            return device_pb2.Device(name=current_trace_id(), active=True)
+            return device_pb2.Device(name=trace_ids()[0], active=True)
         return device_pb2.Device(name=name, active=True)
 
     async def List(

@@ -16,9 +16,10 @@ from api.token_srv.v1 import token_pb2_grpc
 from api.user_srv.v1 import user_pb2, user_pb2_grpc
 from micro.client import ClientFactory, idempotent_methods
 from micro.config.model import GrpcClientConfig, StaticService, TracingConfig
+from micro.log import trace_ids
 from micro.registry import ServiceInstance, StaticDiscovery
 from micro.testing import waiting
-from micro.tracing import current_trace_id, setup_tracing, tracer
+from micro.tracing import setup_tracing, tracer
 
 SERVICE = "go-micro.device-srv"
 
@@ -174,7 +175,7 @@ async def test_the_trace_context_reaches_the_instance(start_grpc: Any) -> None:
     factory = factory_for(f"grpc://127.0.0.1:{server.port}")  # default interceptors
     stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
     with tracer().start_as_current_span("caller"):
-        caller_trace = current_trace_id()
+        caller_trace = trace_ids()[0]
         answer = await stub.Get(device_pb2.DeviceName(name="trace"))
     await factory.close()
     assert answer.name == caller_trace

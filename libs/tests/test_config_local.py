@@ -30,7 +30,6 @@ def test_defaults_without_any_source() -> None:
     handle = load_config(GreeterConfig, service="go-micro.greeter-srv", env={})
     assert handle.current == GreeterConfig()
     assert handle.last_error is None
-    assert not handle.watching
 
 
 def test_files_merge_in_name_order_and_keep_sibling_keys(tmp_path: Path) -> None:

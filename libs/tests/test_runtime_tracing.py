@@ -15,8 +15,8 @@ from fastapi import APIRouter
 
 from api.device_srv.v1 import device_pb2, device_pb2_grpc
 from micro.config.model import TracingConfig
-from micro.log import configure_logging
-from micro.tracing import current_trace_id, setup_tracing
+from micro.log import configure_logging, trace_ids
+from micro.tracing import setup_tracing
 from micro.transport.client_interceptors import client_interceptors
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -36,7 +36,7 @@ class Relay(device_pb2_grpc.DevSvcServicer):
             last = await device_pb2_grpc.DevSvcStub(channel).Get(
                 device_pb2.DeviceName(name="trace")
             )
-        return device_pb2.Device(name=f"{current_trace_id()},{last.name}", active=True)
+        return device_pb2.Device(name=f"{trace_ids()[0]},{last.name}", active=True)
 
     async def List(
         self, request: device_pb2.ListDevicesRequest, context: Any
@@ -73,7 +73,7 @@ async def test_trace_id_crosses_http_grpc_grpc(
         async with grpc.aio.insecure_channel(target, interceptors=interceptors) as channel:
             answer = await device_pb2_grpc.DevSvcStub(channel).Get(device_pb2.DeviceName(name="x"))
         middle_id, last_id = answer.name.split(",")
-        return {"http": current_trace_id(), "middle": middle_id, "last": last_id}
+        return {"http": trace_ids()[0], "middle": middle_id, "last": last_id}
 
     gateway = await start_http(router)
     async with httpx.AsyncClient(timeout=10) as client:

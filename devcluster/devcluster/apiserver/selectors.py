@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -360,6 +360,3 @@ def exact_name(text: str | None) -> str | None:
         if match:
             names.append(_unescape(match.group(2)))
     return names[0] if len(names) == 1 else None
-
-
-Matcher = Callable[[Mapping[str, Any]], bool]

@@ -72,11 +72,6 @@ class ClientFactory:
             settings=self._settings,
         )
 
-    @property
-    def settings(self) -> GrpcClientConfig:
-        """The client settings new calls start with."""
-        return self._settings.current
-
     def update(self, cfg: GrpcClientConfig) -> None:
         """New client settings (deadline, attempts) for every stub, from the next call on."""
         self._settings.update(cfg)

@@ -78,11 +78,6 @@ class ConfigHandle(Generic[C]):
         """Why the latest update was rejected; None once the sources validate again."""
         return self._last_error
 
-    @property
-    def watching(self) -> bool:
-        """True when remote sources are configured (the config can change at run time)."""
-        return bool(self._remote)
-
     def subscribe(
         self, select: Callable[[C], T], on_change: Callable[[T], Awaitable[None] | None]
     ) -> Callable[[], None]:
