@@ -1,1 +1,1 @@
-"""user_srv."""
+"""user-srv: users and their argon2id password hashes (`user_srv.v1.UserService`)."""
