@@ -22,9 +22,9 @@ grpc_server_cpu_access_line_us (the whole chain minus quiet) into bench/results.
 
     uv run python bench/bench_grpc_layers.py [--rounds 20] [--calls 800] [--max-seconds 20]
 
-A sample's figure moves by ±15 µs with the machine's state, mostly alike for all the
-variants of a round, so the paired increments are steadier; still, the default run (about
-25 s, for `make bench`) leaves the smallest layers' increments within ±5 µs of noise, and
+A sample's figure moves with the machine's state, mostly alike for all the variants of a
+round, so the paired increments are steadier; still, the default run (the one `make bench`
+makes) leaves the smallest layers' increments close to the noise, and
 `--rounds 80 --max-seconds 120` narrows that.
 """
 

@@ -39,8 +39,8 @@ class ChaosEvent:
     pod: str
     start: float  # time.monotonic() when the action was taken
     recovered: float  # when every Deployment had its replicas ready again
-    # A crash: when the killed process was seen gone (polled every millisecond; a
-    # process of this size goes within about 0.3 ms of its SIGKILL).
+    # A crash: when the killed process was seen gone (polled every millisecond, finer
+    # than the time a killed process takes to go).
     gone: float = 0.0
 
 
