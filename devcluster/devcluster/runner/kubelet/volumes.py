@@ -192,6 +192,3 @@ class PodFiles:
             if link.is_symlink():
                 link.unlink()
             link.symlink_to(source)
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
