@@ -4,7 +4,8 @@ shutdown hooks, exit 0. A start-up failure is one clear log line and exit code 1
 
 `run(...)` is what a service's `__main__` calls. `App` is the same lifecycle without
 signals or exit, for running a service inside a test: `await app.start()`, read
-`app.ctx.grpc_port` / `app.ctx.http_port`, then `await app.shutdown()`.
+`app.ctx.grpc_port` / `app.ctx.http_port` (or `app.server("grpc")`), then
+`await app.shutdown()`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from micro.tracing import flush_tracing, setup_tracing
 from micro.transport.cors import CorsRules
 from micro.transport.grpc import AddToServer, GrpcServer
 from micro.transport.http import HttpServer
+from micro.transport.server import Server
 
 C = TypeVar("C", bound=ServiceConfig)
 S = TypeVar("S")
@@ -46,6 +48,9 @@ Hook = Callable[[], Awaitable[None]]
 Compose = Callable[["ServiceContext[C]"], Awaitable[None]]
 
 _log = logging.getLogger("micro.app")
+
+# The servers an app may run, in start order, and how the log lines name them.
+SERVER_KINDS = {"grpc": "gRPC", "http": "HTTP", "metrics": "metrics"}
 
 
 class StartupError(RuntimeError):
@@ -78,10 +83,21 @@ class ServiceContext(Generic[C]):
         self.routers: list[APIRouter] = []
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
-        self.grpc_port: int | None = None  # the bound ports, once the servers listen
-        self.http_port: int | None = None
-        self.metrics_port: int | None = None  # server.metrics, when there is no server.http
+        self.ports: dict[str, int] = {}  # the bound port of each kind, once it listens
         self._clients: ClientFactory | None = None
+
+    @property
+    def grpc_port(self) -> int | None:
+        return self.ports.get("grpc")
+
+    @property
+    def http_port(self) -> int | None:
+        return self.ports.get("http")
+
+    @property
+    def metrics_port(self) -> int | None:
+        """server.metrics, when there is no server.http."""
+        return self.ports.get("metrics")
 
     def add_grpc_service(self, add_to_server: AddToServer, servicer: Any, full_name: str) -> None:
         """Serve a generated servicer, e.g. (add_UserServiceServicer_to_server, UserServicer(),
@@ -192,9 +208,7 @@ class App(Generic[C]):
         self._registrar: Registrar | None = None
         self._discovery: Discovery | None = None
         self._instance: ServiceInstance | None = None
-        self._grpc: GrpcServer | None = None
-        self._http: HttpServer | None = None
-        self._metrics: HttpServer | None = None
+        self._servers: dict[str, Server] = {}  # by kind, in start order
         self._unsubscribe: list[Callable[[], None]] = []  # config observers to drop
 
     async def start(self) -> None:
@@ -243,11 +257,9 @@ class App(Generic[C]):
         self.ctx = ctx
         self._unsubscribe.append(handle.subscribe(lambda c: c.client.grpc, ctx.apply_client_config))
         await self._compose(ctx)
-        await self._start_servers(cfg, ctx)
-        if self._http is not None:
-            self._unsubscribe.append(
-                handle.subscribe(lambda c: CorsRules.of(c.server.http), self._http.cors.update)
-            )
+        self._servers = self._build_servers(cfg, ctx)
+        for kind, server in self._servers.items():
+            ctx.ports[kind] = await server.start()
         for hook in ctx.startup_hooks:
             await hook()
         self._instance = self._service_instance()
@@ -260,20 +272,28 @@ class App(Generic[C]):
             self._api = kube_client(cfg.registry.k8s)
         return registry_from_config(cfg.registry, self._api)
 
-    async def _start_servers(self, cfg: ServiceConfig, ctx: ServiceContext[C]) -> None:
+    def server(self, kind: str) -> Server | None:
+        """The running server of this kind ("grpc", "http" or "metrics"), if configured."""
+        if kind not in SERVER_KINDS:
+            raise ValueError(f"no server kind {kind!r}; one of {', '.join(SERVER_KINDS)}")
+        return self._servers.get(kind)
+
+    def _build_servers(self, cfg: ServiceConfig, ctx: ServiceContext[C]) -> dict[str, Server]:
+        """The servers the config asks for, by kind, each with what compose added to it."""
         if ctx.grpc_services and cfg.server.grpc is None:
             raise StartupError("gRPC services were added but server.grpc is not configured")
         if ctx.routers and cfg.server.http is None:
             raise StartupError("HTTP routers were added but server.http is not configured")
         if not ctx.policy.empty and ctx.policy.verifier is None:
             raise StartupError("protected methods need a token verifier (ctx.set_verifier)")
+        servers: dict[str, Server] = {}
         if cfg.server.grpc is not None:
-            self._grpc = GrpcServer(cfg.server.grpc, health=self.health, policy=ctx.policy)
+            grpc = GrpcServer(cfg.server.grpc, health=self.health, policy=ctx.policy)
             for add_to_server, servicer, full_name in ctx.grpc_services:
-                self._grpc.add_service(add_to_server, servicer, full_name)
-            ctx.grpc_port = await self._grpc.start()
+                grpc.add_service(add_to_server, servicer, full_name)
+            servers["grpc"] = grpc
         if cfg.server.http is not None:
-            self._http = HttpServer(
+            http = HttpServer(
                 cfg.server.http,
                 health=self.health,
                 policy=ctx.policy,
@@ -281,26 +301,28 @@ class App(Generic[C]):
                 version=self.version,
             )
             for router in ctx.routers:
-                self._http.include_router(router)
-            ctx.http_port = await self._http.start()
+                http.include_router(router)
+            self._unsubscribe.append(
+                ctx.config.subscribe(lambda c: CorsRules.of(c.server.http), http.cors.update)
+            )
+            servers["http"] = http
         elif cfg.server.metrics is not None:
-            # Probes and /metrics only; not registered, so discovery never routes to it.
-            self._metrics = HttpServer(
+            # Probes and /metrics only; not advertised, so discovery never routes to it.
+            servers["metrics"] = HttpServer(
                 HttpServerConfig(addr=cfg.server.metrics.addr),
                 health=self.health,
                 title=self.name,
                 version=self.version,
+                advertised=False,
             )
-            ctx.metrics_port = await self._metrics.start()
+        return servers
 
     def _service_instance(self) -> ServiceInstance:
-        endpoints = []
-        if self._grpc is not None:
-            host = advertised_host(self._grpc.host)
-            endpoints.append(format_endpoint("grpc", host, self._grpc.port))
-        if self._http is not None:
-            host = advertised_host(self._http.host)
-            endpoints.append(format_endpoint("http", host, self._http.port))
+        endpoints = [
+            format_endpoint(endpoint.scheme, advertised_host(endpoint.host), endpoint.port)
+            for server in self._servers.values()
+            if (endpoint := server.endpoint) is not None
+        ]
         return ServiceInstance(
             id=instance_id(self.instance_id, self.name),
             name=self.name,
@@ -334,22 +356,13 @@ class App(Generic[C]):
         """Stop whatever started, in reverse. Every step runs even when an earlier one
         fails: a failure is logged at ERROR naming its step, and the release goes on."""
         await self._deregister()
-        servers = [
-            (f"stopping the {kind} server", server)
-            for kind, server in (
-                ("gRPC", self._grpc),
-                ("HTTP", self._http),
-                ("metrics", self._metrics),
-            )
-            if server is not None
-        ]
-        self._grpc = self._http = self._metrics = None
+        servers, self._servers = self._servers, {}
 
-        async def stop(step: str, server: GrpcServer | HttpServer) -> None:
-            with _logged_failure(step):
+        async def stop(kind: str, server: Server) -> None:
+            with _logged_failure(f"stopping the {SERVER_KINDS[kind]} server"):
                 await server.stop(grace)
 
-        await asyncio.gather(*(stop(step, server) for step, server in servers))
+        await asyncio.gather(*(stop(kind, server) for kind, server in servers.items()))
         hooks = list(reversed(self.ctx.shutdown_hooks)) if self.ctx is not None else []
         if self.ctx is not None:
             self.ctx.shutdown_hooks.clear()

@@ -308,10 +308,11 @@ async def test_a_failing_shutdown_step_does_not_skip_the_later_ones(
     http_port = app.ctx.http_port
     assert http_port
     # The parts the release steps through, each failing after doing its work.
-    assert app._grpc is not None
+    grpc_server = app.server("grpc")
+    assert grpc_server is not None
     assert app._discovery is not None
     assert app._handle is not None
-    monkeypatch.setattr(app._grpc, "stop", broken(app._grpc.stop))
+    monkeypatch.setattr(grpc_server, "stop", broken(grpc_server.stop))
     monkeypatch.setattr(app._discovery, "close", broken(app._discovery.close))
     monkeypatch.setattr(app._handle, "stop", broken(app._handle.stop))
     flush = FlushCounter()

@@ -15,6 +15,7 @@ from micro.config.model import GrpcServerConfig
 from micro.health import Health
 from micro.transport.address import join_address, listen_address
 from micro.transport.grpc_interceptors import LayeredInterceptor, server_layers
+from micro.transport.server import Endpoint
 
 _log = logging.getLogger("micro.grpc")
 
@@ -24,7 +25,8 @@ HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
 class GrpcServer:
-    """Add services, then `start()` (answers the bound port) and `stop(grace)`."""
+    """A micro.transport.server.Server: add services, then `start()` (answers the bound
+    port) and `stop(grace)`."""
 
     def __init__(
         self,
@@ -40,6 +42,10 @@ class GrpcServer:
         self._server: grpc.aio.Server | None = None
         self.host = ""
         self.port = 0
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        return Endpoint("grpc", self.host, self.port) if self.port else None
 
     @property
     def service_names(self) -> list[str]:

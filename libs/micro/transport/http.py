@@ -44,6 +44,7 @@ from micro.transport.http_middleware import (
     TracingMiddleware,
 )
 from micro.transport.openapi import FrameworkAnswers, install, optional_field
+from micro.transport.server import Endpoint
 
 _log = logging.getLogger("micro.http")
 
@@ -205,7 +206,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 class HttpServer:
-    """`include_router(...)`, then `start()` (answers the bound port) and `stop(grace)`."""
+    """A micro.transport.server.Server: `include_router(...)`, then `start()` (answers the
+    bound port) and `stop(grace)`. `advertised=False` keeps it out of discovery, for a
+    server of probes and /metrics only."""
 
     def __init__(
         self,
@@ -215,8 +218,10 @@ class HttpServer:
         policy: AccessPolicy | None = None,
         title: str = "service",
         version: str = "",
+        advertised: bool = True,
     ) -> None:
         self._config = config
+        self._advertised = advertised
         self.cors = CorsPolicy(CorsRules.of(config))
         self.app = build_app(
             config,
@@ -230,6 +235,12 @@ class HttpServer:
         self._task: asyncio.Task[None] | None = None
         self.host = ""
         self.port = 0
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        if not self._advertised or not self.port:
+            return None
+        return Endpoint("http", self.host, self.port)
 
     def include_router(self, router: APIRouter) -> None:
         self.app.include_router(router)
