@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.admin_srv.v1 import admin_pb2
+from micro.transport.openapi import label_value_name
 from micro.transport.proto_schema import message_schema
 
 USER_NAME_PATTERN = "^[A-Za-z0-9._-]{1,64}$"
@@ -21,12 +22,7 @@ PASSWORD_MAX_LENGTH = 128
 USERS_DEFAULT_PAGE_SIZE = 20
 USERS_MAX_PAGE_SIZE = 100
 # Declared, not checked here: device-srv judges names, so the rule runs in one place.
-DEVICE_NAME: dict[str, Any] = {
-    "pattern": "^[A-Za-z0-9._-]+$",
-    "minLength": 1,
-    "maxLength": 63,
-    "description": "1-63 characters: ASCII letters, digits, '.', '_' or '-'",
-}
+DEVICE_NAME = label_value_name("device name")
 
 USER_NAME: dict[str, Any] = {
     "minLength": 1,

@@ -10,16 +10,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from data_srv.negotiation import ReplyFormat, reply_format
 from data_srv.render import report_json, report_text
 from data_srv.usecases import DeviceDataUseCases, DeviceReport
-from micro.transport.openapi import error_response, error_responses
+from micro.transport.openapi import error_response, error_responses, label_value_name
 
 # device-srv's rule for names (device_srv.domain), declared only: device-srv judges them,
-# so the rule runs in one place. tests/test_openapi_contract.py holds the copies equal.
-DEVICE_NAME: dict[str, Any] = {
-    "pattern": "^[A-Za-z0-9._-]+$",
-    "minLength": 1,
-    "maxLength": 63,
-    "description": "1-63 characters: ASCII letters, digits, '.', '_' or '-'",
-}
+# so the rule runs in one place. tests/test_openapi_contract.py checks it against it.
+DEVICE_NAME = label_value_name("device name")
 REPORT_JSON: dict[str, Any] = {
     "title": "DeviceReport",
     "type": "object",

@@ -79,6 +79,17 @@ HEADERS: dict[int, dict[str, dict[str, Any]]] = {
 }
 
 
+def label_value_name(what: str, max_length: int = 63) -> dict[str, Any]:
+    """The schema of a name in a Kubernetes label value's alphabet (device names), for a
+    route that declares a rule another service enforces."""
+    return {
+        "pattern": "^[A-Za-z0-9._-]+$",
+        "minLength": 1,
+        "maxLength": max_length,
+        "description": f"{what}: 1-{max_length} characters: ASCII letters, digits, '.', '_' or '-'",
+    }
+
+
 def error_response(status: int, description: str | None = None) -> dict[str, Any]:
     """One status of a route's `responses`: the error body, and Retry-After on 429/503."""
     response: dict[str, Any] = {
