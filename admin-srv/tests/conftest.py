@@ -1,9 +1,10 @@
 """admin-srv's tests run against the real backends: user-srv, token-srv and device-srv on
-the framework's gRPC server with SQLite files, and admin-srv on its real HTTP and gRPC
-servers."""
+the framework's gRPC server with SQLite files, and admin-srv as its own App, with its
+config file, finding them through a static registry."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
 from admin_srv.config import AdminAuthConfig, AdminSrvConfig, LoginLimitConfig
-from admin_srv.wiring import AdminParts, build_admin
+from admin_srv.service import NAME as ADMIN_SRV
+from admin_srv.service import compose as compose_admin_srv
 from api.admin_srv.v1 import admin_pb2_grpc
 from api.device_srv.v1 import device_pb2_grpc
 from api.token_srv.v1 import token_pb2_grpc
@@ -28,14 +30,13 @@ from device_srv.repository import SqlDeviceRepository
 from device_srv.servicer import SERVICE_NAME as DEVICE_SERVICE
 from device_srv.servicer import DevSvcServicer
 from device_srv.usecases import DeviceUseCases
-from micro.auth import AccessPolicy
+from micro.app import App
+from micro.auth import TokenVerifier
 from micro.config import load_config
 from micro.config.model import GrpcServerConfig, HttpServerConfig
 from micro.db import open_database
-from micro.health import Health
-from micro.testing.grpc_loopback import loopback_grpc_channel
-from micro.transport.grpc import GrpcServer
-from micro.transport.http import HttpServer
+from micro.registry.endpoints import grpc_target
+from micro.testing.grpc_loopback import loopback_grpc_endpoint
 from token_srv.config import JwtConfig, JwtKeyConfig
 from token_srv.migrations import MIGRATIONS as TOKEN_MIGRATIONS
 from token_srv.repository import SqlTokenRepository
@@ -75,6 +76,8 @@ class Backends:
     devices: DevSvcAsyncStub
     signing_key: Ed25519PrivateKey
     jwt: JwtConfig
+    # Where admin-srv finds each backend: its service name -> "grpc://127.0.0.1:<port>".
+    endpoints: dict[str, str]
 
 
 @dataclass
@@ -83,7 +86,7 @@ class Admin:
     auth: AuthenticationServiceAsyncStub
     device: DeviceServiceAsyncStub
     user: UserServiceAsyncStub
-    parts: AdminParts
+    verifier: TokenVerifier
 
 
 @pytest.fixture
@@ -125,14 +128,23 @@ async def backends(
         (token_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(tokens), TOKEN_SERVICE),
         (device_pb2_grpc.add_DevSvcServicer_to_server, DevSvcServicer(devices), DEVICE_SERVICE),
     )
+    upstreams = AdminSrvConfig().upstreams
     try:
-        async with loopback_grpc_channel(*services) as channel:
+        async with (
+            loopback_grpc_endpoint(*services) as endpoint,
+            grpc.aio.insecure_channel(grpc_target(endpoint)) as channel,
+        ):
             yield Backends(
                 users=user_pb2_grpc.UserServiceStub(channel),
                 tokens=token_pb2_grpc.TokenServiceStub(channel),
                 devices=device_pb2_grpc.DevSvcStub(channel),
                 signing_key=signing_key,
                 jwt=jwt_cfg,
+                endpoints={
+                    upstreams.user_service: endpoint,
+                    upstreams.token_service: endpoint,
+                    upstreams.device_service: endpoint,
+                },
             )
     finally:
         hasher.close()
@@ -175,49 +187,49 @@ def grpc_config(file_config: AdminSrvConfig) -> GrpcServerConfig:
     return grpc_server
 
 
+def _admin_env(
+    backends: Backends, auth_config: AdminAuthConfig, login_limit: LoginLimitConfig
+) -> dict[str, str]:
+    """Overrides of admin-srv's config file: free loopback ports, the backends in a static
+    registry, the test's auth and login limit sections, and no drain on shutdown."""
+    services = [{"name": name, "endpoints": [e]} for name, e in backends.endpoints.items()]
+    return {
+        "MICRO__SERVER__HTTP__ADDR": "127.0.0.1:0",
+        "MICRO__SERVER__GRPC__ADDR": "127.0.0.1:0",
+        "MICRO__REGISTRY__TYPE": "static",
+        "MICRO__REGISTRY__SERVICES": json.dumps(services),
+        "MICRO__AUTH": auth_config.model_dump_json(exclude_unset=True),
+        "MICRO__LOGIN_LIMIT": login_limit.model_dump_json(exclude_unset=True),
+        "MICRO__SHUTDOWN__DRAIN_DELAY": "0s",
+        "MICRO__SHUTDOWN__GRACE_PERIOD": "0s",
+    }
+
+
 @pytest.fixture
 async def admin(
-    backends: Backends,
-    auth_config: AdminAuthConfig,
-    login_limit: LoginLimitConfig,
-    http_config: HttpServerConfig,
-    grpc_config: GrpcServerConfig,
+    backends: Backends, auth_config: AdminAuthConfig, login_limit: LoginLimitConfig
 ) -> AsyncIterator[Admin]:
-    """admin-srv's real HTTP and gRPC servers, wired as its composition root wires them."""
-    parts = build_admin(
-        auth_config, lambda: login_limit, backends.users, backends.tokens, backends.devices
-    )
-    policy = AccessPolicy()
-    for prefix, roles in parts.protected:
-        policy.protect(prefix, roles=roles)
-    policy.verifier = parts.verifier
-    health = Health()
-    http = HttpServer(
-        http_config.model_copy(update={"addr": "127.0.0.1:0"}), health=health, policy=policy
-    )
-    http.include_router(parts.router)
-    grpc_server = GrpcServer(
-        grpc_config.model_copy(update={"addr": "127.0.0.1:0"}), health=health, policy=policy
-    )
-    for add, servicer, name in parts.grpc_services:
-        grpc_server.add_service(add, servicer, name)
-    http_port = await http.start()
-    grpc_port = await grpc_server.start()
+    """admin-srv as its process runs it (its compose, config file and servers), in this
+    process."""
+    env = _admin_env(backends, auth_config, login_limit)
+    app = App(ADMIN_SRV, AdminSrvConfig, compose_admin_srv, config_dir=CONFIG_DIR, env=env)
     try:
+        await app.start()
+        assert app.ctx is not None
+        assert app.ctx.policy.verifier is not None
         async with (
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client,
-            grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.ctx.http_port}") as client,
+            grpc.aio.insecure_channel(f"127.0.0.1:{app.ctx.grpc_port}") as channel,
         ):
             yield Admin(
                 http=client,
                 auth=admin_pb2_grpc.AuthenticationServiceStub(channel),
                 device=admin_pb2_grpc.DeviceServiceStub(channel),
                 user=admin_pb2_grpc.UserServiceStub(channel),
-                parts=parts,
+                verifier=app.ctx.policy.verifier,
             )
     finally:
-        await grpc_server.stop(0)
-        await http.stop(0)
+        await app.shutdown()  # harmless after a start that failed and undid itself
 
 
 async def login(client: httpx.AsyncClient, user_name: str, password: str) -> dict[str, Any]:

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 
-from admin_srv.config import AdminAuthConfig
+from admin_srv.config import AdminAuthConfig, AdminSrvConfig
 from api.token_srv.v1 import token_pb2, token_pb2_grpc
-from micro.testing.grpc_loopback import loopback_grpc_channel
+from micro.testing.grpc_loopback import loopback_grpc_endpoint
 from token_srv.servicer import SERVICE_NAME as TOKEN_SERVICE
 
 from .conftest import Admin, Backends, login
@@ -69,8 +69,9 @@ async def backends(backends: Backends) -> AsyncIterator[Backends]:
     """The real backends, with token-srv answered by its newer build."""
     newer = NewerTokenSrv(backends.tokens)
     add = token_pb2_grpc.add_TokenServiceServicer_to_server
-    async with loopback_grpc_channel((add, newer, TOKEN_SERVICE)) as channel:
-        yield replace(backends, tokens=token_pb2_grpc.TokenServiceStub(channel))
+    async with loopback_grpc_endpoint((add, newer, TOKEN_SERVICE)) as endpoint:
+        token_srv = AdminSrvConfig().upstreams.token_service
+        yield replace(backends, endpoints={**backends.endpoints, token_srv: endpoint})
 
 
 async def test_a_platform_unknown_to_this_build_still_authenticates(admin: Admin) -> None:
@@ -79,7 +80,7 @@ async def test_a_platform_unknown_to_this_build_still_authenticates(admin: Admin
     auth = {"Authorization": f"Bearer {session['token']}"}
 
     me = await admin.http.get("/admin/v1/me", headers=auth)
-    principal = await admin.parts.verifier.verify(session["token"])
+    principal = await admin.verifier.verify(session["token"])
 
     assert me.status_code == 200, me.text
     assert me.json()["userName"] == "thangn"

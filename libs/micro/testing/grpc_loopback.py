@@ -10,6 +10,7 @@ import grpc
 
 from micro.config.model import GrpcServerConfig
 from micro.health import Health
+from micro.registry.endpoints import format_endpoint, grpc_target
 from micro.transport.grpc import AddToServer, GrpcServer
 
 # A generated `add_XServicer_to_server`, its servicer and the service's full name.
@@ -17,15 +18,25 @@ Service = tuple[AddToServer, Any, str]
 
 
 @contextlib.asynccontextmanager
-async def loopback_grpc_channel(*services: Service) -> AsyncIterator[grpc.aio.Channel]:
-    """Start a GrpcServer on 127.0.0.1:0 with these services; yield a channel to it. The
-    channel is closed and the server stopped on exit."""
+async def loopback_grpc_endpoint(*services: Service) -> AsyncIterator[str]:
+    """Start a GrpcServer on 127.0.0.1:0 with these services; yield its endpoint
+    ("grpc://127.0.0.1:<port>", as a static registry names it). Stopped on exit."""
     server = GrpcServer(GrpcServerConfig(addr="127.0.0.1:0"), health=Health())
     for add_to_server, servicer, full_name in services:
         server.add_service(add_to_server, servicer, full_name)
     port = await server.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield channel
+        yield format_endpoint("grpc", "127.0.0.1", port)
     finally:
         await server.stop(0)
+
+
+@contextlib.asynccontextmanager
+async def loopback_grpc_channel(*services: Service) -> AsyncIterator[grpc.aio.Channel]:
+    """Start a GrpcServer on 127.0.0.1:0 with these services; yield a channel to it. The
+    channel is closed and the server stopped on exit."""
+    async with (
+        loopback_grpc_endpoint(*services) as endpoint,
+        grpc.aio.insecure_channel(grpc_target(endpoint)) as channel,
+    ):
+        yield channel
