@@ -279,7 +279,8 @@ class App(Generic[C]):
         return self._servers.get(kind)
 
     def _build_servers(self, cfg: ServiceConfig, ctx: ServiceContext[C]) -> dict[str, Server]:
-        """The servers the config asks for, by kind, each with what compose added to it."""
+        """The servers the config asks for, by kind in start order, each with what compose
+        added to it; the HTTP server's CORS rules follow server.http from here on."""
         if ctx.grpc_services and cfg.server.grpc is None:
             raise StartupError("gRPC services were added but server.grpc is not configured")
         if ctx.routers and cfg.server.http is None:
