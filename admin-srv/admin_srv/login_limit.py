@@ -11,17 +11,19 @@ from datetime import timedelta
 import grpc
 
 from admin_srv.config import LoginLimitConfig
-from micro.errors import ServiceError
+from micro.errors import Exhausted, ServiceError
 
 
 class LoginThrottledError(ServiceError):
-    """RESOURCE_EXHAUSTED with the seconds until the next attempt may succeed."""
+    """A rate limit (micro.errors.rate_limited: 429 / RESOURCE_EXHAUSTED) with the seconds
+    until the next attempt may succeed; its own type so callers can tell it apart."""
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"too many failed logins: retry after {retry_after} s",
             retry_after=timedelta(seconds=retry_after),
+            cause=Exhausted.RATE,
         )
 
 

@@ -5,14 +5,18 @@ service, or one of the constructors below (`invalid_argument("userName", "must n
 empty")` names the field once, in the message and as the field): the gRPC server
 aborts the call with that code (the field travels as a google.rpc.BadRequest detail),
 the HTTP server answers the mapped status with the JSON body `{"code": ...,
-"message": ..., "field": ...}`. A `retry_after` becomes the HTTP Retry-After header and
-the gRPC `retry-after` trailer, in whole seconds. A `grpc.RpcError` from a downstream
-call maps the same way (field and retry-after included), so a gateway passes NOT_FOUND
-on as 404 without code of its own.
+"message": ..., "field": ...}`. A `retry_after` becomes the HTTP Retry-After header
+(whole seconds) and, over gRPC, the `grpc-retry-pushback-ms` trailer (gRPC's A6 server
+pushback) plus the `retry-after` trailer in seconds. RESOURCE_EXHAUSTED says why through
+its cause (`too_large`, `rate_limited`, `overloaded`): HTTP 413, 429 or 503, and over
+gRPC a google.rpc.ErrorInfo detail. A `grpc.RpcError` from a downstream call maps the
+same way (field, cause and retry included), so a gateway passes NOT_FOUND on as 404
+without code of its own.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Sequence
 from datetime import timedelta
@@ -32,11 +36,29 @@ HTTP_STATUS_BY_CODE: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.ALREADY_EXISTS: 409,
     grpc.StatusCode.ABORTED: 409,
+    # Without a cause (grpc's own limits, an older peer): a rate limit, as it always was.
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
     grpc.StatusCode.CANCELLED: 499,
     grpc.StatusCode.UNIMPLEMENTED: 501,
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+
+class Exhausted(enum.Enum):
+    """Why RESOURCE_EXHAUSTED; the value is the google.rpc.ErrorInfo reason sent over gRPC."""
+
+    SIZE = "TOO_LARGE"
+    RATE = "RATE_LIMITED"
+    LOAD = "OVERLOADED"
+
+
+# RESOURCE_EXHAUSTED's HTTP status by cause: a client can fix a size, wait out a rate,
+# or try again elsewhere when the server sheds load.
+HTTP_STATUS_BY_CAUSE: dict[Exhausted, int] = {
+    Exhausted.SIZE: 413,
+    Exhausted.RATE: 429,
+    Exhausted.LOAD: 503,
 }
 
 # HTTP statuses the HTTP server itself produces (routing, limits), back to gRPC codes,
@@ -61,6 +83,10 @@ CODE_BY_HTTP_STATUS: dict[int, grpc.StatusCode] = {
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 # The trailer carrying the seconds a client should wait before trying again.
 RETRY_AFTER_KEY = "retry-after"
+# gRPC's own server pushback (A6): the milliseconds after which a retry is permitted.
+PUSHBACK_KEY = "grpc-retry-pushback-ms"
+# The ErrorInfo domain of the causes this module sends.
+ERROR_DOMAIN = "micro"
 
 INTERNAL_MESSAGE = "internal error"
 
@@ -88,9 +114,12 @@ class ServiceError(Exception):
         *,
         field: str | None = None,
         retry_after: timedelta | None = None,
+        cause: Exhausted | None = None,
     ) -> None:
         if code is grpc.StatusCode.OK:
             raise ValueError("a ServiceError cannot carry StatusCode.OK")
+        if cause is not None and code is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+            raise ValueError("only RESOURCE_EXHAUSTED carries a cause")
         if not message.isascii():
             # gRPC sends the message as UTF-8: an unpaired surrogate echoed from the
             # caller's input would fail the answer itself, so it goes escaped.
@@ -100,12 +129,15 @@ class ServiceError(Exception):
         self.message = message
         self.field = field
         self.retry_after = retry_after
+        self.cause = cause
 
     def __repr__(self) -> str:
         return f"ServiceError({self.code.name}, {self.message!r}, field={self.field!r})"
 
     @property
     def http_status(self) -> int:
+        if self.cause is not None:
+            return HTTP_STATUS_BY_CAUSE[self.cause]
         return http_status(self.code)
 
     def to_json(self) -> dict[str, Any]:
@@ -127,22 +159,37 @@ class ServiceError(Exception):
         return {} if seconds is None else {"Retry-After": str(seconds)}
 
     def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
-        """gRPC trailers: the field as a google.rpc.BadRequest detail, and retry-after."""
-        seconds = self.retry_after_seconds
-        retry = () if seconds is None else ((RETRY_AFTER_KEY, str(seconds).encode()),)
-        if self.field is None:
+        """gRPC trailers: the field (google.rpc.BadRequest) and cause (google.rpc.ErrorInfo)
+        as status details, and with a retry_after the pushback and retry-after."""
+        retry: tuple[tuple[str, bytes], ...] = ()
+        if self.retry_after is not None:
+            millis = max(0, math.ceil(self.retry_after.total_seconds() * 1000))
+            retry = (
+                (PUSHBACK_KEY, str(millis).encode()),
+                (RETRY_AFTER_KEY, str(self.retry_after_seconds).encode()),
+            )
+        details = []
+        if self.field is not None:
+            violation = error_details_pb2.BadRequest.FieldViolation(
+                field=self.field, description=self.message
+            )
+            details.append(error_details_pb2.BadRequest(field_violations=[violation]))
+        if self.cause is not None:
+            details.append(
+                error_details_pb2.ErrorInfo(reason=self.cause.value, domain=ERROR_DOMAIN)
+            )
+        if not details:
             return retry
-        violation = error_details_pb2.BadRequest.FieldViolation(
-            field=self.field, description=self.message
-        )
-        detail = any_pb2.Any()
-        detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
-        status = status_pb2.Status(code=self.code.value[0], message=self.message, details=[detail])
+        packed = []
+        for detail in details:
+            packed.append(any_pb2.Any())
+            packed[-1].Pack(detail)
+        status = status_pb2.Status(code=self.code.value[0], message=self.message, details=packed)
         return ((STATUS_DETAILS_KEY, status.SerializeToString()), *retry)
 
     @classmethod
     def from_rpc_error(cls, error: grpc.RpcError) -> ServiceError:
-        """The ServiceError a failed downstream call stands for (field included)."""
+        """The ServiceError a failed downstream call stands for (field, cause and retry)."""
         code: grpc.StatusCode = getattr(error, "code", lambda: grpc.StatusCode.UNKNOWN)()
         message: str = getattr(error, "details", lambda: "")() or code.name.lower()
         trailers: Sequence[tuple[str, str | bytes]] | None = getattr(
@@ -151,11 +198,13 @@ class ServiceError(Exception):
         if code is grpc.StatusCode.OK:
             code = grpc.StatusCode.UNKNOWN
         trailers = trailers or ()
+        field, cause = _details_from_trailers(trailers)
         return cls(
             code,
             message,
-            field=_field_from_trailers(trailers),
+            field=field,
             retry_after=_retry_after_from_trailers(trailers),
+            cause=cause if code is grpc.StatusCode.RESOURCE_EXHAUSTED else None,
         )
 
 
@@ -183,24 +232,62 @@ def unavailable(message: str, *, retry_after: timedelta | None = None) -> Servic
     return ServiceError(grpc.StatusCode.UNAVAILABLE, message, retry_after=retry_after)
 
 
+def too_large(message: str) -> ServiceError:
+    """RESOURCE_EXHAUSTED for a size limit (HTTP 413): repeating the same request fails."""
+    return ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, message, cause=Exhausted.SIZE)
+
+
+def rate_limited(message: str, retry_after: timedelta) -> ServiceError:
+    """RESOURCE_EXHAUSTED for a rate limit (HTTP 429), retried after `retry_after`."""
+    return ServiceError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, message, retry_after=retry_after, cause=Exhausted.RATE
+    )
+
+
+def overloaded(message: str, retry_after: timedelta | None = None) -> ServiceError:
+    """RESOURCE_EXHAUSTED for load shedding (HTTP 503), retried after `retry_after` if given."""
+    return ServiceError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, message, retry_after=retry_after, cause=Exhausted.LOAD
+    )
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def _is_count(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def _retry_after_from_trailers(trailers: Sequence[tuple[str, str | bytes]]) -> timedelta | None:
-    for key, value in trailers:
-        text = value.decode(errors="replace") if isinstance(value, bytes) else value
-        if key == RETRY_AFTER_KEY and text.isascii() and text.isdigit():
-            return timedelta(seconds=int(text))
-    return None
+    """The pushback in milliseconds when sent, else retry-after in seconds (older peers)."""
+    values = {key: _text(value) for key, value in trailers}
+    if PUSHBACK_KEY in values:
+        # A6: a pushback that is not a non-negative integer means "do not retry".
+        millis = values[PUSHBACK_KEY]
+        return timedelta(milliseconds=int(millis)) if _is_count(millis) else None
+    seconds = values.get(RETRY_AFTER_KEY, "")
+    return timedelta(seconds=int(seconds)) if _is_count(seconds) else None
 
 
-def _field_from_trailers(trailers: Sequence[tuple[str, str | bytes]]) -> str | None:
+def _details_from_trailers(
+    trailers: Sequence[tuple[str, str | bytes]],
+) -> tuple[str | None, Exhausted | None]:
+    """The field (first BadRequest violation) and cause (ErrorInfo of our domain) sent."""
+    field: str | None = None
+    cause: Exhausted | None = None
     for key, value in trailers:
         if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
             continue
         try:
             status = status_pb2.Status.FromString(value)
         except Exception:  # a malformed detail from a peer must not hide the real error
-            return None
+            return None, None
         for detail in status.details:
             bad_request = error_details_pb2.BadRequest()
-            if detail.Unpack(bad_request) and bad_request.field_violations:
-                return str(bad_request.field_violations[0].field)
-    return None
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(bad_request) and bad_request.field_violations and field is None:
+                field = str(bad_request.field_violations[0].field)
+            elif detail.Unpack(info) and info.domain == ERROR_DOMAIN and cause is None:
+                cause = next((c for c in Exhausted if c.value == info.reason), None)
+    return field, cause

@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from micro import metrics, tracing
 from micro.auth import AccessPolicy, acting_as
-from micro.errors import INTERNAL_MESSAGE, ServiceError, code_for_http_status
+from micro.errors import INTERNAL_MESSAGE, ServiceError, code_for_http_status, too_large
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -45,8 +45,6 @@ async def send_error(
     send: Send,
     error: ServiceError,
     extra_headers: Sequence[tuple[bytes, bytes]] = (),
-    *,
-    status: int | None = None,
 ) -> None:
     """Answer `error` as its JSON body, with its own headers (Retry-After) and extra ones."""
     body = json.dumps(error.to_json()).encode()
@@ -56,7 +54,7 @@ async def send_error(
     await send(
         {
             "type": "http.response.start",
-            "status": status if status is not None else error.http_status,
+            "status": error.http_status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
@@ -205,12 +203,9 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def _refuse(self, send: Send, *, close: bool) -> None:
-        error = ServiceError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"request body is larger than {self.max_bytes} bytes",
-        )
+        error = too_large(f"request body is larger than {self.max_bytes} bytes")
         headers = [(b"connection", b"close")] if close else []
-        await send_error(send, error, headers, status=413)
+        await send_error(send, error, headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

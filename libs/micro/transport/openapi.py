@@ -69,7 +69,7 @@ DESCRIPTIONS: dict[int, str] = {
     413: "The request body is over the server's limit (server.http.max_body_bytes)",
     429: "Too many requests: retry after Retry-After seconds",
     500: "Internal error (logged with its traceback; the body has no detail)",
-    503: "A dependency is unavailable: retry later (after Retry-After seconds when given)",
+    503: "Unavailable or shedding load: retry later (after Retry-After seconds when given)",
     504: "The request, or a call it made, ran past its deadline (server.http.timeout)",
 }
 HEADERS: dict[int, dict[str, dict[str, Any]]] = {
