@@ -26,17 +26,25 @@ from api.token_srv.v1 import token_pb2 as api_dot_token__srv_dot_v1_dot_token__p
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61pi/admin_srv/v1/admin.proto\x12\x0c\x61\x64min_srv.v1\x1a\x1c\x61pi/token_srv/v1/token.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n\x0cLoginRequest\x12\x11\n\tuser_name\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12-\n\x08platform\x18\x03 \x01(\x0e\x32\x1b.token_srv.v1.TokenPlatform\"y\n\nLoginReply\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tuser_name\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x12\n\ntoken_type\x18\x05 \x01(\t\x12\x12\n\nexpires_in\x18\x06 \x01(\x03\"&\n\rLogoutRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\r\n\x0bLogoutReply\",\n\x13RefreshTokenRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\x0e\n\x0cGetMeRequest\"d\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tuser_name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\" \n\x10GetDeviceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x06\x44\x65vice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\"F\n\x11\x43reateUserRequest\x12\x11\n\tuser_name\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x0eListUsersReply\x12!\n\x05users\x18\x01 \x03(\x0b\x32\x12.admin_srv.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa9\x02\n\x15\x41uthenticationService\x12?\n\x05Login\x12\x1a.admin_srv.v1.LoginRequest\x1a\x18.admin_srv.v1.LoginReply\"\x00\x12\x42\n\x06Logout\x12\x1b.admin_srv.v1.LogoutRequest\x1a\x19.admin_srv.v1.LogoutReply\"\x00\x12M\n\x0cRefreshToken\x12!.admin_srv.v1.RefreshTokenRequest\x1a\x18.admin_srv.v1.LoginReply\"\x00\x12<\n\x05GetMe\x12\x1a.admin_srv.v1.GetMeRequest\x1a\x12.admin_srv.v1.User\"\x03\x90\x02\x01\x32W\n\rDeviceService\x12\x46\n\tGetDevice\x12\x1e.admin_srv.v1.GetDeviceRequest\x1a\x14.admin_srv.v1.Device\"\x03\x90\x02\x01\x32\xa2\x01\n\x0bUserService\x12\x43\n\nCreateUser\x12\x1f.admin_srv.v1.CreateUserRequest\x1a\x12.admin_srv.v1.User\"\x00\x12N\n\tListUsers\x12\x1e.admin_srv.v1.ListUsersRequest\x1a\x1c.admin_srv.v1.ListUsersReply\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61pi/admin_srv/v1/admin.proto\x12\x0c\x61\x64min_srv.v1\x1a\x1c\x61pi/token_srv/v1/token.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n\x0cLoginRequest\x12\x11\n\tuser_name\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12-\n\x08platform\x18\x03 \x01(\x0e\x32\x1b.token_srv.v1.TokenPlatform\"y\n\nLoginReply\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tuser_name\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12\x12\n\ntoken_type\x18\x05 \x01(\t\x12\x12\n\nexpires_in\x18\x06 \x01(\x03\"&\n\rLogoutRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\r\n\x0bLogoutReply\",\n\x13RefreshTokenRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\x0e\n\x0cGetMeRequest\"d\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tuser_name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\" \n\x10GetDeviceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x06\x44\x65vice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x08\"F\n\x11\x43reateUserRequest\x12\x11\n\tuser_name\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x0eListUsersReply\x12!\n\x05users\x18\x01 \x03(\x0b\x32\x12.admin_srv.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb2\x02\n\x15\x41uthenticationService\x12\x42\n\x05Login\x12\x1a.admin_srv.v1.LoginRequest\x1a\x18.admin_srv.v1.LoginReply\"\x03\x90\x02\x00\x12\x45\n\x06Logout\x12\x1b.admin_srv.v1.LogoutRequest\x1a\x19.admin_srv.v1.LogoutReply\"\x03\x90\x02\x02\x12P\n\x0cRefreshToken\x12!.admin_srv.v1.RefreshTokenRequest\x1a\x18.admin_srv.v1.LoginReply\"\x03\x90\x02\x00\x12<\n\x05GetMe\x12\x1a.admin_srv.v1.GetMeRequest\x1a\x12.admin_srv.v1.User\"\x03\x90\x02\x01\x32W\n\rDeviceService\x12\x46\n\tGetDevice\x12\x1e.admin_srv.v1.GetDeviceRequest\x1a\x14.admin_srv.v1.Device\"\x03\x90\x02\x01\x32\xa5\x01\n\x0bUserService\x12\x46\n\nCreateUser\x12\x1f.admin_srv.v1.CreateUserRequest\x1a\x12.admin_srv.v1.User\"\x03\x90\x02\x00\x12N\n\tListUsers\x12\x1e.admin_srv.v1.ListUsersRequest\x1a\x1c.admin_srv.v1.ListUsersReply\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'api.admin_srv.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_AUTHENTICATIONSERVICE'].methods_by_name['Login']._loaded_options = None
+  _globals['_AUTHENTICATIONSERVICE'].methods_by_name['Login']._serialized_options = b'\220\002\000'
+  _globals['_AUTHENTICATIONSERVICE'].methods_by_name['Logout']._loaded_options = None
+  _globals['_AUTHENTICATIONSERVICE'].methods_by_name['Logout']._serialized_options = b'\220\002\002'
+  _globals['_AUTHENTICATIONSERVICE'].methods_by_name['RefreshToken']._loaded_options = None
+  _globals['_AUTHENTICATIONSERVICE'].methods_by_name['RefreshToken']._serialized_options = b'\220\002\000'
   _globals['_AUTHENTICATIONSERVICE'].methods_by_name['GetMe']._loaded_options = None
   _globals['_AUTHENTICATIONSERVICE'].methods_by_name['GetMe']._serialized_options = b'\220\002\001'
   _globals['_DEVICESERVICE'].methods_by_name['GetDevice']._loaded_options = None
   _globals['_DEVICESERVICE'].methods_by_name['GetDevice']._serialized_options = b'\220\002\001'
+  _globals['_USERSERVICE'].methods_by_name['CreateUser']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['CreateUser']._serialized_options = b'\220\002\000'
   _globals['_USERSERVICE'].methods_by_name['ListUsers']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['ListUsers']._serialized_options = b'\220\002\001'
   _globals['_LOGINREQUEST']._serialized_start=109
@@ -64,9 +72,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTUSERSREPLY']._serialized_start=756
   _globals['_LISTUSERSREPLY']._serialized_end=832
   _globals['_AUTHENTICATIONSERVICE']._serialized_start=835
-  _globals['_AUTHENTICATIONSERVICE']._serialized_end=1132
-  _globals['_DEVICESERVICE']._serialized_start=1134
-  _globals['_DEVICESERVICE']._serialized_end=1221
-  _globals['_USERSERVICE']._serialized_start=1224
-  _globals['_USERSERVICE']._serialized_end=1386
+  _globals['_AUTHENTICATIONSERVICE']._serialized_end=1141
+  _globals['_DEVICESERVICE']._serialized_start=1143
+  _globals['_DEVICESERVICE']._serialized_end=1230
+  _globals['_USERSERVICE']._serialized_start=1233
+  _globals['_USERSERVICE']._serialized_end=1398
 # @@protoc_insertion_point(module_scope)

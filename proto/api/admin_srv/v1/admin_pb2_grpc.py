@@ -62,6 +62,7 @@ class AuthenticationServiceServicer:
     def Login(self, request, context):
         """Login checks the password with user-srv and issues tokens with token-srv.
         POST /admin/v1/login {"userName","password"} -> {"id","userName","token",...}
+        It records failed attempts and issues new tokens: never repeated.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -69,6 +70,7 @@ class AuthenticationServiceServicer:
 
     def Logout(self, request, context):
         """Logout revokes the caller's refresh token and access token. POST /admin/v1/logout
+        Logging out twice leaves the same session ended (token-srv RevokeToken).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -76,6 +78,7 @@ class AuthenticationServiceServicer:
 
     def RefreshToken(self, request, context):
         """RefreshToken exchanges a refresh token for a new pair. POST /admin/v1/refresh
+        As token-srv RefreshToken: a repeat revokes the session.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -36,11 +36,16 @@ class AuthenticationServiceStub:
     Login: _grpc.UnaryUnaryMultiCallable[_admin_pb2.LoginRequest, _admin_pb2.LoginReply]
     """Login checks the password with user-srv and issues tokens with token-srv.
     POST /admin/v1/login {"userName","password"} -> {"id","userName","token",...}
+    It records failed attempts and issues new tokens: never repeated.
     """
     Logout: _grpc.UnaryUnaryMultiCallable[_admin_pb2.LogoutRequest, _admin_pb2.LogoutReply]
-    """Logout revokes the caller's refresh token and access token. POST /admin/v1/logout"""
+    """Logout revokes the caller's refresh token and access token. POST /admin/v1/logout
+    Logging out twice leaves the same session ended (token-srv RevokeToken).
+    """
     RefreshToken: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RefreshTokenRequest, _admin_pb2.LoginReply]
-    """RefreshToken exchanges a refresh token for a new pair. POST /admin/v1/refresh"""
+    """RefreshToken exchanges a refresh token for a new pair. POST /admin/v1/refresh
+    As token-srv RefreshToken: a repeat revokes the session.
+    """
     GetMe: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetMeRequest, _admin_pb2.User]
     """GetMe answers the authenticated caller. GET /admin/v1/me"""
 
@@ -50,11 +55,16 @@ class AuthenticationServiceAsyncStub(AuthenticationServiceStub):
     Login: _aio.UnaryUnaryMultiCallable[_admin_pb2.LoginRequest, _admin_pb2.LoginReply]  # type: ignore[assignment]
     """Login checks the password with user-srv and issues tokens with token-srv.
     POST /admin/v1/login {"userName","password"} -> {"id","userName","token",...}
+    It records failed attempts and issues new tokens: never repeated.
     """
     Logout: _aio.UnaryUnaryMultiCallable[_admin_pb2.LogoutRequest, _admin_pb2.LogoutReply]  # type: ignore[assignment]
-    """Logout revokes the caller's refresh token and access token. POST /admin/v1/logout"""
+    """Logout revokes the caller's refresh token and access token. POST /admin/v1/logout
+    Logging out twice leaves the same session ended (token-srv RevokeToken).
+    """
     RefreshToken: _aio.UnaryUnaryMultiCallable[_admin_pb2.RefreshTokenRequest, _admin_pb2.LoginReply]  # type: ignore[assignment]
-    """RefreshToken exchanges a refresh token for a new pair. POST /admin/v1/refresh"""
+    """RefreshToken exchanges a refresh token for a new pair. POST /admin/v1/refresh
+    As token-srv RefreshToken: a repeat revokes the session.
+    """
     GetMe: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetMeRequest, _admin_pb2.User]  # type: ignore[assignment]
     """GetMe answers the authenticated caller. GET /admin/v1/me"""
 
@@ -67,6 +77,7 @@ class AuthenticationServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.LoginReply, _abc.Awaitable[_admin_pb2.LoginReply]]:
         """Login checks the password with user-srv and issues tokens with token-srv.
         POST /admin/v1/login {"userName","password"} -> {"id","userName","token",...}
+        It records failed attempts and issues new tokens: never repeated.
         """
 
     @_abc_1.abstractmethod
@@ -75,7 +86,9 @@ class AuthenticationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.LogoutRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.LogoutReply, _abc.Awaitable[_admin_pb2.LogoutReply]]:
-        """Logout revokes the caller's refresh token and access token. POST /admin/v1/logout"""
+        """Logout revokes the caller's refresh token and access token. POST /admin/v1/logout
+        Logging out twice leaves the same session ended (token-srv RevokeToken).
+        """
 
     @_abc_1.abstractmethod
     def RefreshToken(
@@ -83,7 +96,9 @@ class AuthenticationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.RefreshTokenRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.LoginReply, _abc.Awaitable[_admin_pb2.LoginReply]]:
-        """RefreshToken exchanges a refresh token for a new pair. POST /admin/v1/refresh"""
+        """RefreshToken exchanges a refresh token for a new pair. POST /admin/v1/refresh
+        As token-srv RefreshToken: a repeat revokes the session.
+        """
 
     @_abc_1.abstractmethod
     def GetMe(

@@ -66,6 +66,7 @@ class TokenServiceServicer:
 
     def GenerateToken(self, request, context):
         """GenerateToken issues an access token and a refresh token for a verified user.
+        Each call stores a new refresh token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -81,7 +82,7 @@ class TokenServiceServicer:
 
     def RefreshToken(self, request, context):
         """RefreshToken exchanges a refresh token for a new pair; the old refresh token is
-        spent (rotation).
+        spent (rotation), and offering it again revokes the session: never repeated.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,6 +90,7 @@ class TokenServiceServicer:
 
     def RevokeToken(self, request, context):
         """RevokeToken revokes a refresh token (logout) and, when given, an access token.
+        Revoking twice leaves the same tokens revoked and answers OK again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

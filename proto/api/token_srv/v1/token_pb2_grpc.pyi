@@ -32,17 +32,21 @@ class TokenServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> TokenServiceAsyncStub: ...
     GenerateToken: _grpc.UnaryUnaryMultiCallable[_token_pb2.GenerateTokenRequest, _token_pb2.GenerateTokenResponse]
-    """GenerateToken issues an access token and a refresh token for a verified user."""
+    """GenerateToken issues an access token and a refresh token for a verified user.
+    Each call stores a new refresh token.
+    """
     VerifyToken: _grpc.UnaryUnaryMultiCallable[_token_pb2.VerifyTokenRequest, _token_pb2.VerifyTokenResponse]
     """VerifyToken checks an access token's signature, expiry, issuer, audience and
     revocation, and answers its claims.
     """
     RefreshToken: _grpc.UnaryUnaryMultiCallable[_token_pb2.RefreshTokenRequest, _token_pb2.RefreshTokenResponse]
     """RefreshToken exchanges a refresh token for a new pair; the old refresh token is
-    spent (rotation).
+    spent (rotation), and offering it again revokes the session: never repeated.
     """
     RevokeToken: _grpc.UnaryUnaryMultiCallable[_token_pb2.RevokeTokenRequest, _token_pb2.RevokeTokenResponse]
-    """RevokeToken revokes a refresh token (logout) and, when given, an access token."""
+    """RevokeToken revokes a refresh token (logout) and, when given, an access token.
+    Revoking twice leaves the same tokens revoked and answers OK again.
+    """
     GetJwks: _grpc.UnaryUnaryMultiCallable[_token_pb2.GetJwksRequest, _token_pb2.GetJwksResponse]
     """GetJwks answers the public keys that verify access tokens (RFC 7517)."""
 
@@ -50,17 +54,21 @@ class TokenServiceStub:
 class TokenServiceAsyncStub(TokenServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GenerateToken: _aio.UnaryUnaryMultiCallable[_token_pb2.GenerateTokenRequest, _token_pb2.GenerateTokenResponse]  # type: ignore[assignment]
-    """GenerateToken issues an access token and a refresh token for a verified user."""
+    """GenerateToken issues an access token and a refresh token for a verified user.
+    Each call stores a new refresh token.
+    """
     VerifyToken: _aio.UnaryUnaryMultiCallable[_token_pb2.VerifyTokenRequest, _token_pb2.VerifyTokenResponse]  # type: ignore[assignment]
     """VerifyToken checks an access token's signature, expiry, issuer, audience and
     revocation, and answers its claims.
     """
     RefreshToken: _aio.UnaryUnaryMultiCallable[_token_pb2.RefreshTokenRequest, _token_pb2.RefreshTokenResponse]  # type: ignore[assignment]
     """RefreshToken exchanges a refresh token for a new pair; the old refresh token is
-    spent (rotation).
+    spent (rotation), and offering it again revokes the session: never repeated.
     """
     RevokeToken: _aio.UnaryUnaryMultiCallable[_token_pb2.RevokeTokenRequest, _token_pb2.RevokeTokenResponse]  # type: ignore[assignment]
-    """RevokeToken revokes a refresh token (logout) and, when given, an access token."""
+    """RevokeToken revokes a refresh token (logout) and, when given, an access token.
+    Revoking twice leaves the same tokens revoked and answers OK again.
+    """
     GetJwks: _aio.UnaryUnaryMultiCallable[_token_pb2.GetJwksRequest, _token_pb2.GetJwksResponse]  # type: ignore[assignment]
     """GetJwks answers the public keys that verify access tokens (RFC 7517)."""
 
@@ -71,7 +79,9 @@ class TokenServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _token_pb2.GenerateTokenRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_token_pb2.GenerateTokenResponse, _abc.Awaitable[_token_pb2.GenerateTokenResponse]]:
-        """GenerateToken issues an access token and a refresh token for a verified user."""
+        """GenerateToken issues an access token and a refresh token for a verified user.
+        Each call stores a new refresh token.
+        """
 
     @_abc_1.abstractmethod
     def VerifyToken(
@@ -90,7 +100,7 @@ class TokenServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_token_pb2.RefreshTokenResponse, _abc.Awaitable[_token_pb2.RefreshTokenResponse]]:
         """RefreshToken exchanges a refresh token for a new pair; the old refresh token is
-        spent (rotation).
+        spent (rotation), and offering it again revokes the session: never repeated.
         """
 
     @_abc_1.abstractmethod
@@ -99,7 +109,9 @@ class TokenServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _token_pb2.RevokeTokenRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_token_pb2.RevokeTokenResponse, _abc.Awaitable[_token_pb2.RevokeTokenResponse]]:
-        """RevokeToken revokes a refresh token (logout) and, when given, an access token."""
+        """RevokeToken revokes a refresh token (logout) and, when given, an access token.
+        Revoking twice leaves the same tokens revoked and answers OK again.
+        """
 
     @_abc_1.abstractmethod
     def GetJwks(

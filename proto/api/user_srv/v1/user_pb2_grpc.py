@@ -62,6 +62,7 @@ class UserServiceServicer:
     def VerifyPassword(self, request, context):
         """VerifyPassword answers the user when the password is right, and the same
         UNAUTHENTICATED error, in about the same time, for an unknown user or a wrong password.
+        IDEMPOTENT, not NO_SIDE_EFFECTS: it rewrites a hash made with outdated parameters.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -74,7 +75,8 @@ class UserServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateUser(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A repeat answers ALREADY_EXISTS for the user the first call created.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

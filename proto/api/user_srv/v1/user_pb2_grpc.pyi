@@ -34,9 +34,11 @@ class UserServiceStub:
     VerifyPassword: _grpc.UnaryUnaryMultiCallable[_user_pb2.VerifyPasswordRequest, _user_pb2.VerifyPasswordResponse]
     """VerifyPassword answers the user when the password is right, and the same
     UNAUTHENTICATED error, in about the same time, for an unknown user or a wrong password.
+    IDEMPOTENT, not NO_SIDE_EFFECTS: it rewrites a hash made with outdated parameters.
     """
     GetUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.GetUserResponse]
     CreateUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.CreateUserRequest, _user_pb2.CreateUserResponse]
+    """A repeat answers ALREADY_EXISTS for the user the first call created."""
     ListUsers: _grpc.UnaryUnaryMultiCallable[_user_pb2.ListUsersRequest, _user_pb2.ListUsersResponse]
 
 @_typing.type_check_only
@@ -45,9 +47,11 @@ class UserServiceAsyncStub(UserServiceStub):
     VerifyPassword: _aio.UnaryUnaryMultiCallable[_user_pb2.VerifyPasswordRequest, _user_pb2.VerifyPasswordResponse]  # type: ignore[assignment]
     """VerifyPassword answers the user when the password is right, and the same
     UNAUTHENTICATED error, in about the same time, for an unknown user or a wrong password.
+    IDEMPOTENT, not NO_SIDE_EFFECTS: it rewrites a hash made with outdated parameters.
     """
     GetUser: _aio.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.GetUserResponse]  # type: ignore[assignment]
     CreateUser: _aio.UnaryUnaryMultiCallable[_user_pb2.CreateUserRequest, _user_pb2.CreateUserResponse]  # type: ignore[assignment]
+    """A repeat answers ALREADY_EXISTS for the user the first call created."""
     ListUsers: _aio.UnaryUnaryMultiCallable[_user_pb2.ListUsersRequest, _user_pb2.ListUsersResponse]  # type: ignore[assignment]
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -59,6 +63,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_user_pb2.VerifyPasswordResponse, _abc.Awaitable[_user_pb2.VerifyPasswordResponse]]:
         """VerifyPassword answers the user when the password is right, and the same
         UNAUTHENTICATED error, in about the same time, for an unknown user or a wrong password.
+        IDEMPOTENT, not NO_SIDE_EFFECTS: it rewrites a hash made with outdated parameters.
         """
 
     @_abc_1.abstractmethod
@@ -73,7 +78,8 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _user_pb2.CreateUserRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_user_pb2.CreateUserResponse, _abc.Awaitable[_user_pb2.CreateUserResponse]]: ...
+    ) -> _typing.Union[_user_pb2.CreateUserResponse, _abc.Awaitable[_user_pb2.CreateUserResponse]]:
+        """A repeat answers ALREADY_EXISTS for the user the first call created."""
 
     @_abc_1.abstractmethod
     def ListUsers(
