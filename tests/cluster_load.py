@@ -22,7 +22,7 @@ from api.admin_srv.v1 import admin_pb2, admin_pb2_grpc
 from .cluster_system import LOGIN, System
 
 # Operations whose backend call is not safe to repeat: a login issues a refresh token
-# (token-srv GenerateToken has no idempotency_level), so the gateway never retries it
+# (token-srv GenerateToken is IDEMPOTENCY_UNKNOWN), so the gateway never retries it
 # on another instance. Every other operation only reads.
 NON_IDEMPOTENT = frozenset({"login_http", "login_grpc"})
 OPERATIONS = ("login_http", "login_grpc", "me", "device_admin", "device_data")
