@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from micro.config.model import Section
 from micro.config.reload import Reload
-from micro.registry.endpointslices import kubernetes_service_name
+from micro.registry.names import short_name
 
 if TYPE_CHECKING:
     from micro.app import ServiceContext
@@ -106,7 +106,7 @@ async def open_service_database(
     The service's short name ("go-micro.user-srv" -> "user-srv") names its SQLite file
     and its schema lock.
     """
-    name = kubernetes_service_name(ctx.name)
+    name = short_name(ctx.name)
     engine = await open_database(config.url_for(name), migrations, name)
     ctx.on_shutdown(engine.dispose)
     return engine

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from micro.registry.endpointslices import kubernetes_service_name, port_scheme, slice_instances
+from micro.registry.endpointslices import port_scheme, slice_instances
+from micro.registry.names import short_name
 
 SERVICE = "go-micro.user-srv"
 
@@ -107,4 +108,4 @@ def test_port_schemes_and_service_names() -> None:
     assert port_scheme({"name": "grpc-port"}) == "grpc"
     assert port_scheme({"name": "x", "appProtocol": "grpc"}) == "grpc"
     assert port_scheme({"name": "grpcx"}) is None
-    assert kubernetes_service_name("go-micro.user-srv") == "user-srv"
+    assert short_name("go-micro.user-srv") == "user-srv"

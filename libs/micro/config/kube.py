@@ -23,6 +23,7 @@ from micro.kube.client import KubeSetupError, kube_client
 from micro.kube.informer import Informer
 from micro.kube.pod import own_namespace
 from micro.kube.resources import CONFIG_MAPS, SECRETS, Resource
+from micro.registry.names import short_name
 
 logger = logging.getLogger("micro.config")
 
@@ -32,7 +33,7 @@ SYNC_TIMEOUT_S = 30.0
 
 def default_label_selector(service: str) -> str:
     """app=<short name>: "go-micro.user-srv" -> "app=user-srv"."""
-    return f"app={service.rpartition('.')[2]}"
+    return f"app={short_name(service)}"
 
 
 def kube_sources(

@@ -11,16 +11,11 @@ from micro.kube import ENDPOINT_SLICES, InformerEvent, JsonObject
 from micro.registry.base import ServiceInstance
 from micro.registry.endpoints import format_endpoint
 from micro.registry.labels import instance_id
+from micro.registry.names import short_name
 from micro.registry.watched import WatchedDiscovery, WatchedService
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 _SCHEME_IN_NAME = re.compile(r"(?:^|-)(grpc|http)(?:-|$)")
-
-
-def kubernetes_service_name(service_name: str) -> str:
-    """ "go-micro.user-srv" -> "user-srv": the Service object is named without the
-    namespace-like prefix (a Service name cannot contain dots)."""
-    return service_name.rsplit(".", 1)[-1]
 
 
 def port_scheme(port: JsonObject) -> str | None:
@@ -86,7 +81,7 @@ class EndpointSliceDiscovery(WatchedDiscovery):
     resource = ENDPOINT_SLICES
 
     def _label_selector(self, service_name: str) -> str:
-        return f"{SERVICE_NAME_LABEL}={kubernetes_service_name(service_name)}"
+        return f"{SERVICE_NAME_LABEL}={short_name(service_name)}"
 
     def _routable(
         self, watched: WatchedService, events: Sequence[InformerEvent]
