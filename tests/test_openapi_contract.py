@@ -5,6 +5,8 @@ ones user-srv and device-srv enforce. No process is started."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any, cast
 
 import grpc
@@ -12,15 +14,18 @@ import jsonschema_rs
 import pytest
 
 from admin_srv import http_schemas
-from admin_srv.config import AdminAuthConfig, LoginLimitConfig
-from admin_srv.wiring import build_admin
+from admin_srv.config import AdminSrvConfig
+from admin_srv.service import NAME as ADMIN_SRV
+from admin_srv.service import compose
 from data_srv.router import DEVICE_NAME as DATA_DEVICE_NAME
 from data_srv.router import build_router as data_router
 from device_srv.domain import NAME_MAX_LENGTH, name_problem
-from micro.auth import AccessPolicy
+from micro.app import ServiceContext
+from micro.config import load_config
 from micro.config.model import HttpServerConfig
 from micro.errors import ServiceError
 from micro.health import Health
+from micro.registry.static import StaticDiscovery
 from micro.transport.http import HttpServer
 from user_srv import usecases as user_usecases
 from user_srv.domain import (
@@ -49,19 +54,26 @@ PROBES = {("get", "/healthz"): {"413", "500"}, ("get", "/readyz"): {"413", "500"
 
 
 def admin_document() -> dict[str, Any]:
-    # The stubs are never called: only the routes and the access policy are read.
-    parts = build_admin(
-        AdminAuthConfig(audience=("go-micro",)),
-        LoginLimitConfig,
-        cast("Any", None),
-        cast("Any", None),
-        cast("Any", None),
-    )
-    policy = AccessPolicy()
-    for prefix, roles in parts.protected:
-        policy.protect(prefix, roles=roles)
-    server = HttpServer(HttpServerConfig(), health=Health(), policy=policy)
-    server.include_router(parts.router)
+    # admin-srv's own compose on a context of its own; the stubs are never called: only
+    # the routes and the access policy are read.
+    async def composed() -> ServiceContext[AdminSrvConfig]:
+        ctx = ServiceContext(
+            name=ADMIN_SRV,
+            version="test",
+            instance_id="test",
+            config=load_config(AdminSrvConfig, service="admin-srv", env={}),
+            discovery=StaticDiscovery([]),
+            health=Health(),
+            logger=logging.getLogger(ADMIN_SRV),
+        )
+        await compose(ctx)
+        await ctx.close_clients()
+        return ctx
+
+    ctx = asyncio.run(composed())
+    server = HttpServer(HttpServerConfig(), health=Health(), policy=ctx.policy)
+    for router in ctx.routers:
+        server.include_router(router)
     return server.app.openapi()
 
 

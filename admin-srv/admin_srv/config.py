@@ -6,7 +6,11 @@ from datetime import timedelta
 
 from pydantic import Field, model_validator
 
+from api.device_srv.v1.device_pb2_grpc import DevSvcStub
+from api.token_srv.v1.token_pb2_grpc import TokenServiceStub
+from api.user_srv.v1.user_pb2_grpc import UserServiceStub
 from micro.auth import AuthConfig
+from micro.client.factory import service_name_of
 from micro.config.model import Duration, Section, ServiceConfig
 from micro.config.reload import Reload
 
@@ -32,11 +36,14 @@ class LoginLimitConfig(Section):
 
 
 class UpstreamsConfig(Section):
+    """Registry names of the services admin-srv calls; by default each service's own,
+    derived from its proto package."""
+
     reload_policy = Reload.RESTART  # the stubs are made once
 
-    user_service: str = "go-micro.user-srv"
-    token_service: str = "go-micro.token-srv"  # noqa: S105 - a service name
-    device_service: str = "go-micro.device-srv"
+    user_service: str = service_name_of(UserServiceStub)
+    token_service: str = service_name_of(TokenServiceStub)
+    device_service: str = service_name_of(DevSvcStub)
 
 
 class AdminSrvConfig(ServiceConfig):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from admin_srv import messages
 from admin_srv.usecases import AuthUseCases, DeviceUseCases, UserAdminUseCases
 from api.admin_srv.v1 import admin_pb2, admin_pb2_grpc
 from micro.auth import bearer_token, require_principal
+from micro.transport.grpc import AddToServer
 
 AUTHENTICATION_SERVICE = "admin_srv.v1.AuthenticationService"
 DEVICE_SERVICE = "admin_srv.v1.DeviceService"
@@ -86,3 +89,22 @@ class UserServicer(admin_pb2_grpc.UserServiceServicer):
     ) -> admin_pb2.ListUsersReply:
         accounts, next_token = await self._users.list(request.page_size, request.page_token)
         return messages.users_reply(accounts, next_token)
+
+
+def services(
+    auth: AuthUseCases, devices: DeviceUseCases, users: UserAdminUseCases
+) -> list[tuple[AddToServer, Any, str]]:
+    """(add_to_server, servicer, full name) of each admin_srv.v1 service."""
+    return [
+        (
+            admin_pb2_grpc.add_AuthenticationServiceServicer_to_server,
+            AuthenticationServicer(auth),
+            AUTHENTICATION_SERVICE,
+        ),
+        (
+            admin_pb2_grpc.add_DeviceServiceServicer_to_server,
+            DeviceServicer(devices),
+            DEVICE_SERVICE,
+        ),
+        (admin_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(users), USER_SERVICE),
+    ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from admin_srv.usecases import ROLES
 from api.admin_srv.v1 import admin_pb2
 from micro.transport.openapi import label_value_name
 from micro.transport.proto_schema import message_schema
@@ -33,7 +34,7 @@ USER_NAME: dict[str, Any] = {
 OFFERED_PASSWORD: dict[str, Any] = {"minLength": 1, "maxLength": PASSWORD_MAX_LENGTH}
 NEW_PASSWORD: dict[str, Any] = {"minLength": PASSWORD_MIN_LENGTH, "maxLength": PASSWORD_MAX_LENGTH}
 TOKEN: dict[str, Any] = {"minLength": 1}
-ROLE_NAMES = ["user", "admin"]
+ROLE_NAMES = list(ROLES)
 
 LOGIN_REQUEST = message_schema(
     admin_pb2.LoginRequest.DESCRIPTOR,

@@ -1,44 +1,42 @@
-"""Composition root of admin-srv: stubs of user-srv, token-srv and device-srv, the use
+"""Composition root of admin-srv: adapters of user-srv, token-srv and device-srv, the use
 cases, and the same operations on HTTP :8080 and gRPC :9090, wired to the framework."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
-
+from admin_srv import grpc_api, http_api
+from admin_srv.accounts import GrpcAccounts
 from admin_srv.config import AdminSrvConfig
-from admin_srv.wiring import build_admin
+from admin_srv.directory import GrpcDeviceDirectory
+from admin_srv.login_limit import FailedLoginLimiter
+from admin_srv.tokens import GrpcTokens
+from admin_srv.usecases import AuthUseCases, DeviceUseCases, UserAdminUseCases
+from admin_srv.verifier import build_verifier
 from api.device_srv.v1.device_pb2_grpc import DevSvcStub
 from api.token_srv.v1.token_pb2_grpc import TokenServiceStub
 from api.user_srv.v1.user_pb2_grpc import UserServiceStub
 from micro.app import ServiceContext, run
-
-if TYPE_CHECKING:
-    from api.device_srv.v1.device_pb2_grpc import DevSvcAsyncStub
-    from api.token_srv.v1.token_pb2_grpc import TokenServiceAsyncStub
-    from api.user_srv.v1.user_pb2_grpc import UserServiceAsyncStub
 
 NAME = "go-micro.admin-srv"
 
 
 async def compose(ctx: ServiceContext[AdminSrvConfig]) -> None:
     cfg = ctx.config.current
-    upstreams = cfg.upstreams
+    names = cfg.upstreams
+    accounts = GrpcAccounts(ctx.client(UserServiceStub, names.user_service))
+    tokens = GrpcTokens(ctx.client(TokenServiceStub, names.token_service))
+    directory = GrpcDeviceDirectory(ctx.client(DevSvcStub, names.device_service))
+    limiter = FailedLoginLimiter(lambda: ctx.config.current.login_limit)  # follows changes
+    auth = AuthUseCases(accounts, tokens, limiter)
+    devices, users = DeviceUseCases(directory), UserAdminUseCases(accounts)
     # The auth section is read once (a verifier keeps its JWKS cache); restart to change it.
-    parts = build_admin(
-        cfg.auth,
-        lambda: ctx.config.current.login_limit,  # limits follow config changes at once
-        # The generated stubs are typed for sync channels; on the aio channels of
-        # ctx.client they are the Async variants.
-        cast("UserServiceAsyncStub", ctx.client(upstreams.user_service, UserServiceStub)),
-        cast("TokenServiceAsyncStub", ctx.client(upstreams.token_service, TokenServiceStub)),
-        cast("DevSvcAsyncStub", ctx.client(upstreams.device_service, DevSvcStub)),
-    )
-    ctx.set_verifier(parts.verifier)
-    for prefix, roles in parts.protected:
-        ctx.protect(prefix, roles=roles)
-    ctx.include_router(parts.router)
-    for add_to_server, servicer, full_name in parts.grpc_services:
+    ctx.set_verifier(build_verifier(cfg.auth, tokens))
+    ctx.include_router(http_api.build_router(auth, devices, users))
+    for add_to_server, servicer, full_name in grpc_api.services(auth, devices, users):
         ctx.add_grpc_service(add_to_server, servicer, full_name)
+    for prefix in (*http_api.SIGNED_IN_PATHS, *grpc_api.SIGNED_IN_METHODS):
+        ctx.protect(prefix)
+    for prefix in (*http_api.ADMIN_PATHS, *grpc_api.ADMIN_METHODS):
+        ctx.protect(prefix, roles=("admin",))
 
 
 def main() -> None:

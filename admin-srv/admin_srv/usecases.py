@@ -1,38 +1,22 @@
 """What admin-srv does, for HTTP and gRPC alike: the login flow, the caller, devices, users.
 
-Every operation is a call to user-srv, token-srv or device-srv through their stubs;
-their errors pass on with their code and field (ServiceError.from_rpc_error).
+Every operation asks user-srv, token-srv or device-srv through an adapter (accounts.py,
+tokens.py, directory.py); their errors pass on as ServiceErrors with their code and field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol
 
 import grpc
 
 from admin_srv.login_limit import FailedLoginLimiter
-from api.device_srv.v1 import device_pb2
-from api.token_srv.v1 import token_pb2
-from api.user_srv.v1 import user_pb2
 from micro.auth import Principal
 from micro.errors import ServiceError, invalid_argument
 
-if TYPE_CHECKING:
-    from api.device_srv.v1.device_pb2_grpc import DevSvcAsyncStub
-    from api.token_srv.v1.token_pb2_grpc import TokenServiceAsyncStub
-    from api.user_srv.v1.user_pb2_grpc import UserServiceAsyncStub
-
-T = TypeVar("T")
-
-ROLE_NAMES = {user_pb2.USER_ROLE_USER: "user", user_pb2.USER_ROLE_ADMIN: "admin"}
-ROLE_VALUES = {
-    "": user_pb2.USER_ROLE_USER,
-    "user": user_pb2.USER_ROLE_USER,
-    "admin": user_pb2.USER_ROLE_ADMIN,
-}
+ROLES = ("user", "admin")
 
 
 @dataclass(frozen=True)
@@ -61,42 +45,26 @@ class DeviceState:
     active: bool
 
 
-async def upstream(call: Awaitable[T]) -> T:
-    """Await a downstream call; its failure becomes the ServiceError it stands for."""
-    try:
-        return await call
-    except grpc.RpcError as error:
-        raise ServiceError.from_rpc_error(error) from None
+class Accounts(Protocol):
+    async def verify_password(self, user_name: str, password: str) -> Account: ...
+    async def get(self, user_id: str) -> Account: ...
+    async def create(self, user_name: str, password: str, role: str) -> Account: ...
+    async def list(self, page_size: int, page_token: str) -> tuple[list[Account], str]: ...
 
 
-def _account(user: user_pb2.User) -> Account:
-    return Account(
-        id=user.id,
-        user_name=user.user_name,
-        role=ROLE_NAMES.get(user.role, "user"),
-        create_time=user.create_time.ToDatetime() if user.HasField("create_time") else None,
-    )
+class Tokens(Protocol):
+    async def issue(self, account: Account, platform: int) -> Session: ...
+    async def refresh(self, refresh_token: str) -> Session: ...
+    async def revoke(self, refresh_token: str, access_token: str) -> None: ...
 
 
-def _session(user_id: str, user_name: str, pair: token_pb2.TokenPair) -> Session:
-    return Session(
-        user_id=user_id,
-        user_name=user_name,
-        access_token=pair.access_token,
-        refresh_token=pair.refresh_token,
-        token_type=pair.token_type,
-        expires_in=pair.expires_in,
-    )
+class DeviceDirectory(Protocol):
+    async def get(self, name: str) -> DeviceState: ...
 
 
 class AuthUseCases:
-    def __init__(
-        self,
-        users: UserServiceAsyncStub,
-        tokens: TokenServiceAsyncStub,
-        limiter: FailedLoginLimiter,
-    ) -> None:
-        self._users = users
+    def __init__(self, accounts: Accounts, tokens: Tokens, limiter: FailedLoginLimiter) -> None:
+        self._accounts = accounts
         self._tokens = tokens
         self._limiter = limiter
 
@@ -107,81 +75,46 @@ class AuthUseCases:
             raise invalid_argument("userName", "must not be empty")
         self._limiter.check(user_name, client_address)
         try:
-            verified = await upstream(
-                self._users.VerifyPassword(
-                    user_pb2.VerifyPasswordRequest(user_name=user_name, password=password)
-                )
-            )
+            account = await self._accounts.verify_password(user_name, password)
         except ServiceError as error:
             if error.code is grpc.StatusCode.UNAUTHENTICATED:
                 self._limiter.record_failure(user_name, client_address)
             raise
         self._limiter.clear_user(user_name)
-        user = verified.user
-        generated = await upstream(
-            self._tokens.GenerateToken(
-                token_pb2.GenerateTokenRequest(
-                    user_id=user.id,
-                    user_name=user.user_name,
-                    platform=platform,  # type: ignore[arg-type]
-                    role=ROLE_NAMES.get(user.role, "user"),
-                )
-            )
-        )
-        return _session(user.id, user.user_name, generated.token)
+        return await self._tokens.issue(account, platform)
 
     async def refresh(self, refresh_token: str) -> Session:
         if not refresh_token:
             raise invalid_argument("refreshToken", "must not be empty")
-        reply = await upstream(
-            self._tokens.RefreshToken(token_pb2.RefreshTokenRequest(refresh_token=refresh_token))
-        )
-        return _session(reply.user_id, reply.user_name, reply.token)
+        return await self._tokens.refresh(refresh_token)
 
     async def logout(self, refresh_token: str, access_token: str) -> None:
         """End the refresh token's session and, when given, revoke the access token; a
         logout without the refresh token would leave the session alive."""
         if not refresh_token:
             raise invalid_argument("refreshToken", "must not be empty")
-        await upstream(
-            self._tokens.RevokeToken(
-                token_pb2.RevokeTokenRequest(refresh_token=refresh_token, access_token=access_token)
-            )
-        )
+        await self._tokens.revoke(refresh_token, access_token)
 
     async def me(self, principal: Principal) -> Account:
-        reply = await upstream(self._users.GetUser(user_pb2.GetUserRequest(id=principal.user_id)))
-        return _account(reply.user)
+        return await self._accounts.get(principal.user_id)
 
 
 class DeviceUseCases:
-    def __init__(self, devices: DevSvcAsyncStub) -> None:
+    def __init__(self, devices: DeviceDirectory) -> None:
         self._devices = devices
 
     async def get(self, name: str) -> DeviceState:
-        device = await upstream(self._devices.Get(device_pb2.DeviceName(name=name)))
-        return DeviceState(device.name, device.active)
+        return await self._devices.get(name)
 
 
 class UserAdminUseCases:
-    def __init__(self, users: UserServiceAsyncStub) -> None:
-        self._users = users
+    def __init__(self, accounts: Accounts) -> None:
+        self._accounts = accounts
 
     async def create(self, user_name: str, password: str, role: str) -> Account:
-        value = ROLE_VALUES.get(role)
-        if value is None:
+        if role and role not in ROLES:  # empty: a plain user
             raise invalid_argument("role", "must be user or admin")
-        reply = await upstream(
-            self._users.CreateUser(
-                user_pb2.CreateUserRequest(user_name=user_name, password=password, role=value)
-            )
-        )
-        return _account(reply.user)
+        return await self._accounts.create(user_name, password, role)
 
     async def list(self, page_size: int, page_token: str) -> tuple[list[Account], str]:
-        reply = await upstream(
-            self._users.ListUsers(
-                user_pb2.ListUsersRequest(page_size=page_size, page_token=page_token)
-            )
-        )
-        return [_account(u) for u in reply.users], reply.next_page_token
+        return await self._accounts.list(page_size, page_token)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import grpc
-
 from api.device_srv.v1 import device_pb2, device_pb2_grpc
 from data_srv.usecases import DeviceReport
-from micro.errors import ServiceError
-
-DEVICE_SRV = "go-micro.device-srv"
+from micro.client.reply import reply
 
 
 class GrpcDeviceDirectory:
@@ -16,8 +12,5 @@ class GrpcDeviceDirectory:
         self._stub = stub
 
     async def get(self, name: str) -> DeviceReport:
-        try:
-            device = await self._stub.Get(device_pb2.DeviceName(name=name))
-        except grpc.RpcError as error:
-            raise ServiceError.from_rpc_error(error) from error
+        device = await reply(self._stub.Get(device_pb2.DeviceName(name=name)))
         return DeviceReport(device=device.name, active=device.active)

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
-
 from api.device_srv.v1.device_pb2_grpc import DevSvcStub
 from data_srv.config import DataSrvConfig
-from data_srv.directory import DEVICE_SRV, GrpcDeviceDirectory
+from data_srv.directory import GrpcDeviceDirectory
 from data_srv.router import build_router
 from data_srv.usecases import DeviceDataUseCases
 from micro.app import ServiceContext, run
-
-if TYPE_CHECKING:
-    from api.device_srv.v1.device_pb2_grpc import DevSvcAsyncStub
 
 NAME = "go-micro.data-srv"
 
 
 async def compose(ctx: ServiceContext[DataSrvConfig]) -> None:
-    # The generated stub is typed for sync channels; on ctx.client's aio channels it is
-    # the Async variant.
-    stub = cast("DevSvcAsyncStub", ctx.client(DEVICE_SRV, DevSvcStub))
-    directory = GrpcDeviceDirectory(stub)
+    directory = GrpcDeviceDirectory(ctx.client(DevSvcStub))
     devices = DeviceDataUseCases(
         directory,
         retry_after=lambda: ctx.config.current.data.retry_after,  # follows config changes

@@ -26,6 +26,7 @@ from fastapi import APIRouter
 
 from micro.auth import AccessPolicy, TokenVerifier
 from micro.client import ClientFactory
+from micro.client.factory import StubClass, service_name_of
 from micro.config import ConfigHandle, load_config
 from micro.config.model import GrpcClientConfig, HttpServerConfig, ServiceConfig
 from micro.health import Health
@@ -35,6 +36,7 @@ from micro.registry.base import Discovery, Registrar, ServiceInstance
 from micro.registry.endpoints import format_endpoint
 from micro.registry.factory import registry_from_config
 from micro.registry.labels import instance_id
+from micro.registry.names import short_name
 from micro.tracing import flush_tracing, setup_tracing
 from micro.transport.cors import CorsRules
 from micro.transport.grpc import AddToServer, GrpcServer
@@ -115,11 +117,14 @@ class ServiceContext(Generic[C]):
         """The verifier of protected calls, e.g. micro.auth.JwtVerifier.from_config(...)."""
         self.policy.verifier = verifier
 
-    def client(self, service_name: str, stub_class: Callable[[Any], S]) -> S:
-        """A stub for `service_name`, balanced over its ready instances by discovery."""
+    def client(self, stub_class: StubClass[S], name: str | None = None) -> S:
+        """`ctx.client(UserServiceStub)` -> a UserServiceAsyncStub balanced over the ready
+        instances of `name`, by default the service's registry name from its descriptor."""
         if self._clients is None:
             self._clients = ClientFactory(self.discovery, self.config.current.client.grpc)
-        return self._clients.stub(service_name, stub_class)
+        if name is None:
+            name = service_name_of(stub_class)
+        return self._clients.stub(name, stub_class)
 
     def apply_client_config(self, cfg: GrpcClientConfig) -> None:
         """New client.grpc settings for every stub made here, from their next call on
@@ -146,7 +151,7 @@ def default_version(name: str) -> str:
     if os.environ.get("SERVICE_VERSION"):
         return os.environ["SERVICE_VERSION"]
     try:
-        return importlib.metadata.version(name.rsplit(".", 1)[-1])
+        return importlib.metadata.version(short_name(name))
     except importlib.metadata.PackageNotFoundError:
         return "dev"
 

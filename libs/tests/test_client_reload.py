@@ -67,7 +67,7 @@ async def test_a_shorter_deadline_applies_to_the_same_stub(
     running = await config_map_app(
         local=local_config(f"grpc://127.0.0.1:{server.port}"), remote=client_config("2s")
     )
-    stub = running.ctx.client(DEVICE_SRV, device_pb2_grpc.DevSvcStub)
+    stub = running.ctx.client(device_pb2_grpc.DevSvcStub)
     slow = device_pb2.DeviceName(name="sleep:0.5")
 
     assert (await stub.Get(slow)).name == "sleep:0.5"
@@ -89,7 +89,7 @@ async def test_a_call_in_flight_keeps_the_deadline_it_started_with(
     running = await config_map_app(
         local=local_config(f"grpc://127.0.0.1:{server.port}"), remote=client_config("20s")
     )
-    stub = running.ctx.client(DEVICE_SRV, device_pb2_grpc.DevSvcStub)
+    stub = running.ctx.client(device_pb2_grpc.DevSvcStub)
 
     in_flight = asyncio.create_task(stub.Get(device_pb2.DeviceName(name="gate")))
     await asyncio.wait_for(devices.entered.wait(), WAIT_S)
@@ -110,7 +110,7 @@ async def test_max_attempts_follows_the_config(
     running = await config_map_app(
         local=local_config(f"grpc://127.0.0.41:{port}"), remote=client_config("5s", 3)
     )
-    stub = running.ctx.client(DEVICE_SRV, device_pb2_grpc.DevSvcStub)
+    stub = running.ctx.client(device_pb2_grpc.DevSvcStub)
     request = device_pb2.DeviceName(name="d")  # Get has no side effects: retried
 
     with pytest.raises(grpc.aio.AioRpcError):

@@ -4,20 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
 from micro.client.balanced import BalancedChannel
-from micro.client.idempotency import idempotent_methods
+from micro.client.idempotency import idempotent_methods, stub_services
 from micro.client.pool import InstancePool, InterceptorsFor
 from micro.client.settings import CallSettings
 from micro.config.model import GrpcClientConfig
 from micro.registry.base import Discovery
+from micro.registry.names import proto_service_registry_name
 from micro.transport.client_interceptors import client_interceptors
 
 S = TypeVar("S")
+S_co = TypeVar("S_co", covariant=True)
+
+
+class StubClass(Protocol[S_co]):
+    """A generated *Stub class as called on an aio channel: mypy-protobuf overloads its
+    `__new__` so that this call gives the *AsyncStub type."""
+
+    def __call__(self, channel: grpc.aio.Channel, /) -> S_co: ...
+
+
+def service_name_of(stub_class: object) -> str:
+    """The default registry name of a stub's service, from its descriptor:
+    UserServiceStub (package user_srv.v1) -> "go-micro.user-srv"."""
+    services = stub_services(stub_class) if isinstance(stub_class, type) else []
+    if not services:
+        raise TypeError(f"{stub_class!r} is not a generated *Stub class (no service found)")
+    return proto_service_registry_name(services[0].full_name)
 
 
 class ClientFactory:
@@ -76,7 +94,7 @@ class ClientFactory:
         """New client settings (deadline, attempts) for every stub, from the next call on."""
         self._settings.update(cfg)
 
-    def stub(self, service_name: str, stub_class: Callable[[grpc.aio.Channel], S]) -> S:
+    def stub(self, service_name: str, stub_class: StubClass[S]) -> S:
         """The stub; on a running loop, discovery of the service starts now, so the
         first call usually finds the instances already known."""
         if not isinstance(stub_class, type):

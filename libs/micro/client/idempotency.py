@@ -14,7 +14,7 @@ _SAFE_TO_REPEAT = (
 )
 
 
-def _services(stub_class: type) -> list[ServiceDescriptor]:
+def stub_services(stub_class: type) -> list[ServiceDescriptor]:
     """The service descriptors of the *_pb2 modules the stub's *_pb2_grpc module imports,
     narrowed to the stub's own service ("UserServiceStub" -> "UserService") if found."""
     module = sys.modules.get(stub_class.__module__)
@@ -32,7 +32,7 @@ def idempotent_methods(stub_class: type) -> frozenset[str]:
     (or IDEMPOTENT): calls that are safe to repeat on another instance."""
     return frozenset(
         f"/{service.full_name}/{method.name}"
-        for service in _services(stub_class)
+        for service in stub_services(stub_class)
         for method in service.methods
         if method.GetOptions().idempotency_level in _SAFE_TO_REPEAT
     )
