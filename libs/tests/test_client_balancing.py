@@ -215,6 +215,14 @@ async def test_non_idempotent_calls_go_elsewhere_when_an_instance_cannot_be_reac
         await stub.CreateUser(user_pb2.CreateUserRequest())
     assert crashed_replica.calls > 0
     await crashed.stop(0)  # gone, but still in the registry
+    # Once the client has seen the connection drop: a call sent on it before then fails
+    # after it was sent, which a non-idempotent call must not retry (the next test).
+    (gone,) = [
+        e for e in factory.pool(SERVICE).endpoints() if e.target.endswith(f":{crashed_port}")
+    ]
+    ready = grpc.ChannelConnectivity.READY
+    if gone.channel.get_state() is ready:
+        await asyncio.wait_for(gone.channel.wait_for_state_change(ready), timeout=10)
     for _ in range(40):
         await stub.CreateUser(user_pb2.CreateUserRequest())
     await factory.close()
