@@ -21,6 +21,7 @@ import pytest
 if getattr(sys.modules.get("devcluster"), "__file__", "") is None:
     del sys.modules["devcluster"]
 
+from devcluster.runner.testing import RunningNode, running_node
 from devcluster.testing import RunningDevCluster, running_devcluster
 
 
@@ -28,6 +29,18 @@ from devcluster.testing import RunningDevCluster, running_devcluster
 def runner_images() -> pathlib.Path:
     """The runner tests' images file: their pods run the small server in runner_testapp.py."""
     return pathlib.Path(__file__).resolve().parent / "runner_images.yaml"
+
+
+@pytest.fixture(scope="module")
+def node(
+    tmp_path_factory: pytest.TempPathFactory,
+    runner_images: pathlib.Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[RunningNode]:
+    """One `python -m devcluster run` for a runner test module."""
+    name = request.module.__name__.rsplit(".", 1)[-1]
+    with running_node(tmp_path_factory.mktemp(name), images=runner_images) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

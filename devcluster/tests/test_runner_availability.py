@@ -7,34 +7,19 @@ and reads the runner's output, waiting (bounded) for the line it expects.
 from __future__ import annotations
 
 import json
-import pathlib
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from devcluster.runner.availability import explain_pod
-from devcluster.runner.testing import RunningNode, deployment, running_node, wait_for
+from devcluster.runner.testing import RunningNode, deployment, node_namespace, wait_for
 
 CLEAN_START = "from a clean state: Ctrl-C, `rm -rf "
 
 
-@pytest.fixture(scope="module")
-def node(
-    tmp_path_factory: pytest.TempPathFactory, runner_images: pathlib.Path
-) -> Iterator[RunningNode]:
-    with running_node(tmp_path_factory.mktemp("availability"), images=runner_images) as running:
-        yield running
-
-
 @pytest.fixture
 def namespace(node: RunningNode) -> str:
-    name = f"a-{uuid.uuid4().hex[:8]}"
-    node.core.create_namespace(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    return name
+    return node_namespace(node, "a")
 
 
 def reports(node: RunningNode, key: str) -> list[list[str]]:

@@ -13,8 +13,6 @@ import random
 import threading
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import kubernetes.client
@@ -24,28 +22,16 @@ from devcluster.runner.testing import (
     RunningNode,
     alive,
     deployment,
+    node_namespace,
     pod_pids,
     ready_pods,
-    running_node,
     wait_for,
 )
 
 
-@pytest.fixture(scope="module")
-def node(
-    tmp_path_factory: pytest.TempPathFactory, runner_images: pathlib.Path
-) -> Iterator[RunningNode]:
-    with running_node(tmp_path_factory.mktemp("runner"), images=runner_images) as running:
-        yield running
-
-
 @pytest.fixture
 def namespace(node: RunningNode) -> str:
-    name = f"r-{uuid.uuid4().hex[:8]}"
-    node.core.create_namespace(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    return name
+    return node_namespace(node, "r")
 
 
 def get_json(url: str, timeout: float = 3.0) -> Any:

@@ -14,6 +14,7 @@ import random
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -220,3 +221,12 @@ def deployment(
             },
         },
     }
+
+
+def node_namespace(node: RunningNode, prefix: str) -> str:
+    """A new namespace on the runner's cluster, for one test."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    node.core.create_namespace(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+    return name
