@@ -24,6 +24,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 
 # The one mapping from gRPC codes to HTTP statuses; anything else is 500.
@@ -180,11 +181,9 @@ class ServiceError(Exception):
             )
         if not details:
             return retry
-        packed = []
-        for detail in details:
-            packed.append(any_pb2.Any())
-            packed[-1].Pack(detail)
-        status = status_pb2.Status(code=self.code.value[0], message=self.message, details=packed)
+        status = status_pb2.Status(
+            code=self.code.value[0], message=self.message, details=map(_packed, details)
+        )
         return ((STATUS_DETAILS_KEY, status.SerializeToString()), *retry)
 
     @classmethod
@@ -206,6 +205,12 @@ class ServiceError(Exception):
             retry_after=_retry_after_from_trailers(trailers),
             cause=cause if code is grpc.StatusCode.RESOURCE_EXHAUSTED else None,
         )
+
+
+def _packed(detail: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    return packed
 
 
 def _naming(field: str | None, rule: str) -> str:
