@@ -50,6 +50,18 @@ def service_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def in_process_env(*, shutdown: str) -> dict[str, str]:
+    """An App run inside the test: loopback gRPC and HTTP ports, a static registry, and
+    `shutdown` as both the drain delay and the grace period."""
+    return {
+        "MICRO__REGISTRY__TYPE": "static",
+        "MICRO__SERVER__GRPC__ADDR": "127.0.0.1:0",
+        "MICRO__SERVER__HTTP__ADDR": "127.0.0.1:0",
+        "MICRO__SHUTDOWN__DRAIN_DELAY": shutdown,
+        "MICRO__SHUTDOWN__GRACE_PERIOD": shutdown,
+    }
+
+
 class ServiceProcess:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
@@ -201,13 +213,7 @@ async def test_health_through_start_and_shutdown_in_process(restore_logging: Any
 
         ctx.on_startup(before_registration)
 
-    env = {
-        "MICRO__REGISTRY__TYPE": "static",
-        "MICRO__SERVER__GRPC__ADDR": "127.0.0.1:0",
-        "MICRO__SERVER__HTTP__ADDR": "127.0.0.1:0",
-        "MICRO__SHUTDOWN__DRAIN_DELAY": "1s",
-        "MICRO__SHUTDOWN__GRACE_PERIOD": "1s",
-    }
+    env = in_process_env(shutdown="1s")
     app = App("go-micro.test-srv", ServiceConfig, compose, version="test", env=env)
     await app.start()
     assert app.ctx is not None
@@ -295,13 +301,7 @@ async def test_a_failing_shutdown_step_does_not_skip_the_later_ones(
 
         ctx.on_shutdown(dispose_engine)
 
-    env = {
-        "MICRO__REGISTRY__TYPE": "static",
-        "MICRO__SERVER__GRPC__ADDR": "127.0.0.1:0",
-        "MICRO__SERVER__HTTP__ADDR": "127.0.0.1:0",
-        "MICRO__SHUTDOWN__DRAIN_DELAY": "0s",
-        "MICRO__SHUTDOWN__GRACE_PERIOD": "0s",
-    }
+    env = in_process_env(shutdown="0s")
     app = App("go-micro.test-srv", ServiceConfig, compose, version="test", env=env)
     await app.start()
     assert app.ctx is not None
