@@ -48,7 +48,7 @@ class FieldRef:
 
     @property
     def policy(self) -> Reload:
-        return self.declared_policy or UNDECLARED_POLICY
+        return policy_of(self.owner, self.name)
 
     @property
     def section(self) -> type[BaseModel] | None:
