@@ -1,5 +1,5 @@
 """A small service for the lifecycle tests, started as its own process:
-`python libs/tests/runtime_service.py`, configured through MICRO__* variables.
+`python libs/tests/app/runtime_service.py`, configured through MICRO__* variables.
 
 DevSvc.Get("sleep:<seconds>") and GET /slow/<seconds> take that long; GET /inflight
 answers how many of those are running, so a test knows its calls have arrived.

@@ -20,8 +20,8 @@ from micro.log import configure_logging, follow_config, set_level
 SEED_LINE = re.compile(
     r"^INFO service\.id=user-srv-5fc4d-sm9g4 service\.name=go-micro\.user-srv "
     r"service\.version=0723caf ts=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
-    r"caller=tests/test_runtime_log\.py:\d+ trace_id= span_id= msg=\[gRPC\] server listening "
-    r"on: \[::\]:9090$"
+    r"caller=observability/test_runtime_log\.py:\d+ trace_id= span_id= "
+    r"msg=\[gRPC\] server listening on: \[::\]:9090$"
 )
 
 
@@ -74,7 +74,7 @@ def test_json_format(capture: Callable[..., io.StringIO]) -> None:
     assert event["service.name"] == "go-micro.user-srv"
     assert event["service.version"] == "0723caf"
     assert (event["trace_id"], event["span_id"], event["n"]) == ("", "", 1)
-    assert event["caller"].startswith("tests/test_runtime_log.py:")
+    assert event["caller"].startswith("observability/test_runtime_log.py:")
     with pytest.raises(ValueError, match="unknown level"):
         set_level("LOUD")
 

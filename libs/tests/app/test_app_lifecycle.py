@@ -1,5 +1,5 @@
 """micro.app: health through start and shutdown, SIGTERM with calls in flight, and
-start-up failures, with the service as its own process (libs/tests/runtime_service.py)
+start-up failures, with the service as its own process (libs/tests/app/runtime_service.py)
 and in-process."""
 
 from __future__ import annotations
