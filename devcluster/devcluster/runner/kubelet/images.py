@@ -7,6 +7,11 @@ them exactly as with a real image. `python` as the first word is the runner's ow
 interpreter (the workspace environment). `files` maps paths inside the image's root to
 host folders (the image's COPY), and an absolute `env` value under one of them names
 that place in the container's root, as the image's ENV does inside the image.
+
+One entry may serve a family of images: `{name}` in its command, args, workingDir,
+files and env is the matched repository's last segment (`devexps/orders-srv` ->
+`orders-srv`) and `{package}` that name as a Python package (`orders_srv`), so every
+`*-srv` image is described once and a new service needs no entry of its own.
 """
 
 from __future__ import annotations
@@ -62,8 +67,33 @@ def repository(image: str) -> str:
     return "/".join(parts)
 
 
+@dataclass(frozen=True)
+class ImageEntry:
+    """One `images:` item as written; `command` fills in the placeholders for an image."""
+
+    patterns: list[str]
+    item: dict[str, Any]
+    root: pathlib.Path
+
+    def command(self, name: str) -> ImageCommand:
+        def fill(value: object) -> str:
+            return str(value).replace("{name}", name).replace("{package}", name.replace("-", "_"))
+
+        item, root = self.item, self.root
+        working_dir = item.get("workingDir")
+        return ImageCommand(
+            command=[fill(c) for c in item["command"]],
+            args=[fill(a) for a in item.get("args") or []],
+            working_dir=(root / fill(working_dir)).resolve() if working_dir else None,
+            env={str(k): fill(v) for k, v in (item.get("env") or {}).items()},
+            files={
+                fill(k): (root / fill(v)).resolve() for k, v in (item.get("files") or {}).items()
+            },
+        )
+
+
 class ImageMap:
-    def __init__(self, entries: list[tuple[list[str], ImageCommand]], source: pathlib.Path) -> None:
+    def __init__(self, entries: list[ImageEntry], source: pathlib.Path) -> None:
         self.entries = entries
         self.source = source
 
@@ -74,32 +104,22 @@ class ImageMap:
         entries = []
         for number, item in enumerate(document.get("images") or [], start=1):
             patterns = item.get("match")
-            command = item.get("command")
-            if not patterns or not command:
+            if not patterns or not item.get("command"):
                 raise ValueError(f"{path}: image entry {number} needs `match` and `command`")
-            working_dir = item.get("workingDir")
-            files = item.get("files") or {}
-            if any(not str(image_path).startswith("/") for image_path in files):
+            if any(not str(image_path).startswith("/") for image_path in item.get("files") or {}):
                 raise ValueError(f"{path}: image entry {number}: `files` keys are absolute paths")
-            entries.append(
-                (
-                    [patterns] if isinstance(patterns, str) else list(patterns),
-                    ImageCommand(
-                        command=[str(c) for c in command],
-                        args=[str(a) for a in item.get("args") or []],
-                        working_dir=(root / working_dir).resolve() if working_dir else None,
-                        env={str(k): str(v) for k, v in (item.get("env") or {}).items()},
-                        files={str(k): (root / str(v)).resolve() for k, v in files.items()},
-                    ),
-                )
-            )
+            patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+            entries.append(ImageEntry([str(p) for p in patterns], item, root))
         return cls(entries, path)
 
     def lookup(self, image: str) -> ImageCommand | None:
         repo = repository(image)
-        for patterns, command in self.entries:
-            if any(fnmatch.fnmatchcase(repo, p) or fnmatch.fnmatchcase(image, p) for p in patterns):
-                return command
+        for entry in self.entries:
+            if any(
+                fnmatch.fnmatchcase(repo, p) or fnmatch.fnmatchcase(image, p)
+                for p in entry.patterns
+            ):
+                return entry.command(repo.rsplit("/", 1)[-1])
         return None
 
 
