@@ -13,9 +13,11 @@ export UV
 RUN := $(UV) run --locked --all-packages
 BUF_VERSION := 1.75.0
 PYTEST_ARGS ?=
-MYPY_DIRS := proto libs devcluster admin-srv token-srv user-srv device-srv data-srv tests bench scripts
+# Every *-srv folder with a pyproject.toml is a service: a new one edits no list here.
+SERVICES := $(sort $(patsubst %/pyproject.toml,%,$(wildcard *-srv/pyproject.toml)))
+MYPY_DIRS := proto libs devcluster $(SERVICES) tests bench scripts
 
-.PHONY: help sync run test test-tools lint format proto proto-check dockerfiles docker docker-push deploy secrets \
+.PHONY: help sync run test test-tools lint format proto proto-check docker docker-push deploy secrets \
 	bench reliability devcluster clean
 
 help: ## list the targets
@@ -63,9 +65,8 @@ proto: sync ## regenerate proto/api from the .proto files
 proto-check: sync ## fail when the generated code is stale
 	$(RUN) python proto/generate.py --check
 
-# Images and deployment. Images build from the repository root as context; a service
-# folder's `make docker` calls `$(MAKE) -C .. docker-<svc>`.
-SERVICES := admin-srv token-srv user-srv device-srv data-srv
+# Images and deployment. Every image builds from docker/service.Dockerfile with the
+# repository root as context; a service folder's `make docker` calls `$(MAKE) -C .. docker-<svc>`.
 IMAGE_REGISTRY ?= devexps
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # The moving tag the .k8s manifests reference (the original guide's devexps/<svc>:k8s).
@@ -82,13 +83,13 @@ IMAGE_CREATED := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
 .PHONY: $(addprefix docker-,$(SERVICES)) $(addprefix docker-push-,$(SERVICES))
 
-dockerfiles: sync ## render <svc>/Dockerfile from docker/service.Dockerfile.in
-	$(RUN) python scripts/render_dockerfiles.py
+docker: $(addprefix docker-,$(SERVICES)) ## build every service's image (DOCKER=podman works)
 
-docker: $(addprefix docker-,$(SERVICES)) ## build the five images (DOCKER=podman works)
-
+# The service's own build args (name, package, description, ports) come one a line from
+# scripts/image_args.py; mapfile keeps a description's spaces inside its word.
 $(addprefix docker-,$(SERVICES)): docker-%:
-	$(DOCKER) build -f $*/Dockerfile \
+	@lines=$$($(RUN) python scripts/image_args.py $*); mapfile -t image_args <<< "$$lines"; \
+	set -x; $(DOCKER) build -f docker/service.Dockerfile "$${image_args[@]}" \
 		--build-arg BASE_IMAGE=$(BASE_IMAGE) \
 		--build-arg VERSION=$(VERSION) \
 		--build-arg REVISION=$(IMAGE_REVISION) \
@@ -97,7 +98,7 @@ $(addprefix docker-,$(SERVICES)): docker-%:
 		$(DOCKER_BUILD_ARGS) \
 		-t $(IMAGE_REGISTRY)/$*:$(VERSION) -t $(IMAGE_REGISTRY)/$*:$(IMAGE_TAG) .
 
-docker-push: $(addprefix docker-push-,$(SERVICES)) ## push the five images
+docker-push: $(addprefix docker-push-,$(SERVICES)) ## push every service's image
 
 $(addprefix docker-push-,$(SERVICES)): docker-push-%:
 	$(DOCKER) push $(IMAGE_REGISTRY)/$*:$(VERSION)

