@@ -9,20 +9,20 @@ from typing import Any
 import pytest
 import yaml
 
-from .cluster_system import System, running_system
+from .cluster_system import SERVICES, System, running_system
 
 # --- Shipping: images and the .k8s manifests ------------------------------------------
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_SERVICES = ("admin-srv", "token-srv", "user-srv", "device-srv", "data-srv")
-# The Secrets each service owns, the only ones its Role lets it read (by name).
-OWN_SECRETS: dict[str, frozenset[str]] = {
-    "admin-srv": frozenset(),
+SHIPPED_SERVICES = SERVICES
+# The Secrets each service owns, the only ones its Role lets it read (by name); a
+# service not named here owns none.
+SECRETS_OWNED_BY = {
     "token-srv": frozenset({"token-srv-jwt-keys", "token-srv-database"}),
     "user-srv": frozenset({"user-srv-bootstrap", "user-srv-database"}),
     "device-srv": frozenset({"device-srv-database"}),
-    "data-srv": frozenset(),
 }
+OWN_SECRETS = {s: SECRETS_OWNED_BY.get(s, frozenset[str]()) for s in SHIPPED_SERVICES}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -9,7 +9,9 @@ import pytest
 
 from devcluster.runner.selectors import matches
 
-SERVICES = ("admin-srv", "token-srv", "user-srv", "device-srv", "data-srv", "postgres")
+from .conftest import SHIPPED_SERVICES
+
+SERVICES = (*SHIPPED_SERVICES, "postgres")
 OUTSIDE = "outside"  # a client beyond the namespace: a browser, curl, a NodePort hop
 PORTS = (8080, 9090, 5432)
 EXPECTED = {
