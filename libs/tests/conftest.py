@@ -16,7 +16,7 @@ import kubernetes.client
 import pytest
 import yaml
 
-from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from devcluster.testing import RunningDevCluster, running_devcluster
 from micro.app import App, ServiceContext
 from micro.auth import AccessPolicy, current_principal
@@ -25,43 +25,42 @@ from micro.errors import ServiceError
 from micro.health import Health
 from micro.log import trace_ids
 from micro.testing import waiting
+from micro.testing.echo import ECHO_SERVICE, EchoServicer
 from micro.transport.grpc import GrpcServer
 from micro.transport.http import HttpServer
 
-DEVICE_SERVICE = "device_srv.v1.DevSvc"
 
+class ScriptedEcho(EchoServicer):
+    """EchoService whose Echo does what the text says: the runtime tests' handler.
 
-class ScriptedDevices(device_pb2_grpc.DevSvcServicer):
-    """DevSvc whose Get does what the device name says: the runtime tests' handler.
-
-    "code:NOT_FOUND" raises ServiceError(NOT_FOUND, field="name"); "boom" raises a plain
+    "code:NOT_FOUND" raises ServiceError(NOT_FOUND, field="text"); "boom" raises a plain
     exception; "sleep:0.3" waits, then answers; "whoami" answers the principal's user
-    name; "trace" answers the current trace id; anything else answers itself, active.
+    name; "trace" answers the current trace id; anything else answers itself.
     """
 
-    async def Get(
-        self, request: device_pb2.DeviceName, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> device_pb2.Device:
-        name = request.name
-        if name.startswith("code:"):
-            code = grpc.StatusCode[name.removeprefix("code:")]
-            raise ServiceError(code, f"name: scripted {code.name}", field="name")
-        if name == "boom":
+    async def Echo(
+        self, request: echo_pb2.EchoRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> echo_pb2.EchoResponse:
+        text = request.text
+        if text.startswith("code:"):
+            code = grpc.StatusCode[text.removeprefix("code:")]
+            raise ServiceError(code, f"text: scripted {code.name}", field="text")
+        if text == "boom":
             raise RuntimeError("secret-internal-detail")
-        if name.startswith("sleep:"):
-            await asyncio.sleep(float(name.removeprefix("sleep:")))
-            return device_pb2.Device(name=name, active=True)
-        if name == "whoami":
+        if text.startswith("sleep:"):
+            await asyncio.sleep(float(text.removeprefix("sleep:")))
+            return echo_pb2.EchoResponse(text=text)
+        if text == "whoami":
             principal = current_principal()
-            return device_pb2.Device(name=principal.user_name if principal else "", active=True)
-        if name == "trace":
-            return device_pb2.Device(name=trace_ids()[0], active=True)
-        return device_pb2.Device(name=name, active=True)
+            return echo_pb2.EchoResponse(text=principal.user_name if principal else "")
+        if text == "trace":
+            return echo_pb2.EchoResponse(text=trace_ids()[0])
+        return echo_pb2.EchoResponse(text=text)
 
-    async def List(
-        self, request: device_pb2.ListDevicesRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> device_pb2.ListDevicesResponse:
-        return device_pb2.ListDevicesResponse(devices=[device_pb2.Device(name="d1", active=True)])
+    async def Put(
+        self, request: echo_pb2.PutRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> echo_pb2.PutResponse:
+        return echo_pb2.PutResponse()
 
 
 StartGrpc = Callable[..., Awaitable[GrpcServer]]
@@ -103,8 +102,8 @@ def start_grpc(started_servers: StartedServers) -> StartGrpc:
     async def start(
         servicer: Any = None,
         *,
-        add: Any = device_pb2_grpc.add_DevSvcServicer_to_server,
-        name: str = DEVICE_SERVICE,
+        add: Any = echo_pb2_grpc.add_EchoServiceServicer_to_server,
+        name: str = ECHO_SERVICE,
         health: Health | None = None,
         policy: AccessPolicy | None = None,
         deadline: timedelta = timedelta(seconds=2),
@@ -116,7 +115,7 @@ def start_grpc(started_servers: StartedServers) -> StartGrpc:
             addr="127.0.0.1:0", timeout=deadline, max_message_bytes=max_message_bytes
         )
         server = GrpcServer(config, health=health, policy=policy)
-        server.add_service(add, servicer if servicer is not None else ScriptedDevices(), name)
+        server.add_service(add, servicer if servicer is not None else ScriptedEcho(), name)
         return await started_servers.start(server, health, serving=serving, stop_grace_s=0)
 
     return start

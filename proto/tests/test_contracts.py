@@ -10,8 +10,11 @@ from pathlib import Path
 from google.protobuf import json_format
 
 from api.admin_srv.v1 import admin_pb2, admin_pb2_grpc
-from api.device_srv.v1 import device_pb2
-from api.token_srv.v1 import token_pb2
+from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from api.token_srv.v1 import token_pb2, token_pb2_grpc
+from api.user_srv.v1 import user_pb2_grpc
+from micro.client import idempotent_methods
+from micro.client.factory import service_name_of
 
 PROTO_DIR = Path(__file__).resolve().parents[1]
 GENERATOR = PROTO_DIR / "generate.py"
@@ -73,3 +76,21 @@ def test_read_only_methods_are_marked_idempotent() -> None:
     assert get.GetOptions().idempotency_level == get.GetOptions().NO_SIDE_EFFECTS
     login = admin_pb2.DESCRIPTOR.services_by_name["AuthenticationService"].methods_by_name["Login"]
     assert login.GetOptions().idempotency_level == login.GetOptions().IDEMPOTENCY_UNKNOWN
+
+
+# The framework's own tests use echo.v1; what micro derives from the services'
+# contracts is checked here, next to them.
+def test_the_registry_name_comes_from_the_proto_package() -> None:
+    assert service_name_of(user_pb2_grpc.UserServiceStub) == "go-micro.user-srv"
+    assert service_name_of(token_pb2_grpc.TokenServiceStub) == "go-micro.token-srv"
+    assert service_name_of(device_pb2_grpc.DevSvcStub) == "go-micro.device-srv"
+
+
+def test_the_client_retries_the_methods_the_options_allow() -> None:
+    assert idempotent_methods(device_pb2_grpc.DevSvcStub) == {
+        "/device_srv.v1.DevSvc/Get",
+        "/device_srv.v1.DevSvc/List",
+    }
+    token_methods = idempotent_methods(token_pb2_grpc.TokenServiceStub)
+    assert "/token_srv.v1.TokenService/VerifyToken" in token_methods
+    assert "/token_srv.v1.TokenService/GenerateToken" not in token_methods

@@ -1,7 +1,7 @@
 """A small service for the lifecycle tests, started as its own process:
 `python libs/tests/app/runtime_service.py`, configured through MICRO__* variables.
 
-DevSvc.Get("sleep:<seconds>") and GET /slow/<seconds> take that long; GET /inflight
+EchoService.Echo("sleep:<seconds>") and GET /slow/<seconds> take that long; GET /inflight
 answers how many of those are running, so a test knows its calls have arrived.
 """
 
@@ -12,28 +12,24 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.app import ServiceContext, run
 from micro.config.model import ServiceConfig
+from micro.testing.echo import ECHO_SERVICE, EchoServicer
 
 
 class InFlight:
     count = 0
 
 
-class SlowDevices(device_pb2_grpc.DevSvcServicer):
-    async def Get(self, request: device_pb2.DeviceName, context: Any) -> device_pb2.Device:
+class SlowEcho(EchoServicer):
+    async def Echo(self, request: echo_pb2.EchoRequest, context: Any) -> echo_pb2.EchoResponse:
         InFlight.count += 1
         try:
-            await asyncio.sleep(float(request.name.removeprefix("sleep:") or 0))
+            await asyncio.sleep(float(request.text.removeprefix("sleep:") or 0))
         finally:
             InFlight.count -= 1
-        return device_pb2.Device(name=request.name, active=True)
-
-    async def List(
-        self, request: device_pb2.ListDevicesRequest, context: Any
-    ) -> device_pb2.ListDevicesResponse:
-        return device_pb2.ListDevicesResponse()
+        return echo_pb2.EchoResponse(text=request.text)
 
 
 def slow_router() -> APIRouter:
@@ -56,9 +52,7 @@ def slow_router() -> APIRouter:
 
 
 async def compose(ctx: ServiceContext[ServiceConfig]) -> None:
-    ctx.add_grpc_service(
-        device_pb2_grpc.add_DevSvcServicer_to_server, SlowDevices(), "device_srv.v1.DevSvc"
-    )
+    ctx.add_grpc_service(echo_pb2_grpc.add_EchoServiceServicer_to_server, SlowEcho(), ECHO_SERVICE)
     ctx.include_router(slow_router())
 
     async def farewell() -> None:

@@ -21,7 +21,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.sdk.trace import SpanProcessor
 
-from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.app import App, ServiceContext
 from micro.config.model import ServiceConfig, TracingConfig
 from micro.tracing import setup_tracing
@@ -138,17 +138,17 @@ async def test_sigterm_with_calls_in_flight_loses_none(spawn: Any) -> None:
     grpc_port, http_port = service.ports["gRPC"], service.ports["HTTP"]
     base = f"http://127.0.0.1:{http_port}"
     assert await health_of(grpc_port) == SERVING
-    assert await health_of(grpc_port, "device_srv.v1.DevSvc") == SERVING
+    assert await health_of(grpc_port, "echo.v1.EchoService") == SERVING
 
     async with (
         httpx.AsyncClient(timeout=30) as http,
         grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
     ):
         assert (await http.get(f"{base}/readyz")).status_code == 200
-        stub = device_pb2_grpc.DevSvcStub(channel)
+        stub = echo_pb2_grpc.EchoServiceStub(channel)
 
-        async def slow_get() -> device_pb2.Device:
-            return await stub.Get(device_pb2.DeviceName(name="sleep:2"), timeout=30)
+        async def slow_get() -> echo_pb2.EchoResponse:
+            return await stub.Echo(echo_pb2.EchoRequest(text="sleep:2"), timeout=30)
 
         grpc_calls = [asyncio.create_task(slow_get()) for _ in range(8)]
         http_calls = [asyncio.create_task(http.get(f"{base}/slow/2")) for _ in range(8)]
@@ -164,11 +164,11 @@ async def test_sigterm_with_calls_in_flight_loses_none(spawn: Any) -> None:
 
         await eventually(not_ready)  # while draining, the servers still answer probes
         assert await health_of(grpc_port) == NOT_SERVING
-        assert await health_of(grpc_port, "device_srv.v1.DevSvc") == NOT_SERVING
+        assert await health_of(grpc_port, "echo.v1.EchoService") == NOT_SERVING
 
         answers = await asyncio.gather(*grpc_calls)
         responses = await asyncio.gather(*http_calls)
-    assert [a.name for a in answers] == ["sleep:2"] * 8
+    assert [a.text for a in answers] == ["sleep:2"] * 8
     assert [r.status_code for r in responses] == [200] * 8
     assert await service.exit_code() == 0
     log = "\n".join(service.lines)

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from fastapi import APIRouter, Depends
 from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 
-from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.auth import AccessPolicy, JwtVerifier, Principal, require_principal
 from micro.errors import ServiceError
 
@@ -215,33 +215,33 @@ def policy_for(keys: Keys, prefix: str, roles: tuple[str, ...] = ()) -> AccessPo
 
 async def test_protected_grpc_method(start_grpc: Any, grpc_channel_to: Any) -> None:
     keys = Keys()
-    server = await start_grpc(policy=policy_for(keys, "device_srv.v1.DevSvc/Get", ("admin",)))
-    stub = device_pb2_grpc.DevSvcStub(grpc_channel_to(server))
-    whoami = device_pb2.DeviceName(name="whoami")
+    server = await start_grpc(policy=policy_for(keys, "echo.v1.EchoService/Echo", ("admin",)))
+    stub = echo_pb2_grpc.EchoServiceStub(grpc_channel_to(server))
+    whoami = echo_pb2.EchoRequest(text="whoami")
     with pytest.raises(grpc.aio.AioRpcError) as missing:
-        await stub.Get(whoami)
+        await stub.Echo(whoami)
     assert missing.value.code() is grpc.StatusCode.UNAUTHENTICATED
     bearer = (("authorization", f"Bearer {ed_token(keys)}"),)
-    assert (await stub.Get(whoami, metadata=bearer)).name == "thangn"
+    assert (await stub.Echo(whoami, metadata=bearer)).text == "thangn"
     user = (("authorization", f"Bearer {ed_token(keys, role='user')}"),)
     with pytest.raises(grpc.aio.AioRpcError) as denied:
-        await stub.Get(whoami, metadata=user)
+        await stub.Echo(whoami, metadata=user)
     assert denied.value.code() is grpc.StatusCode.PERMISSION_DENIED
-    # List is not under the protected prefix.
-    assert len((await stub.List(device_pb2.ListDevicesRequest())).devices) == 1
+    # Put is not under the protected prefix.
+    assert await stub.Put(echo_pb2.PutRequest(key="k", text="v")) == echo_pb2.PutResponse()
 
 
 async def test_a_refusal_echoing_an_unpaired_surrogate_still_answers_over_grpc(
     start_grpc: Any, grpc_channel_to: Any
 ) -> None:
     keys = Keys()
-    server = await start_grpc(policy=policy_for(keys, "device_srv.v1.DevSvc"))
-    stub = device_pb2_grpc.DevSvcStub(grpc_channel_to(server))
+    server = await start_grpc(policy=policy_for(keys, "echo.v1.EchoService"))
+    stub = echo_pb2_grpc.EchoServiceStub(grpc_channel_to(server))
     token = hand_made({"alg": "EdDSA", "kid": "ed1", "crit": ["\ud800"]}, claims(), None)
 
     with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await stub.Get(
-            device_pb2.DeviceName(name="x"), metadata=(("authorization", f"Bearer {token}"),)
+        await stub.Echo(
+            echo_pb2.EchoRequest(text="x"), metadata=(("authorization", f"Bearer {token}"),)
         )
 
     # PyJWT names the extension; the message carries it escaped, as UTF-8 can.

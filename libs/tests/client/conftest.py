@@ -9,12 +9,12 @@ from typing import Any
 import grpc
 import pytest
 
-from api.device_srv.v1 import device_pb2, device_pb2_grpc
-from api.user_srv.v1 import user_pb2, user_pb2_grpc
+from api.echo.v1 import echo_pb2, echo_pb2_grpc
+from micro.testing.echo import EchoServicer
 
 
-class Replica(device_pb2_grpc.DevSvcServicer, user_pb2_grpc.UserServiceServicer):
-    """Answers its own host as the device name; can fail every call, or answer slowly."""
+class Replica(EchoServicer):
+    """Answers its own host as the text; can fail every call, or answer slowly."""
 
     def __init__(self, host: str) -> None:
         self.host = host
@@ -23,28 +23,23 @@ class Replica(device_pb2_grpc.DevSvcServicer, user_pb2_grpc.UserServiceServicer)
         self.fail_with: grpc.StatusCode | None = None
         self.delay_s = 0.0
 
-    async def Get(
-        self, request: device_pb2.DeviceName, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> device_pb2.Device:
+    async def Echo(
+        self, request: echo_pb2.EchoRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> echo_pb2.EchoResponse:
         self.calls += 1
         self.called.set()
         if self.fail_with is not None:
             await context.abort(self.fail_with, f"{self.host} fails")
         await asyncio.sleep(self.delay_s)
-        return device_pb2.Device(name=self.host, active=True)
+        return echo_pb2.EchoResponse(text=self.host)
 
-    async def CreateUser(
-        self, request: user_pb2.CreateUserRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> user_pb2.CreateUserResponse:
+    async def Append(
+        self, request: echo_pb2.AppendRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> echo_pb2.AppendResponse:
         self.calls += 1
         if self.fail_with is not None:
             await context.abort(self.fail_with, f"{self.host} fails")
-        return user_pb2.CreateUserResponse()
-
-    async def _not_here(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not used by these tests")
-
-    List = GetUser = ListUsers = VerifyPassword = _not_here
+        return echo_pb2.AppendResponse()
 
 
 StartReplica = Callable[[str], Awaitable[tuple[Replica, int]]]
@@ -52,14 +47,13 @@ StartReplica = Callable[[str], Awaitable[tuple[Replica, int]]]
 
 @pytest.fixture
 async def start_replica() -> AsyncIterator[StartReplica]:
-    """Start a DevSvc + UserService server on <host>:0; answers (replica, bound port)."""
+    """Start an EchoService server on <host>:0; answers (replica, bound port)."""
     servers: list[grpc.aio.Server] = []
 
     async def start(host: str) -> tuple[Replica, int]:
         replica = Replica(host)
         server = grpc.aio.server()
-        device_pb2_grpc.add_DevSvcServicer_to_server(replica, server)
-        user_pb2_grpc.add_UserServiceServicer_to_server(replica, server)
+        echo_pb2_grpc.add_EchoServiceServicer_to_server(replica, server)
         port = server.add_insecure_port(f"{host}:0")
         await server.start()
         servers.append(server)

@@ -11,17 +11,16 @@ from typing import Any
 import grpc
 import pytest
 
-from api.device_srv.v1 import device_pb2, device_pb2_grpc
-from api.token_srv.v1 import token_pb2_grpc
-from api.user_srv.v1 import user_pb2, user_pb2_grpc
+from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.client import ClientFactory, idempotent_methods
 from micro.config.model import GrpcClientConfig, StaticService, TracingConfig
 from micro.log import trace_ids
 from micro.registry import ServiceInstance, StaticDiscovery
 from micro.testing import waiting
+from micro.testing.echo import EchoServicer
 from micro.tracing import setup_tracing, tracer
 
-SERVICE = "go-micro.device-srv"
+SERVICE = "go-micro.echo"
 
 
 # Replica servers come from conftest.py's start_replica: (replica, port) on a host.
@@ -42,13 +41,13 @@ def factory_for(*endpoints: str, timeout_s: float = 2.0, max_attempts: int = 3) 
 async def test_calls_are_shared_by_three_replicas(start_replica: StartReplica) -> None:
     replicas = [await start_on(start_replica, f"127.0.0.{n}") for n in (2, 3, 4)]
     factory = factory_for(*(endpoint for _, endpoint in replicas))
-    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
     answers: Counter[str] = Counter()
     for _ in range(150):
-        answers[(await stub.Get(device_pb2.DeviceName(name="d"))).name] += 1
+        answers[(await stub.Echo(echo_pb2.EchoRequest(text="d"))).text] += 1
     for _ in range(5):  # concurrent waves: outstanding calls steer the choice
-        wave = await asyncio.gather(*(stub.Get(device_pb2.DeviceName(name="d")) for _ in range(30)))
-        answers.update(answer.name for answer in wave)
+        wave = await asyncio.gather(*(stub.Echo(echo_pb2.EchoRequest(text="d")) for _ in range(30)))
+        answers.update(answer.text for answer in wave)
     await factory.close()
     assert sum(answers.values()) == 300
     assert set(answers) == {"127.0.0.2", "127.0.0.3", "127.0.0.4"}
@@ -61,10 +60,10 @@ async def test_idempotent_calls_retry_on_another_instance(start_replica: StartRe
     ]
     broken.fail_with = grpc.StatusCode.UNAVAILABLE
     factory = factory_for(broken_endpoint, healthy_endpoint)
-    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
-    answers = [await stub.Get(device_pb2.DeviceName(name="d")) for _ in range(40)]
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
+    answers = [await stub.Echo(echo_pb2.EchoRequest(text="d")) for _ in range(40)]
     await factory.close()
-    assert {a.name for a in answers} == {"127.0.0.6"}
+    assert {a.text for a in answers} == {"127.0.0.6"}
     assert healthy.calls == 40
     assert broken.calls > 0  # it was tried, and each time the retry went to the other one
 
@@ -74,9 +73,9 @@ async def test_retries_are_bounded_by_max_attempts(start_replica: StartReplica) 
     for replica, _ in replicas:
         replica.fail_with = grpc.StatusCode.UNAVAILABLE
     factory = factory_for(*(e for _, e in replicas), max_attempts=2)
-    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.Get(device_pb2.DeviceName(name="d"))
+        await stub.Echo(echo_pb2.EchoRequest(text="d"))
     await factory.close()
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
     assert sum(r.calls for r, _ in replicas) == 2
@@ -88,9 +87,9 @@ async def test_non_idempotent_calls_are_not_retried(start_replica: StartReplica)
     for replica, _ in replicas:
         replica.fail_with = grpc.StatusCode.UNAVAILABLE
     factory = factory_for(*(e for _, e in replicas))
-    stub = factory.stub(SERVICE, user_pb2_grpc.UserServiceStub)
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.CreateUser(user_pb2.CreateUserRequest())
+        await stub.Append(echo_pb2.AppendRequest())
     await factory.close()
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
     assert sum(r.calls for r, _ in replicas) == 1
@@ -101,9 +100,9 @@ async def test_other_errors_are_not_retried(start_replica: StartReplica) -> None
     for replica, _ in replicas:
         replica.fail_with = grpc.StatusCode.NOT_FOUND
     factory = factory_for(*(e for _, e in replicas))
-    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.Get(device_pb2.DeviceName(name="d"))
+        await stub.Echo(echo_pb2.EchoRequest(text="d"))
     await factory.close()
     assert raised.value.code() is grpc.StatusCode.NOT_FOUND
     assert sum(r.calls for r, _ in replicas) == 1
@@ -111,10 +110,10 @@ async def test_other_errors_are_not_retried(start_replica: StartReplica) -> None
 
 async def test_no_ready_instance_fails_at_once_naming_the_service() -> None:
     factory = factory_for()
-    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         # A long deadline: the answer must not be a deadline expiry.
-        await stub.Get(device_pb2.DeviceName(name="d"), timeout=60)
+        await stub.Echo(echo_pb2.EchoRequest(text="d"), timeout=60)
     await factory.close()
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
     assert raised.value.details() == f"no ready instance of {SERVICE}"
@@ -124,13 +123,13 @@ async def test_the_deadline_comes_from_config(start_replica: StartReplica) -> No
     replica, endpoint = await start_on(start_replica, "127.0.0.14")
     replica.delay_s = 1.0
     factory = factory_for(endpoint, timeout_s=0.1)
-    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.Get(device_pb2.DeviceName(name="d"))
-    answer = await stub.Get(device_pb2.DeviceName(name="d"), timeout=5)  # the call's own
+        await stub.Echo(echo_pb2.EchoRequest(text="d"))
+    answer = await stub.Echo(echo_pb2.EchoRequest(text="d"), timeout=5)  # the call's own
     await factory.close()
     assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-    assert answer.name == "127.0.0.14"
+    assert answer.text == "127.0.0.14"
 
 
 async def test_removed_instances_finish_their_calls_then_close(start_replica: StartReplica) -> None:
@@ -139,16 +138,16 @@ async def test_removed_instances_finish_their_calls_then_close(start_replica: St
     ]
     slow.delay_s = 0.5
     factory = factory_for(slow_endpoint)
-    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
-    in_flight = asyncio.ensure_future(stub.Get(device_pb2.DeviceName(name="d")))
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
+    in_flight = asyncio.ensure_future(stub.Echo(echo_pb2.EchoRequest(text="d")))
     await slow.called.wait()
     pool = factory.pool(SERVICE)
     # What discovery does when the slow instance goes away and another appears:
     pool.update([ServiceInstance("other", SERVICE, "v1", endpoints=(other_endpoint,))])
-    after = await stub.Get(device_pb2.DeviceName(name="d"))
-    assert after.name == "127.0.0.16"
+    after = await stub.Echo(echo_pb2.EchoRequest(text="d"))
+    assert after.text == "127.0.0.16"
     assert pool.draining() == ["127.0.0.15:" + slow_endpoint.rsplit(":", 1)[1]]
-    assert (await in_flight).name == "127.0.0.15"  # not dropped
+    assert (await in_flight).text == "127.0.0.15"  # not dropped
     for _ in range(100):
         if not pool.draining():
             break
@@ -158,13 +157,10 @@ async def test_removed_instances_finish_their_calls_then_close(start_replica: St
 
 
 def test_idempotent_methods_come_from_the_proto_options() -> None:
-    assert idempotent_methods(device_pb2_grpc.DevSvcStub) == {
-        "/device_srv.v1.DevSvc/Get",
-        "/device_srv.v1.DevSvc/List",
+    assert idempotent_methods(echo_pb2_grpc.EchoServiceStub) == {
+        "/echo.v1.EchoService/Echo",
+        "/echo.v1.EchoService/Put",
     }
-    token_methods = idempotent_methods(token_pb2_grpc.TokenServiceStub)
-    assert "/token_srv.v1.TokenService/VerifyToken" in token_methods
-    assert "/token_srv.v1.TokenService/GenerateToken" not in token_methods
 
 
 async def test_the_trace_context_reaches_the_instance(start_grpc: Any) -> None:
@@ -173,29 +169,24 @@ async def test_the_trace_context_reaches_the_instance(start_grpc: Any) -> None:
     )
     server = await start_grpc()  # answers the trace id it sees for the name "trace"
     factory = factory_for(f"grpc://127.0.0.1:{server.port}")  # default interceptors
-    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
     with tracer().start_as_current_span("caller"):
         caller_trace = trace_ids()[0]
-        answer = await stub.Get(device_pb2.DeviceName(name="trace"))
+        answer = await stub.Echo(echo_pb2.EchoRequest(text="trace"))
     await factory.close()
-    assert answer.name == caller_trace
+    assert answer.text == caller_trace
     assert len(caller_trace) == 32
 
 
-class CountingUsers(user_pb2_grpc.UserServiceServicer):
+class CountingAppends(EchoServicer):
     def __init__(self) -> None:
         self.calls = 0
 
-    async def CreateUser(
-        self, request: user_pb2.CreateUserRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> user_pb2.CreateUserResponse:
+    async def Append(
+        self, request: echo_pb2.AppendRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> echo_pb2.AppendResponse:
         self.calls += 1
-        return user_pb2.CreateUserResponse()
-
-    async def _not_here(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not used by this test")
-
-    GetUser = ListUsers = VerifyPassword = _not_here
+        return echo_pb2.AppendResponse()
 
 
 async def test_non_idempotent_calls_go_elsewhere_when_an_instance_cannot_be_reached(
@@ -205,14 +196,14 @@ async def test_non_idempotent_calls_go_elsewhere_when_an_instance_cannot_be_reac
     non-idempotent one goes to another instance instead of failing."""
     live, live_endpoint = await start_on(start_replica, "127.0.0.14")
     crashed = grpc.aio.server()  # its own server, to stop it alone
-    crashed_replica = CountingUsers()
-    user_pb2_grpc.add_UserServiceServicer_to_server(crashed_replica, crashed)
+    crashed_replica = CountingAppends()
+    echo_pb2_grpc.add_EchoServiceServicer_to_server(crashed_replica, crashed)
     crashed_port = crashed.add_insecure_port("127.0.0.15:0")
     await crashed.start()
     factory = factory_for(live_endpoint, f"grpc://127.0.0.15:{crashed_port}")
-    stub = factory.stub(SERVICE, user_pb2_grpc.UserServiceStub)
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
     for _ in range(20):  # both connected and used
-        await stub.CreateUser(user_pb2.CreateUserRequest())
+        await stub.Append(echo_pb2.AppendRequest())
     assert crashed_replica.calls > 0
     await crashed.stop(0)  # gone, but still in the registry
     # Once the client has seen the connection drop: a call sent on it before then fails
@@ -224,7 +215,7 @@ async def test_non_idempotent_calls_go_elsewhere_when_an_instance_cannot_be_reac
     if gone.channel.get_state() is ready:
         await asyncio.wait_for(gone.channel.wait_for_state_change(ready), timeout=10)
     for _ in range(40):
-        await stub.CreateUser(user_pb2.CreateUserRequest())
+        await stub.Append(echo_pb2.AppendRequest())
     await factory.close()
     assert live.calls + crashed_replica.calls == 60
 
@@ -234,12 +225,12 @@ async def test_a_non_idempotent_call_sent_and_failed_is_still_not_retried(
 ) -> None:
     replicas = [await start_on(start_replica, f"127.0.0.{n}") for n in (16, 17)]
     factory = factory_for(*(e for _, e in replicas))
-    stub = factory.stub(SERVICE, user_pb2_grpc.UserServiceStub)
-    await asyncio.gather(*(stub.CreateUser(user_pb2.CreateUserRequest()) for _ in range(10)))
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
+    await asyncio.gather(*(stub.Append(echo_pb2.AppendRequest()) for _ in range(10)))
     for replica, _ in replicas:  # connected; now every call reaches a server and fails
         replica.fail_with = grpc.StatusCode.UNAVAILABLE
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.CreateUser(user_pb2.CreateUserRequest())
+        await stub.Append(echo_pb2.AppendRequest())
     await factory.close()
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
     assert sum(r.calls for r, _ in replicas) == 11
@@ -331,8 +322,8 @@ async def test_a_burst_counts_the_calls_still_connecting(
     await pool.ready()
     (connected,) = [e for e in pool.endpoints() if e.target.startswith("127.0.0.18:")]
     await connected.channel.channel_ready()
-    stub = factory.stub(SERVICE, user_pb2_grpc.UserServiceStub)
-    calls = asyncio.gather(*(stub.CreateUser(user_pb2.CreateUserRequest()) for _ in range(burst)))
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
+    calls = asyncio.gather(*(stub.Append(echo_pb2.AppendRequest()) for _ in range(burst)))
     # Every call has picked its instance before the first connection arrives.
     await waiting.eventually(lambda: slow_to_connect.accepted > 0, "the slow connection")
     slow_to_connect.released.set()
@@ -347,9 +338,9 @@ async def test_a_deadline_passing_while_connecting_is_deadline_exceeded(
 ) -> None:
     never_answers = held_connections("127.0.0.20", None)
     factory = factory_for(await never_answers.start())
-    stub = factory.stub(SERVICE, user_pb2_grpc.UserServiceStub)
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.CreateUser(user_pb2.CreateUserRequest(), timeout=0.5)
+        await stub.Append(echo_pb2.AppendRequest(), timeout=0.5)
     await factory.close()
     assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     assert raised.value.details() == (

@@ -12,13 +12,13 @@ from typing import Any
 import grpc
 import pytest
 
-from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.client import ClientFactory
 from micro.config.model import GrpcClientConfig
 from micro.kube import Backoff
 from micro.registry import PodDiscovery
 
-SERVICE = "go-micro.device-srv"
+SERVICE = "go-micro.echo"
 
 
 class Cluster:
@@ -60,8 +60,8 @@ def hosts(pool: Any) -> list[str]:
 
 
 async def call(stub: Any) -> str:
-    answer = await stub.Get(device_pb2.DeviceName(name="d"))
-    return str(answer.name)
+    answer = await stub.Echo(echo_pb2.EchoRequest(text="d"))
+    return str(answer.text)
 
 
 async def test_two_then_three_replicas_share_the_load(
@@ -69,7 +69,7 @@ async def test_two_then_three_replicas_share_the_load(
 ) -> None:
     await cluster.add("dev-1", "127.0.11.1")
     await cluster.add("dev-2", "127.0.11.2")
-    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
     pool = factory.pool(SERVICE)
     await call(stub)
     await eventually(lambda: len(pool.endpoints()) == 2)
@@ -91,7 +91,7 @@ async def test_retries_land_on_the_other_instance(
     broken = await cluster.add("dev-1", "127.0.12.1")
     healthy = await cluster.add("dev-2", "127.0.12.2")
     broken.fail_with = grpc.StatusCode.UNAVAILABLE
-    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
     await call(stub)
     await eventually(lambda: len(factory.pool(SERVICE).endpoints()) == 2)
     answers = Counter([await call(stub) for _ in range(60)])
@@ -104,7 +104,7 @@ async def test_a_deleted_pod_finishes_its_in_flight_call_and_gets_no_more(
     cluster: Cluster, factory: ClientFactory, eventually: Any, pods: Any
 ) -> None:
     slow = await cluster.add("dev-1", "127.0.13.1")
-    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
     await call(stub)
     slow.delay_s = 0.5
     slow.called.clear()
@@ -123,8 +123,8 @@ async def test_no_ready_pod_fails_at_once_with_unavailable(
     cluster: Cluster, factory: ClientFactory
 ) -> None:
     await cluster.add("dev-1", "127.0.14.1", ready=False)
-    stub = factory.stub(SERVICE, device_pb2_grpc.DevSvcStub)
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.Get(device_pb2.DeviceName(name="d"), timeout=60)
+        await stub.Echo(echo_pb2.EchoRequest(text="d"), timeout=60)
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
     assert SERVICE in (raised.value.details() or "")

@@ -11,23 +11,24 @@ from typing import Any
 import grpc
 import pytest
 
-from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from api.echo.v1 import echo_pb2, echo_pb2_grpc
+from micro.testing.echo import EchoServicer
 
 # From conftest.py: gRPC servers, replicas, and an App on a devcluster ConfigMap.
 StartGrpc = Callable[..., Awaitable[Any]]
 StartReplica = Callable[[str], Awaitable[tuple[Any, int]]]
 StartConfigMapApp = Callable[..., Awaitable[Any]]
 
-DEVICE_SRV = "go-micro.device-srv"
+ECHO = "go-micro.echo"
 WAIT_S = 10.0
 
 
 def local_config(*endpoints: str) -> dict[str, Any]:
-    """No servers of its own: the app is only a client of device-srv at `endpoints`."""
+    """No servers of its own: the app is only a client of the echo service at `endpoints`."""
     return {
         "registry": {
             "type": "static",
-            "services": [{"name": DEVICE_SRV, "endpoints": list(endpoints)}],
+            "services": [{"name": ECHO, "endpoints": list(endpoints)}],
         },
         "shutdown": {"drain_delay": "0s", "grace_period": "1s"},
     }
@@ -37,68 +38,63 @@ def client_config(timeout: str, max_attempts: int = 3) -> dict[str, Any]:
     return {"client": {"grpc": {"timeout": timeout, "max_attempts": max_attempts}}}
 
 
-class GatedDevices(device_pb2_grpc.DevSvcServicer):
-    """Get("gate") answers once released; Get("<seconds>") answers after that long."""
+class GatedEcho(EchoServicer):
+    """Echo("gate") answers once released; Echo("<seconds>") answers after that long."""
 
     def __init__(self) -> None:
         self.entered = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def Get(
-        self, request: device_pb2.DeviceName, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> device_pb2.Device:
-        if request.name == "gate":
+    async def Echo(
+        self, request: echo_pb2.EchoRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> echo_pb2.EchoResponse:
+        if request.text == "gate":
             self.entered.set()
             await self.release.wait()
         else:
-            await asyncio.sleep(float(request.name))
-        return device_pb2.Device(name=request.name, active=True)
-
-    async def List(
-        self, request: device_pb2.ListDevicesRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> device_pb2.ListDevicesResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not used by these tests")
+            await asyncio.sleep(float(request.text))
+        return echo_pb2.EchoResponse(text=request.text)
 
 
 async def test_a_shorter_deadline_applies_to_the_same_stub(
     start_grpc: StartGrpc, config_map_app: StartConfigMapApp
 ) -> None:
-    server = await start_grpc(deadline=timedelta(seconds=5))  # the scripted DevSvc
+    server = await start_grpc(deadline=timedelta(seconds=5))  # the scripted EchoService
     running = await config_map_app(
         local=local_config(f"grpc://127.0.0.1:{server.port}"), remote=client_config("2s")
     )
-    stub = running.ctx.client(device_pb2_grpc.DevSvcStub)
-    slow = device_pb2.DeviceName(name="sleep:0.5")
+    stub = running.ctx.client(echo_pb2_grpc.EchoServiceStub)
+    slow = echo_pb2.EchoRequest(text="sleep:0.5")
 
-    assert (await stub.Get(slow)).name == "sleep:0.5"
+    assert (await stub.Echo(slow)).text == "sleep:0.5"
 
     await running.change(client_config("200ms"))
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.Get(slow)
+        await stub.Echo(slow)
     assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
 
     await running.change(client_config("2s"))
-    assert (await stub.Get(slow)).name == "sleep:0.5"
+    assert (await stub.Echo(slow)).text == "sleep:0.5"
 
 
 async def test_a_call_in_flight_keeps_the_deadline_it_started_with(
     start_grpc: StartGrpc, config_map_app: StartConfigMapApp
 ) -> None:
-    devices = GatedDevices()
-    server = await start_grpc(devices, deadline=timedelta(seconds=30))
+    gated = GatedEcho()
+    server = await start_grpc(gated, deadline=timedelta(seconds=30))
     running = await config_map_app(
         local=local_config(f"grpc://127.0.0.1:{server.port}"), remote=client_config("20s")
     )
-    stub = running.ctx.client(device_pb2_grpc.DevSvcStub)
+    stub = running.ctx.client(echo_pb2_grpc.EchoServiceStub)
 
-    in_flight = asyncio.create_task(stub.Get(device_pb2.DeviceName(name="gate")))
-    await asyncio.wait_for(devices.entered.wait(), WAIT_S)
+    in_flight = asyncio.create_task(stub.Echo(echo_pb2.EchoRequest(text="gate")))
+    await asyncio.wait_for(gated.entered.wait(), WAIT_S)
     await running.change(client_config("200ms"))
-    devices.release.set()
+    gated.release.set()
 
-    assert (await in_flight).name == "gate"  # its 20s deadline, not the new 200ms
+    assert (await in_flight).text == "gate"  # its 20s deadline, not the new 200ms
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.Get(device_pb2.DeviceName(name="0.5"))
+        await stub.Echo(echo_pb2.EchoRequest(text="0.5"))
     assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
 
 
@@ -110,15 +106,15 @@ async def test_max_attempts_follows_the_config(
     running = await config_map_app(
         local=local_config(f"grpc://127.0.0.41:{port}"), remote=client_config("5s", 3)
     )
-    stub = running.ctx.client(device_pb2_grpc.DevSvcStub)
-    request = device_pb2.DeviceName(name="d")  # Get has no side effects: retried
+    stub = running.ctx.client(echo_pb2_grpc.EchoServiceStub)
+    request = echo_pb2.EchoRequest(text="d")  # Echo has no side effects: retried
 
     with pytest.raises(grpc.aio.AioRpcError):
-        await stub.Get(request)
+        await stub.Echo(request)
     assert replica.calls == 3
 
     await running.change(client_config("5s", 1))
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.Get(request)
+        await stub.Echo(request)
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
     assert replica.calls == 4

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import APIRouter
 
-from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.errors import (
     PUSHBACK_KEY,
     RETRY_AFTER_KEY,
@@ -23,6 +23,7 @@ from micro.errors import (
     rate_limited,
     too_large,
 )
+from micro.testing.echo import EchoServicer
 from micro.transport.grpc import GrpcServer
 
 OpenChannel = Callable[[GrpcServer], grpc.aio.Channel]
@@ -42,23 +43,18 @@ CASES = [
 ]
 
 
-class Exhausting(device_pb2_grpc.DevSvcServicer):
-    """Get raises ERRORS[name]; with a downstream, Get passes the downstream's call on."""
+class Exhausting(EchoServicer):
+    """Echo raises ERRORS[text]; with a downstream, Echo passes the downstream's call on."""
 
     def __init__(self, downstream: grpc.aio.Channel | None = None) -> None:
         self._downstream = downstream
 
-    async def Get(
-        self, request: device_pb2.DeviceName, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> device_pb2.Device:
+    async def Echo(
+        self, request: echo_pb2.EchoRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> echo_pb2.EchoResponse:
         if self._downstream is not None:
-            return await device_pb2_grpc.DevSvcStub(self._downstream).Get(request)
-        raise ERRORS[request.name]
-
-    async def List(
-        self, request: device_pb2.ListDevicesRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> device_pb2.ListDevicesResponse:
-        raise ERRORS["load"]
+            return await echo_pb2_grpc.EchoServiceStub(self._downstream).Echo(request)
+        raise ERRORS[request.text]
 
 
 def exhausting_router(downstream_port: int | None = None) -> APIRouter:
@@ -69,7 +65,7 @@ def exhausting_router(downstream_port: int | None = None) -> APIRouter:
         if downstream_port is None:
             raise ERRORS[name]
         async with grpc.aio.insecure_channel(f"127.0.0.1:{downstream_port}") as channel:
-            await device_pb2_grpc.DevSvcStub(channel).Get(device_pb2.DeviceName(name=name))
+            await echo_pb2_grpc.EchoServiceStub(channel).Echo(echo_pb2.EchoRequest(text=name))
         return {}
 
     return router
@@ -83,7 +79,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 async def _fail(channel: grpc.aio.Channel, name: str) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await device_pb2_grpc.DevSvcStub(channel).Get(device_pb2.DeviceName(name=name))
+        await echo_pb2_grpc.EchoServiceStub(channel).Echo(echo_pb2.EchoRequest(text=name))
     return failure.value
 
 

@@ -13,9 +13,10 @@ import httpx
 import pytest
 from fastapi import APIRouter
 
-from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.config.model import TracingConfig
 from micro.log import configure_logging, trace_ids
+from micro.testing.echo import EchoServicer
 from micro.tracing import setup_tracing
 from micro.transport.client_interceptors import client_interceptors
 
@@ -23,25 +24,20 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 
 
-class Relay(device_pb2_grpc.DevSvcServicer):
+class Relay(EchoServicer):
     """The middle hop: asks the last hop for its trace id, prefixes its own."""
 
     def __init__(self, port: int) -> None:
         self.port = port
 
-    async def Get(self, request: device_pb2.DeviceName, context: Any) -> device_pb2.Device:
+    async def Echo(self, request: echo_pb2.EchoRequest, context: Any) -> echo_pb2.EchoResponse:
         target = f"127.0.0.1:{self.port}"
         interceptors = client_interceptors("go-micro.last-srv")
         async with grpc.aio.insecure_channel(target, interceptors=interceptors) as channel:
-            last = await device_pb2_grpc.DevSvcStub(channel).Get(
-                device_pb2.DeviceName(name="trace")
+            last = await echo_pb2_grpc.EchoServiceStub(channel).Echo(
+                echo_pb2.EchoRequest(text="trace")
             )
-        return device_pb2.Device(name=f"{trace_ids()[0]},{last.name}", active=True)
-
-    async def List(
-        self, request: device_pb2.ListDevicesRequest, context: Any
-    ) -> device_pb2.ListDevicesResponse:
-        return device_pb2.ListDevicesResponse()
+        return echo_pb2.EchoResponse(text=f"{trace_ids()[0]},{last.text}")
 
 
 @pytest.fixture
@@ -71,8 +67,10 @@ async def test_trace_id_crosses_http_grpc_grpc(
         interceptors = client_interceptors("go-micro.middle-srv")
         target = f"127.0.0.1:{middle.port}"
         async with grpc.aio.insecure_channel(target, interceptors=interceptors) as channel:
-            answer = await device_pb2_grpc.DevSvcStub(channel).Get(device_pb2.DeviceName(name="x"))
-        middle_id, last_id = answer.name.split(",")
+            answer = await echo_pb2_grpc.EchoServiceStub(channel).Echo(
+                echo_pb2.EchoRequest(text="x")
+            )
+        middle_id, last_id = answer.text.split(",")
         return {"http": trace_ids()[0], "middle": middle_id, "last": last_id}
 
     gateway = await start_http(router)
@@ -91,7 +89,7 @@ async def test_trace_id_crosses_http_grpc_grpc(
     # Every hop's access log line carries the trace id and a span id of its own.
     lines = [line for line in log_lines.getvalue().splitlines() if f"trace_id={TRACE_ID}" in line]
     assert any("msg=[HTTP] GET /hop 200" in line for line in lines)
-    grpc_lines = [line for line in lines if "msg=[gRPC] /device_srv.v1.DevSvc/Get OK" in line]
+    grpc_lines = [line for line in lines if "msg=[gRPC] /echo.v1.EchoService/Echo OK" in line]
     assert len(grpc_lines) == 2
     span_ids = {re.findall(r"span_id=([0-9a-f]{16})", line)[0] for line in grpc_lines}
     assert len(span_ids) == 2

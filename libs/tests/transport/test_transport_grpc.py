@@ -13,12 +13,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.errors import HTTP_STATUS_BY_CODE, ServiceError
 from micro.health import Health
 from micro.transport.grpc import GrpcServer
 
-DEVICE = "device_srv.v1.DevSvc"
+ECHO = "echo.v1.EchoService"
 OpenChannel = Callable[[GrpcServer], grpc.aio.Channel]
 
 
@@ -35,13 +35,13 @@ async def test_health_reports_each_service_and_overall_through_start_and_shutdow
     health = Health()
     server = await start_grpc(health=health, serving=False)
     channel = grpc_channel_to(server)
-    for service in ("", DEVICE):
+    for service in ("", ECHO):
         assert await check(channel, service) == health_pb2.HealthCheckResponse.NOT_SERVING
     await health.set_serving()
-    for service in ("", DEVICE):
+    for service in ("", ECHO):
         assert await check(channel, service) == health_pb2.HealthCheckResponse.SERVING
     await health.set_not_serving()
-    for service in ("", DEVICE):
+    for service in ("", ECHO):
         assert await check(channel, service) == health_pb2.HealthCheckResponse.NOT_SERVING
     await health.set_serving()  # shutdown is final
     assert await check(channel, "") == health_pb2.HealthCheckResponse.NOT_SERVING
@@ -56,7 +56,7 @@ async def test_health_watch_sees_not_serving_when_shutdown_begins(
     health = Health()
     server = await start_grpc(health=health)
     stub = health_pb2_grpc.HealthStub(grpc_channel_to(server))
-    watch = stub.Watch(health_pb2.HealthCheckRequest(service=DEVICE))
+    watch = stub.Watch(health_pb2.HealthCheckRequest(service=ECHO))
     first = await watch.read()
     assert first.status == health_pb2.HealthCheckResponse.SERVING
     await health.set_not_serving()
@@ -72,11 +72,13 @@ async def test_reflection_lists_the_services(start_grpc: Any, grpc_channel_to: O
     names: set[str] = set()
     async for response in stub.ServerReflectionInfo(iter([request])):
         names |= {s.name for s in response.list_services_response.service}
-    assert {DEVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+    assert {ECHO, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
 
-    by_symbol = reflection_pb2.ServerReflectionRequest(file_containing_symbol=DEVICE)
+    by_symbol = reflection_pb2.ServerReflectionRequest(file_containing_symbol=ECHO)
     async for response in stub.ServerReflectionInfo(iter([by_symbol])):
-        assert response.file_descriptor_response.file_descriptor_proto, "no descriptor for DevSvc"
+        assert response.file_descriptor_response.file_descriptor_proto, (
+            "no descriptor for EchoService"
+        )
 
 
 CODES = sorted(HTTP_STATUS_BY_CODE, key=lambda c: str(c.name))
@@ -87,22 +89,22 @@ async def test_service_error_keeps_its_code_message_and_field(
     code: grpc.StatusCode, start_grpc: Any, grpc_channel_to: OpenChannel
 ) -> None:
     server = await start_grpc()
-    stub = device_pb2_grpc.DevSvcStub(grpc_channel_to(server))
+    stub = echo_pb2_grpc.EchoServiceStub(grpc_channel_to(server))
     with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await stub.Get(device_pb2.DeviceName(name=f"code:{code.name}"))
+        await stub.Echo(echo_pb2.EchoRequest(text=f"code:{code.name}"))
     assert failure.value.code() is code
-    assert failure.value.details() == f"name: scripted {code.name}"
+    assert failure.value.details() == f"text: scripted {code.name}"
     again = ServiceError.from_rpc_error(failure.value)
-    assert (again.code, again.field) == (code, "name")
+    assert (again.code, again.field) == (code, "text")
 
 
 async def test_unexpected_exception_is_internal_without_traceback(
     start_grpc: Any, grpc_channel_to: OpenChannel, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = await start_grpc()
-    stub = device_pb2_grpc.DevSvcStub(grpc_channel_to(server))
+    stub = echo_pb2_grpc.EchoServiceStub(grpc_channel_to(server))
     with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await stub.Get(device_pb2.DeviceName(name="boom"))
+        await stub.Echo(echo_pb2.EchoRequest(text="boom"))
     assert failure.value.code() is grpc.StatusCode.INTERNAL
     assert failure.value.details() == "internal error"
     assert "secret-internal-detail" not in str(failure.value.debug_error_string())
@@ -116,28 +118,28 @@ async def test_configured_timeout_cuts_a_slow_call(
     start_grpc: Any, grpc_channel_to: OpenChannel
 ) -> None:
     server = await start_grpc(deadline=timedelta(milliseconds=100))
-    stub = device_pb2_grpc.DevSvcStub(grpc_channel_to(server))
+    stub = echo_pb2_grpc.EchoServiceStub(grpc_channel_to(server))
     with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await stub.Get(device_pb2.DeviceName(name="sleep:5"))
+        await stub.Echo(echo_pb2.EchoRequest(text="sleep:5"))
     assert failure.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-    answer = await stub.Get(device_pb2.DeviceName(name="sleep:0"))
-    assert answer.active
+    answer = await stub.Echo(echo_pb2.EchoRequest(text="sleep:0"))
+    assert answer.text == "sleep:0"
 
 
 async def test_message_size_limit(start_grpc: Any, grpc_channel_to: OpenChannel) -> None:
     server = await start_grpc(max_message_bytes=1024)
-    stub = device_pb2_grpc.DevSvcStub(grpc_channel_to(server))
+    stub = echo_pb2_grpc.EchoServiceStub(grpc_channel_to(server))
     with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await stub.Get(device_pb2.DeviceName(name="x" * 4096))
+        await stub.Echo(echo_pb2.EchoRequest(text="x" * 4096))
     assert failure.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert (await stub.Get(device_pb2.DeviceName(name="small"))).name == "small"
+    assert (await stub.Echo(echo_pb2.EchoRequest(text="small"))).text == "small"
 
 
 async def test_a_request_that_does_not_decode_is_invalid_argument(
     start_grpc: Any, grpc_channel_to: OpenChannel, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = await start_grpc()
-    raw_get = grpc_channel_to(server).unary_unary("/device_srv.v1.DevSvc/Get", None, None)
+    raw_get = grpc_channel_to(server).unary_unary("/echo.v1.EchoService/Echo", None, None)
     caplog.set_level(logging.INFO)
 
     with pytest.raises(grpc.aio.AioRpcError) as failure:
@@ -145,8 +147,10 @@ async def test_a_request_that_does_not_decode_is_invalid_argument(
 
     assert failure.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "request: not a valid message" in str(failure.value.details())
-    assert "device_srv.v1.DeviceName" in str(failure.value.details())
-    access = [r for r in caplog.records if r.getMessage().endswith("DevSvc/Get INVALID_ARGUMENT")]
+    assert "echo.v1.EchoRequest" in str(failure.value.details())
+    access = [
+        r for r in caplog.records if r.getMessage().endswith("EchoService/Echo INVALID_ARGUMENT")
+    ]
     assert [r.levelno for r in access] == [logging.INFO]
     assert not [r for r in caplog.records if r.levelno > logging.WARNING or r.exc_info]
 

@@ -22,14 +22,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import REGISTRY
 
-from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.auth import AccessPolicy, JwtVerifier
 from micro.config.model import TracingConfig
+from micro.testing.echo import EchoServicer
 from micro.testing.waiting import eventually
 from micro.tracing import setup_tracing
 from micro.transport.grpc import GrpcServer
 
-GET = "/device_srv.v1.DevSvc/Get"
+ECHO = "/echo.v1.EchoService/Echo"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SECRET = b"observability-test-secret-of-32-bytes!"
@@ -100,8 +101,8 @@ class Counts:
 
 
 CASES = [
-    # device name, final code, access log level
-    ("device1", grpc.StatusCode.OK, logging.INFO),
+    # text, final code, access log level
+    ("hello", grpc.StatusCode.OK, logging.INFO),
     ("code:NOT_FOUND", grpc.StatusCode.NOT_FOUND, logging.INFO),
     ("boom", grpc.StatusCode.INTERNAL, logging.ERROR),
     ("sleep:5", grpc.StatusCode.DEADLINE_EXCEEDED, logging.INFO),
@@ -119,24 +120,24 @@ async def test_each_call_has_one_span_one_access_record_and_its_metrics(
     access_log: pytest.LogCaptureFixture,
 ) -> None:
     server = await start_grpc(deadline=timedelta(milliseconds=200))
-    stub = device_pb2_grpc.DevSvcStub(grpc_channel_to(server))
-    counts = Counts(GET, code.name)
+    stub = echo_pb2_grpc.EchoServiceStub(grpc_channel_to(server))
+    counts = Counts(ECHO, code.name)
     parent = (("traceparent", f"00-{TRACE_ID}-00f067aa0ba902b7-01"),)
     if code is grpc.StatusCode.OK:
-        assert (await stub.Get(device_pb2.DeviceName(name=name), metadata=parent)).active
+        assert (await stub.Echo(echo_pb2.EchoRequest(text=name), metadata=parent)).text == name
     else:
         with pytest.raises(grpc.aio.AioRpcError) as failure:
-            await stub.Get(device_pb2.DeviceName(name=name), metadata=parent)
+            await stub.Echo(echo_pb2.EchoRequest(text=name), metadata=parent)
         assert failure.value.code() is code
 
-    span = server_span(spans, GET)
+    span = server_span(spans, ECHO)
     assert span.kind is SpanKind.SERVER
     assert format(span.context.trace_id, "032x") == TRACE_ID
     assert span.parent is not None
     assert span.parent.span_id == 0x00F067AA0BA902B7
     assert dict(span.attributes or {}) == {
         "rpc.system": "grpc",
-        "rpc.method": GET,
+        "rpc.method": ECHO,
         "rpc.grpc.status_code": code.value[0],
     }
     if code is grpc.StatusCode.OK:
@@ -145,12 +146,12 @@ async def test_each_call_has_one_span_one_access_record_and_its_metrics(
         assert span.status.status_code is StatusCode.ERROR
         assert span.status.description == code.name
 
-    record = access_record(access_log, GET)
+    record = access_record(access_log, ECHO)
     assert record.levelno == level
-    assert record.getMessage() == f"[gRPC] {GET} {code.name}"
+    assert record.getMessage() == f"[gRPC] {ECHO} {code.name}"
     fields = record.fields  # type: ignore[attr-defined]
     assert set(fields) == {"method", "code", "duration_ms", "peer"}
-    assert (fields["method"], fields["code"]) == (GET, code.name)
+    assert (fields["method"], fields["code"]) == (ECHO, code.name)
     assert isinstance(fields["duration_ms"], float)
     assert fields["duration_ms"] >= 0
     assert fields["peer"].startswith("ipv4:127.0.0.1:")
@@ -208,41 +209,36 @@ async def test_authenticated_call_names_its_user_on_the_span(
     spans: InMemorySpanExporter,
     access_log: pytest.LogCaptureFixture,
 ) -> None:
-    server = await start_grpc(policy=hs256_policy("device_srv.v1.DevSvc"))
-    stub = device_pb2_grpc.DevSvcStub(grpc_channel_to(server))
+    server = await start_grpc(policy=hs256_policy("echo.v1.EchoService"))
+    stub = echo_pb2_grpc.EchoServiceStub(grpc_channel_to(server))
     now = int(time.time())
     claims = {"sub": "thangn", "uid": "7", "iss": "go-micro.token-srv", "iat": now, "exp": now + 60}
     token = jwt.encode(claims, SECRET, algorithm="HS256", headers={"kid": "h1"})
-    answer = await stub.Get(
-        device_pb2.DeviceName(name="whoami"), metadata=(("authorization", f"Bearer {token}"),)
+    answer = await stub.Echo(
+        echo_pb2.EchoRequest(text="whoami"), metadata=(("authorization", f"Bearer {token}"),)
     )
-    assert answer.name == "thangn"
-    assert server_span(spans, GET).attributes["enduser.id"] == "7"  # type: ignore[index]
+    assert answer.text == "thangn"
+    assert server_span(spans, ECHO).attributes["enduser.id"] == "7"  # type: ignore[index]
 
     spans.clear()
     with pytest.raises(grpc.aio.AioRpcError) as anonymous:
-        await stub.Get(device_pb2.DeviceName(name="whoami"))
+        await stub.Echo(echo_pb2.EchoRequest(text="whoami"))
     assert anonymous.value.code() is grpc.StatusCode.UNAUTHENTICATED
-    span = server_span(spans, GET)
+    span = server_span(spans, ECHO)
     assert "enduser.id" not in (span.attributes or {})
     assert span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.UNAUTHENTICATED.value[0]  # type: ignore[index]
 
 
-class Stalling(device_pb2_grpc.DevSvcServicer):
-    """Get waits until cancelled; `started` is set once it runs."""
+class Stalling(EchoServicer):
+    """Echo waits until cancelled; `started` is set once it runs."""
 
     def __init__(self) -> None:
         self.started = asyncio.Event()
 
-    async def Get(self, request: device_pb2.DeviceName, context: Any) -> device_pb2.Device:
+    async def Echo(self, request: echo_pb2.EchoRequest, context: Any) -> echo_pb2.EchoResponse:
         self.started.set()
         await asyncio.sleep(60)
-        return device_pb2.Device(name=request.name)
-
-    async def List(
-        self, request: device_pb2.ListDevicesRequest, context: Any
-    ) -> device_pb2.ListDevicesResponse:
-        return device_pb2.ListDevicesResponse()
+        return echo_pb2.EchoResponse(text=request.text)
 
 
 async def test_a_call_the_client_cancels_is_recorded_as_cancelled(
@@ -253,12 +249,14 @@ async def test_a_call_the_client_cancels_is_recorded_as_cancelled(
 ) -> None:
     servicer = Stalling()
     server = await start_grpc(servicer, deadline=timedelta(seconds=30))
-    counts = Counts(GET, "CANCELLED")
-    call = device_pb2_grpc.DevSvcStub(grpc_channel_to(server)).Get(device_pb2.DeviceName(name="x"))
+    counts = Counts(ECHO, "CANCELLED")
+    call = echo_pb2_grpc.EchoServiceStub(grpc_channel_to(server)).Echo(
+        echo_pb2.EchoRequest(text="x")
+    )
     await asyncio.wait_for(servicer.started.wait(), timeout=10)
     call.cancel()
     # The span ends last, after the metrics and the access line.
     await eventually(lambda: bool(spans.get_finished_spans()), "the cancelled call's span")
-    assert server_span(spans, GET).attributes["rpc.grpc.status_code"] == 1  # type: ignore[index]
+    assert server_span(spans, ECHO).attributes["rpc.grpc.status_code"] == 1  # type: ignore[index]
     assert counts.added() == (1, 1, 1)
-    assert access_record(access_log, GET).getMessage() == f"[gRPC] {GET} CANCELLED"
+    assert access_record(access_log, ECHO).getMessage() == f"[gRPC] {ECHO} CANCELLED"

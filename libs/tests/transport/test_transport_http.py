@@ -13,7 +13,7 @@ import pytest
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.errors import HTTP_STATUS_BY_CODE, ServiceError
 from micro.health import Health
 
@@ -46,8 +46,10 @@ def device_router(downstream_port: int | None = None) -> APIRouter:
     @router.get("/downstream/{name}")
     async def downstream(name: str) -> dict[str, Any]:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{downstream_port}") as channel:
-            device = await device_pb2_grpc.DevSvcStub(channel).Get(device_pb2.DeviceName(name=name))
-        return {"name": device.name}
+            echo = await echo_pb2_grpc.EchoServiceStub(channel).Echo(
+                echo_pb2.EchoRequest(text=name)
+            )
+        return {"name": echo.text}
 
     return router
 
@@ -115,8 +117,8 @@ async def test_downstream_grpc_error_maps_to_http(
     assert missing.status_code == 404
     assert missing.json() == {
         "code": "NOT_FOUND",
-        "message": "name: scripted NOT_FOUND",
-        "field": "name",
+        "message": "text: scripted NOT_FOUND",
+        "field": "text",
     }
     assert (await client.get(url(server, "/downstream/d1"))).json() == {"name": "d1"}
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, Query
 
-from api.admin_srv.v1 import admin_pb2
+from api.echo.v1 import echo_pb2
 from micro.auth import AccessPolicy
 from micro.transport.openapi import error_responses
 from micro.transport.proto_schema import json_reply, json_request_body, message_schema
@@ -117,31 +117,31 @@ async def test_a_wrong_method_names_every_method_of_the_path(
 
 def test_message_schemas_follow_the_protobuf_json_mapping() -> None:
     request = message_schema(
-        admin_pb2.LoginRequest.DESCRIPTOR,
+        echo_pb2.EchoRequest.DESCRIPTOR,
         request=True,
-        required=["userName"],
-        constraints={"userName": {"maxLength": 64}},
+        required=["text"],
+        constraints={"text": {"maxLength": 64}},
     )
-    reply = message_schema(admin_pb2.LoginReply.DESCRIPTOR, request=False)
-    users = message_schema(admin_pb2.ListUsersReply.DESCRIPTOR, request=False)
+    reply = message_schema(echo_pb2.EchoResponse.DESCRIPTOR, request=False)
+    log = message_schema(echo_pb2.AppendResponse.DESCRIPTOR, request=False)
 
     assert request["additionalProperties"] is False
-    assert request["required"] == ["userName"]
-    assert request["properties"]["userName"] == {"type": "string", "maxLength": 64}
+    assert request["required"] == ["text"]
+    assert request["properties"]["text"] == {"type": "string", "maxLength": 64}
     # A field that may be left out may be null (ParseDict reads null as the default).
-    assert {"type": "null"} in request["properties"]["password"]["anyOf"]
-    platform = request["properties"]["platform"]["anyOf"]
-    assert platform[0]["enum"][1] == "TOKEN_PLATFORM_WEB"  # by name
-    assert platform[1] == {"type": "integer", "enum": [0, 1, 2, 3]}  # or by number
+    assert {"type": "null"} in request["properties"]["note"]["anyOf"]
+    tone = request["properties"]["tone"]["anyOf"]
+    assert tone[0]["enum"][1] == "TONE_PLAIN"  # by name
+    assert tone[1] == {"type": "integer", "enum": [0, 1, 2, 3]}  # or by number
     # int64 is a string in replies.
-    assert reply["properties"]["expiresIn"] == {"type": "string", "pattern": "^-?[0-9]+$"}
-    created = users["properties"]["users"]["items"]["properties"]["createTime"]
-    assert created == {"type": "string", "format": "date-time"}
+    assert reply["properties"]["length"] == {"type": "string", "pattern": "^-?[0-9]+$"}
+    appended = log["properties"]["entries"]["items"]["properties"]["appendTime"]
+    assert appended == {"type": "string", "format": "date-time"}
 
 
 def test_a_constraint_on_a_field_the_message_lacks_is_refused() -> None:
-    with pytest.raises(ValueError, match="userNam"):
-        message_schema(admin_pb2.LoginRequest.DESCRIPTOR, request=True, required=["userNam"])
+    with pytest.raises(ValueError, match="txt"):
+        message_schema(echo_pb2.EchoRequest.DESCRIPTOR, request=True, required=["txt"])
 
 
 def test_request_and_reply_declarations() -> None:
