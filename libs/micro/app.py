@@ -28,7 +28,12 @@ from micro.auth import AccessPolicy, TokenVerifier
 from micro.client import ClientFactory
 from micro.client.factory import StubClass, service_name_of
 from micro.config import ConfigHandle, load_config
-from micro.config.model import GrpcClientConfig, HttpServerConfig, ServiceConfig
+from micro.config.model import (
+    GrpcClientConfig,
+    HttpServerConfig,
+    ServiceConfig,
+    ShutdownConfig,
+)
 from micro.health import Health
 from micro.kube import kube_client
 from micro.log import configure_logging, follow_config
@@ -215,6 +220,7 @@ class App(Generic[C]):
         self._instance: ServiceInstance | None = None
         self._servers: dict[str, Server] = {}  # by kind, in start order
         self._unsubscribe: list[Callable[[], None]] = []  # config observers to drop
+        self._shutdown_config: Callable[[], ShutdownConfig] = ShutdownConfig
 
     async def start(self) -> None:
         """Everything up to serving; raises on any failure after undoing what started."""
@@ -242,6 +248,7 @@ class App(Generic[C]):
             fmt=cfg.log.format,
         )
         self._unsubscribe.append(follow_config(handle))
+        self._shutdown_config = handle.view(lambda c: c.shutdown)  # read as shutdown begins
         self.health.report_config_error(lambda: handle.last_error)
         setup_tracing(
             cfg.tracing,
@@ -338,15 +345,15 @@ class App(Generic[C]):
 
     async def shutdown(self) -> None:
         """Not ready, deregister, drain, stop servers with the grace period, hooks."""
-        cfg = self._handle.current if self._handle is not None else ServiceConfig()
+        cfg = self._shutdown_config()
         _log.info("shutting down: not ready, deregistering")
         await self.health.set_not_serving()
         await self._deregister()
-        drain = cfg.shutdown.drain_delay.total_seconds()
+        drain = cfg.drain_delay.total_seconds()
         if drain > 0:
             _log.info("draining for %.1fs so discovery converges", drain)
             await asyncio.sleep(drain)
-        await self._release(grace=cfg.shutdown.grace_period.total_seconds())
+        await self._release(grace=cfg.grace_period.total_seconds())
         _log.info("%s stopped", self.name)
 
     async def _deregister(self) -> None:

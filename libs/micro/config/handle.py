@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
@@ -14,6 +15,7 @@ from micro.config.merge import merge_documents
 from micro.config.metrics import CONFIG_RELOAD_ERRORS, CONFIG_VALID
 from micro.config.model import ServiceConfig
 from micro.config.observers import Observers
+from micro.config.reads import covered, fields_read
 from micro.config.reload import Reload, changed_fields
 from micro.config.validation import validate
 
@@ -57,6 +59,7 @@ class ConfigHandle(Generic[C]):
         self._current: C | None = None
         self._last_error: str | None = None
         self._observers: Observers[C] = Observers()
+        self._views: list[Callable[[C], object]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -78,11 +81,39 @@ class ConfigHandle(Generic[C]):
         """Why the latest update was rejected; None once the sources validate again."""
         return self._last_error
 
+    def follow(
+        self,
+        select: Callable[[C], T],
+        apply: Callable[[T], Awaitable[object] | object],
+        *,
+        what: str,
+    ) -> Callable[[], None]:
+        """Call apply(select(new)) (sync or async) on each later change of select(config),
+        logging "<what> applied", or at ERROR why it was not; the caller applies the start
+        value itself. Returns a function that stops following."""
+
+        async def on_change(value: T) -> None:
+            try:
+                result = apply(value)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as error:  # the reason only: the value may be a secret
+                logger.error("%s not applied, keeping the previous: %s", what, _reason(error))
+                return
+            logger.info("%s applied", what)
+
+        return self._observers.add(select, on_change)
+
+    def view(self, select: Callable[[C], T]) -> Callable[[], T]:
+        """A getter of select(current), read at each call, for settings used per request."""
+        self._views.append(select)
+        return lambda: select(self.current)
+
     def subscribe(
         self, select: Callable[[C], T], on_change: Callable[[T], Awaitable[None] | None]
     ) -> Callable[[], None]:
-        """Call on_change(select(new)) whenever select(new) != select(old); sync or async.
-        Returns a function that unsubscribes."""
+        """The framework's own observers (log, clients, CORS), which log for themselves:
+        on_change(select(new)) whenever select(new) != select(old). Services use follow."""
         return self._observers.add(select, on_change)
 
     async def start(self) -> None:
@@ -137,7 +168,7 @@ class ConfigHandle(Generic[C]):
         self._accept(new)
         if old is not None and old != new:
             logger.info("config reloaded")
-            _warn_restart_only(old, new)
+            self._warn_unapplied(old, new)
             await self._observers.notify(old, new)
         return True
 
@@ -178,6 +209,22 @@ class ConfigHandle(Generic[C]):
             self._changed.clear()  # changes arriving during the reload trigger one more
             await self.reload()
 
+    def _warn_unapplied(self, old: C, new: C) -> None:
+        """Name each changed field that nothing applies until the next start: restart-only
+        by its policy, or live but read by no follow, subscribe or view. Never its value:
+        it may come from a Secret."""
+        selects = [*self._observers.selects(), *self._views]
+        reads = {path for s in selects for path in fields_read(s, old) | fields_read(s, new)}
+        for path, policy in changed_fields(old, new):
+            if policy is Reload.RESTART:
+                logger.warning("%s changed at run time but takes effect only after a restart", path)
+            elif not covered(tuple(path.split(".")), reads):
+                logger.warning(
+                    "%s changed at run time but nothing follows it: it takes effect only "
+                    "after a restart",
+                    path,
+                )
+
     async def _stop_sources(self) -> None:
         sources, self._started_sources = self._started_sources, []
         for source in reversed(sources):
@@ -187,9 +234,5 @@ class ConfigHandle(Generic[C]):
                 logger.exception("stopping a config source failed")
 
 
-def _warn_restart_only(old: ServiceConfig, new: ServiceConfig) -> None:
-    """Name each changed field that nothing applies until the next start (never its value:
-    it may come from a Secret)."""
-    for path, policy in changed_fields(old, new):
-        if policy is Reload.RESTART:
-            logger.warning("%s changed at run time but takes effect only after a restart", path)
+def _reason(error: Exception) -> str:
+    return str(getattr(error, "message", None) or error) or type(error).__name__

@@ -48,6 +48,10 @@ class Observers(Generic[C]):
 
         return unsubscribe
 
+    def selects(self) -> list[Callable[[C], Any]]:
+        """What each observer reads, to tell which changes someone follows."""
+        return [observer.select for observer in self._observers]
+
     async def notify(self, old: C, new: C) -> None:
         """Each observer in subscription order; one that fails does not stop the others."""
         for observer in list(self._observers):

@@ -212,6 +212,7 @@ async def test_a_restart_only_change_is_taken_and_named_in_a_warning(
 ) -> None:
     caplog.set_level(logging.INFO, logger="micro.config")
     seen = texts(started)
+    started.subscribe(lambda c: c.log, lambda _log: None)  # as an App's logging does
 
     def warnings() -> list[str]:
         return [
