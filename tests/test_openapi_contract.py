@@ -17,8 +17,8 @@ from admin_srv import http_schemas
 from admin_srv.config import AdminSrvConfig
 from admin_srv.service import NAME as ADMIN_SRV
 from admin_srv.service import compose
-from data_srv.router import DEVICE_NAME as DATA_DEVICE_NAME
-from data_srv.router import build_router as data_router
+from data_srv.http_api import DEVICE_NAME as DATA_DEVICE_NAME
+from data_srv.http_api import build_router as data_router
 from device_srv.domain import NAME_MAX_LENGTH, name_problem
 from micro.app import ServiceContext
 from micro.config import load_config

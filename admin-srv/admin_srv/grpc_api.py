@@ -12,9 +12,10 @@ from api.admin_srv.v1 import admin_pb2, admin_pb2_grpc
 from micro.auth import bearer_token, require_principal
 from micro.transport.grpc import AddToServer
 
-AUTHENTICATION_SERVICE = "admin_srv.v1.AuthenticationService"
-DEVICE_SERVICE = "admin_srv.v1.DeviceService"
-USER_SERVICE = "admin_srv.v1.UserService"
+_SERVICES = admin_pb2.DESCRIPTOR.services_by_name
+AUTHENTICATION_SERVICE = _SERVICES["AuthenticationService"].full_name
+DEVICE_SERVICE = _SERVICES["DeviceService"].full_name
+USER_SERVICE = _SERVICES["UserService"].full_name
 # Methods ctx.protect() guards: any valid token, or an admin's.
 SIGNED_IN_METHODS = (f"/{AUTHENTICATION_SERVICE}/GetMe", DEVICE_SERVICE)
 ADMIN_METHODS = (USER_SERVICE,)
@@ -93,18 +94,10 @@ class UserServicer(admin_pb2_grpc.UserServiceServicer):
 
 def services(
     auth: AuthUseCases, devices: DeviceUseCases, users: UserAdminUseCases
-) -> list[tuple[AddToServer, Any, str]]:
-    """(add_to_server, servicer, full name) of each admin_srv.v1 service."""
+) -> list[tuple[AddToServer, Any]]:
+    """(add_to_server, servicer) of each admin_srv.v1 service."""
     return [
-        (
-            admin_pb2_grpc.add_AuthenticationServiceServicer_to_server,
-            AuthenticationServicer(auth),
-            AUTHENTICATION_SERVICE,
-        ),
-        (
-            admin_pb2_grpc.add_DeviceServiceServicer_to_server,
-            DeviceServicer(devices),
-            DEVICE_SERVICE,
-        ),
-        (admin_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(users), USER_SERVICE),
+        (admin_pb2_grpc.add_AuthenticationServiceServicer_to_server, AuthenticationServicer(auth)),
+        (admin_pb2_grpc.add_DeviceServiceServicer_to_server, DeviceServicer(devices)),
+        (admin_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(users)),
     ]

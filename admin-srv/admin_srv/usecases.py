@@ -1,7 +1,7 @@
 """What admin-srv does, for HTTP and gRPC alike: the login flow, the caller, devices, users.
 
-Every operation asks user-srv, token-srv or device-srv through an adapter (accounts.py,
-tokens.py, directory.py); their errors pass on as ServiceErrors with their code and field.
+Every operation asks user-srv, token-srv or device-srv through an adapter (adapters.py);
+their errors pass on as ServiceErrors with their code and field.
 """
 
 from __future__ import annotations

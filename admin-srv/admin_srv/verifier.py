@@ -4,8 +4,8 @@ a secret) or auth.remote_verify asks for revocation to count at once."""
 
 from __future__ import annotations
 
+from admin_srv.adapters import GrpcTokens
 from admin_srv.config import AdminAuthConfig
-from admin_srv.tokens import GrpcTokens
 from micro.auth import JwtVerifier, Principal, TokenVerifier
 
 

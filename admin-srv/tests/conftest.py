@@ -25,30 +25,28 @@ from api.device_srv.v1 import device_pb2_grpc
 from api.token_srv.v1 import token_pb2_grpc
 from api.user_srv.v1 import user_pb2_grpc
 from device_srv.domain import Device
+from device_srv.grpc_api import DevSvcServicer
 from device_srv.migrations import MIGRATIONS as DEVICE_MIGRATIONS
 from device_srv.repository import SqlDeviceRepository
-from device_srv.servicer import SERVICE_NAME as DEVICE_SERVICE
-from device_srv.servicer import DevSvcServicer
 from device_srv.usecases import DeviceUseCases
 from micro.app import App
 from micro.auth import TokenVerifier
 from micro.config import load_config
 from micro.config.model import GrpcServerConfig, HttpServerConfig
 from micro.db import open_database
+from micro.descriptors import served_service
 from micro.registry.endpoints import grpc_target
 from micro.testing.grpc_loopback import loopback_grpc_endpoint
 from token_srv.config import JwtConfig, JwtKeyConfig
+from token_srv.grpc_api import TokenServicer
 from token_srv.migrations import MIGRATIONS as TOKEN_MIGRATIONS
 from token_srv.repository import SqlTokenRepository
-from token_srv.servicer import SERVICE_NAME as TOKEN_SERVICE
-from token_srv.servicer import TokenServicer
 from token_srv.usecases import JwtSettings, TokenUseCases
 from user_srv.config import Argon2Config, BootstrapUser
+from user_srv.grpc_api import UserServicer
 from user_srv.migrations import MIGRATIONS as USER_MIGRATIONS
 from user_srv.passwords import Argon2PasswordHasher
 from user_srv.repository import SqlUserRepository
-from user_srv.servicer import SERVICE_NAME as USER_SERVICE
-from user_srv.servicer import UserServicer
 from user_srv.usecases import UserUseCases
 
 if TYPE_CHECKING:
@@ -123,11 +121,14 @@ async def backends(
     devices = DeviceUseCases(SqlDeviceRepository(device_engine))
     await devices.seed(DEVICES)
     tokens = TokenUseCases(SqlTokenRepository(token_engine), lambda: settings)
-    services = (
-        (user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(users), USER_SERVICE),
-        (token_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(tokens), TOKEN_SERVICE),
-        (device_pb2_grpc.add_DevSvcServicer_to_server, DevSvcServicer(devices), DEVICE_SERVICE),
-    )
+    services = [
+        (add, servicer, served_service(add).full_name)
+        for add, servicer in (
+            (user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(users)),
+            (token_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(tokens)),
+            (device_pb2_grpc.add_DevSvcServicer_to_server, DevSvcServicer(devices)),
+        )
+    ]
     upstreams = AdminSrvConfig().upstreams
     try:
         async with (

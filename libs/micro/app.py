@@ -34,6 +34,7 @@ from micro.config.model import (
     ServiceConfig,
     ShutdownConfig,
 )
+from micro.descriptors import served_service
 from micro.health import Health
 from micro.kube import kube_client
 from micro.log import configure_logging, follow_config
@@ -106,9 +107,10 @@ class ServiceContext(Generic[C]):
         """server.metrics, when there is no server.http."""
         return self.ports.get("metrics")
 
-    def add_grpc_service(self, add_to_server: AddToServer, servicer: Any, full_name: str) -> None:
-        """Serve a generated servicer, e.g. (add_UserServiceServicer_to_server, UserServicer(),
-        "user_srv.v1.UserService"); it gets its own grpc.health.v1 status too."""
+    def add_grpc_service(self, add_to_server: AddToServer, servicer: Any) -> None:
+        """Serve a generated servicer, e.g. (add_UserServiceServicer_to_server, UserServicer());
+        its full name comes from the descriptor, and it gets its own grpc.health.v1 status."""
+        full_name = served_service(add_to_server).full_name
         self.grpc_services.append((add_to_server, servicer, full_name))
 
     def include_router(self, router: APIRouter) -> None:

@@ -14,12 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.token_srv.v1 import token_pb2_grpc
 from micro.db import open_database
+from micro.descriptors import served_service
 from micro.testing.grpc_loopback import loopback_grpc_channel
 from micro.testing.postgres import throwaway_postgres_or_skip
 from token_srv.config import JwtConfig, JwtKeyConfig
+from token_srv.grpc_api import TokenServicer
 from token_srv.migrations import MIGRATIONS
 from token_srv.repository import SqlTokenRepository
-from token_srv.servicer import SERVICE_NAME, TokenServicer
 from token_srv.usecases import JwtSettings, TokenUseCases
 
 if TYPE_CHECKING:
@@ -77,7 +78,9 @@ def usecases(repository: SqlTokenRepository, settings: JwtSettings) -> TokenUseC
 async def token_stub(usecases: TokenUseCases) -> AsyncIterator[TokenServiceAsyncStub]:
     """token-srv's TokenService on the framework's real gRPC server, on a loopback port."""
     add = token_pb2_grpc.add_TokenServiceServicer_to_server
-    async with loopback_grpc_channel((add, TokenServicer(usecases), SERVICE_NAME)) as channel:
+    async with loopback_grpc_channel(
+        (add, TokenServicer(usecases), served_service(add).full_name)
+    ) as channel:
         yield token_pb2_grpc.TokenServiceStub(channel)
 
 

@@ -287,13 +287,14 @@ def test_no_key_at_all_is_an_error(tmp_path: pathlib.Path) -> None:
 def test_settings_follow_config_changes_and_keep_the_last_good_keys(
     tmp_path: pathlib.Path,
 ) -> None:
-    holder = JwtSettingsHolder(jwt_config("old"), str(tmp_path))
+    holder = JwtSettingsHolder(JwtSettings.load(jwt_config("old"), str(tmp_path)))
     first = holder()
 
-    holder.reload(JwtConfig(keys=(jwt_config("new").keys[0], first.cfg.keys[0])))
+    rotated = JwtConfig(keys=(jwt_config("new").keys[0], first.cfg.keys[0]))
+    holder.current = JwtSettings.load(rotated, str(tmp_path))
     assert holder().keys.signing.kid == "new"
     assert holder().keys.verifying_key("old") is not None
 
     with pytest.raises(ValueError, match="no signing key"):
-        holder.reload(JwtConfig())
+        holder.current = JwtSettings.load(JwtConfig(), str(tmp_path))
     assert holder().keys.signing.kid == "new"

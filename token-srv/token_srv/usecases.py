@@ -43,19 +43,14 @@ class JwtSettings:
 
 
 class JwtSettingsHolder:
-    """The current JwtSettings, replaced whole when the jwt section changes; a change
-    whose keys cannot be used keeps the previous settings."""
+    """The current JwtSettings: compose swaps them whole when the jwt section changes, so
+    keys are parsed on a change, never per call."""
 
-    def __init__(self, cfg: JwtConfig, data_dir: str) -> None:
-        self._data_dir = data_dir
-        self.current = JwtSettings.load(cfg, data_dir)
+    def __init__(self, settings: JwtSettings) -> None:
+        self.current = settings
 
     def __call__(self) -> JwtSettings:
         return self.current
-
-    def reload(self, cfg: JwtConfig) -> None:
-        """Raises ValueError (and keeps the old settings) when the new keys are unusable."""
-        self.current = JwtSettings.load(cfg, self._data_dir)
 
 
 class TokenUseCases:

@@ -11,13 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.user_srv.v1 import user_pb2_grpc
 from micro.db import open_database
+from micro.descriptors import served_service
 from micro.testing.grpc_loopback import loopback_grpc_channel
 from micro.testing.postgres import throwaway_postgres_or_skip
 from user_srv.config import Argon2Config
+from user_srv.grpc_api import UserServicer
 from user_srv.migrations import MIGRATIONS
 from user_srv.passwords import Argon2PasswordHasher
 from user_srv.repository import SqlUserRepository
-from user_srv.servicer import SERVICE_NAME, UserServicer
 from user_srv.usecases import UserUseCases
 
 if TYPE_CHECKING:
@@ -60,7 +61,9 @@ def usecases(repository: SqlUserRepository, hasher: Argon2PasswordHasher) -> Use
 async def user_stub(usecases: UserUseCases) -> AsyncIterator[UserServiceAsyncStub]:
     """user-srv's UserService on the framework's real gRPC server, on a loopback port."""
     add = user_pb2_grpc.add_UserServiceServicer_to_server
-    async with loopback_grpc_channel((add, UserServicer(usecases), SERVICE_NAME)) as channel:
+    async with loopback_grpc_channel(
+        (add, UserServicer(usecases), served_service(add).full_name)
+    ) as channel:
         yield user_pb2_grpc.UserServiceStub(channel)
 
 

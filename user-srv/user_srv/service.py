@@ -6,15 +6,15 @@ from __future__ import annotations
 from api.user_srv.v1 import user_pb2_grpc
 from micro.app import ServiceContext, run
 from micro.db import open_service_database
-from micro.errors import ServiceError
-from user_srv.config import BootstrapUser, UserSrvConfig
+from micro.registry.names import package_registry_name
+from user_srv.config import UserSrvConfig
+from user_srv.grpc_api import UserServicer
 from user_srv.migrations import MIGRATIONS
 from user_srv.passwords import Argon2PasswordHasher
 from user_srv.repository import SqlUserRepository
-from user_srv.servicer import SERVICE_NAME, UserServicer
 from user_srv.usecases import UserUseCases
 
-NAME = "go-micro.user-srv"
+NAME = package_registry_name(__name__)  # go-micro.<folder name>
 
 
 async def compose(ctx: ServiceContext[UserSrvConfig]) -> None:
@@ -28,19 +28,8 @@ async def compose(ctx: ServiceContext[UserSrvConfig]) -> None:
     ctx.on_shutdown(close_hasher)
     users = UserUseCases(SqlUserRepository(engine), hasher)
     await users.bootstrap(cfg.bootstrap_users)
-
-    async def bootstrap(wanted: tuple[BootstrapUser, ...]) -> None:
-        try:
-            created = await users.bootstrap(wanted)
-        except ServiceError as error:
-            ctx.logger.error("bootstrap users not applied: %s", error.message)
-            return
-        ctx.logger.info("bootstrap users applied: %d created", created)
-
-    ctx.config.subscribe(lambda c: c.bootstrap_users, bootstrap)
-    ctx.add_grpc_service(
-        user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(users), SERVICE_NAME
-    )
+    ctx.config.follow(lambda c: c.bootstrap_users, users.bootstrap, what="bootstrap users")
+    ctx.add_grpc_service(user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(users))
 
 
 def main() -> None:

@@ -10,12 +10,13 @@ from typing import Any, Protocol, TypeVar
 import grpc
 
 from micro.client.balanced import BalancedChannel
-from micro.client.idempotency import idempotent_methods, stub_services
+from micro.client.idempotency import idempotent_methods
 from micro.client.pool import InstancePool, InterceptorsFor
 from micro.client.settings import CallSettings
 from micro.config.model import GrpcClientConfig
+from micro.descriptors import stub_services
 from micro.registry.base import Discovery
-from micro.registry.names import proto_service_registry_name
+from micro.registry.names import package_registry_name
 from micro.transport.client_interceptors import client_interceptors
 
 S = TypeVar("S")
@@ -35,7 +36,7 @@ def service_name_of(stub_class: object) -> str:
     services = stub_services(stub_class) if isinstance(stub_class, type) else []
     if not services:
         raise TypeError(f"{stub_class!r} is not a generated *Stub class (no service found)")
-    return proto_service_registry_name(services[0].full_name)
+    return package_registry_name(services[0].full_name)
 
 
 class ClientFactory:

@@ -1,5 +1,6 @@
 """Service names: the registry name ("go-micro.user-srv") and the short name ("user-srv")
-that names the Kubernetes objects, the package and the SQLite file, written once here."""
+that names the Kubernetes objects, the package and the SQLite file, written once here and
+derived from the package (user_srv), never typed."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ def registry_name(short: str) -> str:
     return f"{REGISTRY_PREFIX}{short}"
 
 
-def proto_service_registry_name(full_name: str) -> str:
-    """The registry name of a proto service from its package's first part:
-    "user_srv.v1.UserService" -> "go-micro.user-srv"."""
-    return registry_name(full_name.split(".", 1)[0].replace("_", "-"))
+def package_registry_name(dotted: str) -> str:
+    """The registry name of whatever lives in a service's package, from the package's
+    name: "user_srv.v1.UserService" (a proto service) or "user_srv.service" (a module)
+    -> "go-micro.user-srv"."""
+    return registry_name(dotted.split(".", 1)[0].replace("_", "-"))

@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.app import ServiceContext, run
 from micro.config.model import ServiceConfig
-from micro.testing.echo import ECHO_SERVICE, EchoServicer
+from micro.testing.echo import EchoServicer
 
 
 class InFlight:
@@ -52,7 +52,7 @@ def slow_router() -> APIRouter:
 
 
 async def compose(ctx: ServiceContext[ServiceConfig]) -> None:
-    ctx.add_grpc_service(echo_pb2_grpc.add_EchoServiceServicer_to_server, SlowEcho(), ECHO_SERVICE)
+    ctx.add_grpc_service(echo_pb2_grpc.add_EchoServiceServicer_to_server, SlowEcho())
     ctx.include_router(slow_router())
 
     async def farewell() -> None:

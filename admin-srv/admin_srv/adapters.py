@@ -1,4 +1,6 @@
-"""Tokens over gRPC: token-srv's TokenService, found through discovery."""
+"""admin-srv's adapters of the services it calls over gRPC, found through discovery:
+user-srv's UserService (accounts), token-srv's TokenService (tokens) and device-srv's DevSvc
+(the device directory)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,48 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from admin_srv.usecases import Account, Session
+from admin_srv.usecases import Account, DeviceState, Session
+from api.device_srv.v1 import device_pb2, device_pb2_grpc
 from api.token_srv.v1 import token_pb2, token_pb2_grpc
+from api.user_srv.v1 import user_pb2, user_pb2_grpc
 from micro.auth import Principal
 from micro.client.reply import reply
+
+ROLE_NAMES = {user_pb2.USER_ROLE_USER: "user", user_pb2.USER_ROLE_ADMIN: "admin"}
+# An empty role is a plain user, as user-srv has it.
+ROLE_VALUES = {"": user_pb2.USER_ROLE_USER, **{name: v for v, name in ROLE_NAMES.items()}}
+
+
+def _account(user: user_pb2.User) -> Account:
+    return Account(
+        id=user.id,
+        user_name=user.user_name,
+        role=ROLE_NAMES.get(user.role, "user"),
+        create_time=user.create_time.ToDatetime() if user.HasField("create_time") else None,
+    )
+
+
+class GrpcAccounts:
+    def __init__(self, stub: user_pb2_grpc.UserServiceAsyncStub) -> None:
+        self._stub = stub
+
+    async def verify_password(self, user_name: str, password: str) -> Account:
+        request = user_pb2.VerifyPasswordRequest(user_name=user_name, password=password)
+        return _account((await reply(self._stub.VerifyPassword(request))).user)
+
+    async def get(self, user_id: str) -> Account:
+        return _account((await reply(self._stub.GetUser(user_pb2.GetUserRequest(id=user_id)))).user)
+
+    async def create(self, user_name: str, password: str, role: str) -> Account:
+        request = user_pb2.CreateUserRequest(
+            user_name=user_name, password=password, role=ROLE_VALUES[role]
+        )
+        return _account((await reply(self._stub.CreateUser(request))).user)
+
+    async def list(self, page_size: int, page_token: str) -> tuple[list[Account], str]:
+        request = user_pb2.ListUsersRequest(page_size=page_size, page_token=page_token)
+        answer = await reply(self._stub.ListUsers(request))
+        return [_account(u) for u in answer.users], answer.next_page_token
 
 
 def _session(user_id: str, user_name: str, pair: token_pb2.TokenPair) -> Session:
@@ -74,3 +114,12 @@ class GrpcTokens:
         return [
             json_format.MessageToDict(key, preserving_proto_field_name=True) for key in answer.keys
         ]
+
+
+class GrpcDeviceDirectory:
+    def __init__(self, stub: device_pb2_grpc.DevSvcAsyncStub) -> None:
+        self._stub = stub
+
+    async def get(self, name: str) -> DeviceState:
+        device = await reply(self._stub.Get(device_pb2.DeviceName(name=name)))
+        return DeviceState(device.name, device.active)

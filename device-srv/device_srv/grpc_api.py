@@ -8,8 +8,6 @@ from api.device_srv.v1 import device_pb2, device_pb2_grpc
 from device_srv.domain import Device
 from device_srv.usecases import DeviceUseCases
 
-SERVICE_NAME = "device_srv.v1.DevSvc"
-
 
 def _to_message(device: Device) -> device_pb2.Device:
     return device_pb2.Device(name=device.name, active=device.active)

@@ -10,8 +10,6 @@ from api.token_srv.v1 import token_pb2, token_pb2_grpc
 from token_srv.domain import DEFAULT_PLATFORM, Subject, TokenPair
 from token_srv.usecases import TokenUseCases
 
-SERVICE_NAME = "token_srv.v1.TokenService"
-
 Context = grpc.aio.ServicerContext[object, object]
 
 

@@ -10,8 +10,6 @@ from micro.errors import ServiceError, invalid_argument
 from user_srv.domain import Role, User
 from user_srv.usecases import UserUseCases
 
-SERVICE_NAME = "user_srv.v1.UserService"
-
 _ROLE_TO_PROTO = {Role.USER: user_pb2.USER_ROLE_USER, Role.ADMIN: user_pb2.USER_ROLE_ADMIN}
 _ROLE_FROM_PROTO = {
     user_pb2.USER_ROLE_UNSPECIFIED: Role.USER,
