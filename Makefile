@@ -18,7 +18,7 @@ SERVICES := $(sort $(patsubst %/pyproject.toml,%,$(wildcard *-srv/pyproject.toml
 MYPY_DIRS := proto libs devcluster $(SERVICES) tests bench scripts
 
 .PHONY: help sync run test test-tools lint format proto proto-check docker docker-push deploy secrets \
-	bench reliability devcluster clean
+	bench reliability devcluster clean new-service
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,11 @@ lint: sync ## ruff (lint and format check), mypy --strict, buf lint
 format: sync ## apply ruff's fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
+
+NAME ?=
+new-service: $(UV) ## render a service from templates/service: make new-service NAME=orders-srv
+	@test -n "$(NAME)" || { echo "usage: make new-service NAME=<name>-srv" >&2; exit 2; }
+	$(UV) run --locked --all-packages python scripts/new_service.py $(NAME)
 
 proto: sync ## regenerate proto/api from the .proto files
 	$(RUN) python proto/generate.py
