@@ -75,7 +75,10 @@ def running_system(tmp: Path) -> Iterator[System]:
     with running_node(tmp, manifest_paths=(REPO_ROOT / ".k8s", secrets)) as node:
         wait_for(
             "every Deployment to be available",
-            lambda: "all 5 deployments available" in node.text() or node.process.poll() is not None,
+            lambda: (
+                f"all {len(SERVICES)} deployments available" in node.text()
+                or node.process.poll() is not None
+            ),
             timeout_s=START_TIMEOUT_S,
             every_s=0.5,
         )
