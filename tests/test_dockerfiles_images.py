@@ -48,6 +48,7 @@ KEPT_OUT_OF_CONTEXT = (
     ".mypy_cache/3.11/x.json",
     "user-srv/data/users.db",
     "token-srv/.data/jwt-dev-key.pem",  # the local dev signing key
+    "templates/service/@SERVICE@/pyproject.toml.tmpl",  # no member: only make new-service reads it
 )
 
 

@@ -22,6 +22,9 @@ from micro.testing.tools import uv_command
 
 from .conftest import REPO_ROOT, SHIPPED_SERVICES
 
+# Rendering, a cold mypy and a devcluster start: more than the default per-test limit.
+pytestmark = pytest.mark.timeout(300)
+
 SERVICE, PACKAGE, SHORT = "orders-srv", "orders_srv", "orders"
 RENDERER = Path("scripts/new_service.py")
 MODEL = "device-srv"  # the gRPC-only service whose manifest the template follows
