@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
-
 from admin_srv import messages
 from admin_srv.usecases import AuthUseCases, DeviceUseCases, UserAdminUseCases
 from api.admin_srv.v1 import admin_pb2, admin_pb2_grpc
 from micro.auth import bearer_token, require_principal
+from micro.servicer import Context, Servicer
 from micro.transport.grpc import AddToServer
 
 _SERVICES = admin_pb2.DESCRIPTOR.services_by_name
@@ -19,8 +18,6 @@ USER_SERVICE = _SERVICES["UserService"].full_name
 # Methods ctx.protect() guards: any valid token, or an admin's.
 SIGNED_IN_METHODS = (f"/{AUTHENTICATION_SERVICE}/GetMe", DEVICE_SERVICE)
 ADMIN_METHODS = (USER_SERVICE,)
-
-Context = grpc.aio.ServicerContext[object, object]
 
 
 def client_address(context: Context) -> str:
@@ -38,14 +35,11 @@ def _authorization(context: Context) -> str:
     return ""
 
 
-class AuthenticationServicer(admin_pb2_grpc.AuthenticationServiceServicer):
-    def __init__(self, auth: AuthUseCases) -> None:
-        self._auth = auth
-
+class AuthenticationServicer(Servicer[AuthUseCases], admin_pb2_grpc.AuthenticationServiceServicer):
     async def Login(
         self, request: admin_pb2.LoginRequest, context: Context
     ) -> admin_pb2.LoginReply:
-        session = await self._auth.login(
+        session = await self.usecases.login(
             request.user_name, request.password, request.platform, client_address(context)
         )
         return messages.login_reply(session)
@@ -53,42 +47,36 @@ class AuthenticationServicer(admin_pb2_grpc.AuthenticationServiceServicer):
     async def Logout(
         self, request: admin_pb2.LogoutRequest, context: Context
     ) -> admin_pb2.LogoutReply:
-        await self._auth.logout(request.refresh_token, _authorization(context))
+        await self.usecases.logout(request.refresh_token, _authorization(context))
         return admin_pb2.LogoutReply()
 
     async def RefreshToken(
         self, request: admin_pb2.RefreshTokenRequest, context: Context
     ) -> admin_pb2.LoginReply:
-        return messages.login_reply(await self._auth.refresh(request.refresh_token))
+        return messages.login_reply(await self.usecases.refresh(request.refresh_token))
 
     async def GetMe(self, request: admin_pb2.GetMeRequest, context: Context) -> admin_pb2.User:
-        return messages.user(await self._auth.me(require_principal()))
+        return messages.user(await self.usecases.me(require_principal()))
 
 
-class DeviceServicer(admin_pb2_grpc.DeviceServiceServicer):
-    def __init__(self, devices: DeviceUseCases) -> None:
-        self._devices = devices
-
+class DeviceServicer(Servicer[DeviceUseCases], admin_pb2_grpc.DeviceServiceServicer):
     async def GetDevice(
         self, request: admin_pb2.GetDeviceRequest, context: Context
     ) -> admin_pb2.Device:
-        return messages.device(await self._devices.get(request.name))
+        return messages.device(await self.usecases.get(request.name))
 
 
-class UserServicer(admin_pb2_grpc.UserServiceServicer):
-    def __init__(self, users: UserAdminUseCases) -> None:
-        self._users = users
-
+class UserServicer(Servicer[UserAdminUseCases], admin_pb2_grpc.UserServiceServicer):
     async def CreateUser(
         self, request: admin_pb2.CreateUserRequest, context: Context
     ) -> admin_pb2.User:
-        account = await self._users.create(request.user_name, request.password, request.role)
+        account = await self.usecases.create(request.user_name, request.password, request.role)
         return messages.user(account)
 
     async def ListUsers(
         self, request: admin_pb2.ListUsersRequest, context: Context
     ) -> admin_pb2.ListUsersReply:
-        accounts, next_token = await self._users.list(request.page_size, request.page_token)
+        accounts, next_token = await self.usecases.list(request.page_size, request.page_token)
         return messages.users_reply(accounts, next_token)
 
 

@@ -69,6 +69,19 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
+def create_tables(define: Callable[[MetaData], object]) -> Callable[[Connection], None]:
+    """A step's `apply` that creates the tables `define` declares on a MetaData of the
+    step's own; a table that already exists (a file from before versioned migrations)
+    is left as it is."""
+
+    def apply(conn: Connection) -> None:
+        meta = MetaData()
+        define(meta)
+        meta.create_all(conn)
+
+    return apply
+
+
 _meta = MetaData()
 schema_version = Table(
     "schema_version",

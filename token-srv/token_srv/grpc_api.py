@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-import grpc
-
 from api.token_srv.v1 import token_pb2, token_pb2_grpc
+from micro.servicer import Context, Servicer
 from token_srv.domain import DEFAULT_PLATFORM, Subject, TokenPair
 from token_srv.usecases import TokenUseCases
 
-Context = grpc.aio.ServicerContext[object, object]
-
 
 def _pair(pair: TokenPair) -> token_pb2.TokenPair:
-    return token_pb2.TokenPair(
-        access_token=pair.access_token,
-        refresh_token=pair.refresh_token,
-        token_type=pair.token_type,
-        expires_in=pair.expires_in,
-        refresh_expires_in=pair.refresh_expires_in,
-    )
+    return token_pb2.TokenPair(**dataclasses.asdict(pair))  # the same fields by design
 
 
 def _platform_name(value: int) -> str:
@@ -52,12 +44,7 @@ def claims_message(claims: dict[str, Any]) -> token_pb2.TokenClaims:
     )
 
 
-class TokenServicer(token_pb2_grpc.TokenServiceServicer):
-    """ServiceErrors raised by the use cases become gRPC statuses in the framework's server."""
-
-    def __init__(self, tokens: TokenUseCases) -> None:
-        self._tokens = tokens
-
+class TokenServicer(Servicer[TokenUseCases], token_pb2_grpc.TokenServiceServicer):
     async def GenerateToken(
         self, request: token_pb2.GenerateTokenRequest, context: Context
     ) -> token_pb2.GenerateTokenResponse:
@@ -67,18 +54,18 @@ class TokenServicer(token_pb2_grpc.TokenServiceServicer):
             role=request.role or "user",
             platform=_platform_name(request.platform),
         )
-        return token_pb2.GenerateTokenResponse(token=_pair(await self._tokens.generate(subject)))
+        return token_pb2.GenerateTokenResponse(token=_pair(await self.usecases.generate(subject)))
 
     async def VerifyToken(
         self, request: token_pb2.VerifyTokenRequest, context: Context
     ) -> token_pb2.VerifyTokenResponse:
-        claims = await self._tokens.verify(request.token)
+        claims = await self.usecases.verify(request.token)
         return token_pb2.VerifyTokenResponse(claims=claims_message(claims))
 
     async def RefreshToken(
         self, request: token_pb2.RefreshTokenRequest, context: Context
     ) -> token_pb2.RefreshTokenResponse:
-        pair, subject = await self._tokens.refresh(request.refresh_token)
+        pair, subject = await self.usecases.refresh(request.refresh_token)
         return token_pb2.RefreshTokenResponse(
             token=_pair(pair), user_id=subject.user_id, user_name=subject.user_name
         )
@@ -86,10 +73,10 @@ class TokenServicer(token_pb2_grpc.TokenServiceServicer):
     async def RevokeToken(
         self, request: token_pb2.RevokeTokenRequest, context: Context
     ) -> token_pb2.RevokeTokenResponse:
-        await self._tokens.revoke(request.refresh_token, request.access_token)
+        await self.usecases.revoke(request.refresh_token, request.access_token)
         return token_pb2.RevokeTokenResponse()
 
     async def GetJwks(
         self, request: token_pb2.GetJwksRequest, context: Context
     ) -> token_pb2.GetJwksResponse:
-        return token_pb2.GetJwksResponse(keys=[token_pb2.Jwk(**k) for k in self._tokens.jwks()])
+        return token_pb2.GetJwksResponse(keys=[token_pb2.Jwk(**k) for k in self.usecases.jwks()])

@@ -1,15 +1,13 @@
-"""token-srv's schema, one step per version. Each step keeps its own table definitions so
-that later changes to the repository never rewrite history."""
+"""token-srv's schema steps: the refresh token store and the revoked access tokens."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Connection, DateTime, Index, MetaData, String, Table
+from sqlalchemy import Column, DateTime, Index, MetaData, String, Table
 
-from micro.db import Migration
+from micro.db import Migration, create_tables
 
 
-def _v1_tokens(conn: Connection) -> None:
-    meta = MetaData()
+def _v1_tokens(meta: MetaData) -> None:
     Table(
         "refresh_tokens",
         meta,
@@ -31,7 +29,6 @@ def _v1_tokens(conn: Connection) -> None:
         Column("jti", String(64), primary_key=True),
         Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
     )
-    meta.create_all(conn)
 
 
-MIGRATIONS = (Migration(1, "refresh tokens and revoked access tokens", _v1_tokens),)
+MIGRATIONS = (Migration(1, "refresh tokens and revoked access tokens", create_tables(_v1_tokens)),)

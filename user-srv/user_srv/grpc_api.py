@@ -7,6 +7,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from api.user_srv.v1 import user_pb2, user_pb2_grpc
 from micro.errors import ServiceError, invalid_argument
+from micro.servicer import Context, Servicer
 from user_srv.domain import Role, User
 from user_srv.usecases import UserUseCases
 
@@ -17,8 +18,6 @@ _ROLE_FROM_PROTO = {
     user_pb2.USER_ROLE_ADMIN: Role.ADMIN,
 }
 
-Context = grpc.aio.ServicerContext[object, object]
-
 
 def user_message(user: User) -> user_pb2.User:
     created = Timestamp()
@@ -28,16 +27,11 @@ def user_message(user: User) -> user_pb2.User:
     )
 
 
-class UserServicer(user_pb2_grpc.UserServiceServicer):
-    """ServiceErrors raised by the use cases become gRPC statuses in the framework's server."""
-
-    def __init__(self, users: UserUseCases) -> None:
-        self._users = users
-
+class UserServicer(Servicer[UserUseCases], user_pb2_grpc.UserServiceServicer):
     async def VerifyPassword(
         self, request: user_pb2.VerifyPasswordRequest, context: Context
     ) -> user_pb2.VerifyPasswordResponse:
-        user = await self._users.verify_password(request.user_name, request.password)
+        user = await self.usecases.verify_password(request.user_name, request.password)
         return user_pb2.VerifyPasswordResponse(user=user_message(user))
 
     async def GetUser(
@@ -45,9 +39,9 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
     ) -> user_pb2.GetUserResponse:
         key = request.WhichOneof("key")
         if key == "id":
-            user = await self._users.get_user_by_id(request.id)
+            user = await self.usecases.get_user_by_id(request.id)
         elif key == "user_name":
-            user = await self._users.get_user_by_name(request.user_name)
+            user = await self.usecases.get_user_by_name(request.user_name)
         else:
             raise ServiceError(
                 grpc.StatusCode.INVALID_ARGUMENT, "id or userName: one must be set", field="id"
@@ -60,13 +54,13 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         role = _ROLE_FROM_PROTO.get(request.role)
         if role is None:
             raise invalid_argument("role", "must be USER_ROLE_USER or USER_ROLE_ADMIN")
-        user = await self._users.create_user(request.user_name, request.password, role)
+        user = await self.usecases.create_user(request.user_name, request.password, role)
         return user_pb2.CreateUserResponse(user=user_message(user))
 
     async def ListUsers(
         self, request: user_pb2.ListUsersRequest, context: Context
     ) -> user_pb2.ListUsersResponse:
-        users, next_token = await self._users.list_users(request.page_size, request.page_token)
+        users, next_token = await self.usecases.list_users(request.page_size, request.page_token)
         return user_pb2.ListUsersResponse(
             users=[user_message(u) for u in users], next_page_token=next_token
         )

@@ -1,15 +1,13 @@
-"""user-srv's schema, one step per version. Each step keeps its own table definitions so
-that later changes to the repository never rewrite history."""
+"""user-srv's schema steps: the users table."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Connection, DateTime, Integer, MetaData, String, Table
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
 
-from micro.db import Migration
+from micro.db import Migration, create_tables
 
 
-def _v1_users(conn: Connection) -> None:
-    meta = MetaData()
+def _v1_users(meta: MetaData) -> None:
     Table(
         "users",
         meta,
@@ -19,7 +17,6 @@ def _v1_users(conn: Connection) -> None:
         Column("role", String(16), nullable=False),
         Column("create_time", DateTime(timezone=True), nullable=False),
     )
-    meta.create_all(conn)
 
 
-MIGRATIONS = (Migration(1, "users table", _v1_users),)
+MIGRATIONS = (Migration(1, "users table", create_tables(_v1_users)),)
