@@ -29,13 +29,12 @@ from device_srv.grpc_api import DevSvcServicer
 from device_srv.migrations import MIGRATIONS as DEVICE_MIGRATIONS
 from device_srv.repository import SqlDeviceRepository
 from device_srv.usecases import DeviceUseCases
-from micro.app import App
 from micro.auth import TokenVerifier
 from micro.config import load_config
 from micro.config.model import GrpcServerConfig, HttpServerConfig
 from micro.db import open_database
-from micro.descriptors import served_service
 from micro.registry.endpoints import grpc_target
+from micro.testing.apps import running_app
 from micro.testing.grpc_loopback import loopback_grpc_endpoint
 from token_srv.config import JwtConfig, JwtKeyConfig
 from token_srv.grpc_api import TokenServicer
@@ -121,14 +120,11 @@ async def backends(
     devices = DeviceUseCases(SqlDeviceRepository(device_engine))
     await devices.seed(DEVICES)
     tokens = TokenUseCases(SqlTokenRepository(token_engine), lambda: settings)
-    services = [
-        (add, servicer, served_service(add).full_name)
-        for add, servicer in (
-            (user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(users)),
-            (token_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(tokens)),
-            (device_pb2_grpc.add_DevSvcServicer_to_server, DevSvcServicer(devices)),
-        )
-    ]
+    services = (
+        (user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(users)),
+        (token_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(tokens)),
+        (device_pb2_grpc.add_DevSvcServicer_to_server, DevSvcServicer(devices)),
+    )
     upstreams = AdminSrvConfig().upstreams
     try:
         async with (
@@ -213,9 +209,9 @@ async def admin(
     """admin-srv as its process runs it (its compose, config file and servers), in this
     process."""
     env = _admin_env(backends, auth_config, login_limit)
-    app = App(ADMIN_SRV, AdminSrvConfig, compose_admin_srv, config_dir=CONFIG_DIR, env=env)
-    try:
-        await app.start()
+    async with running_app(
+        ADMIN_SRV, AdminSrvConfig, compose_admin_srv, config_dir=CONFIG_DIR, env=env
+    ) as app:
         assert app.ctx is not None
         assert app.ctx.policy.verifier is not None
         async with (
@@ -229,8 +225,6 @@ async def admin(
                 user=admin_pb2_grpc.UserServiceStub(channel),
                 verifier=app.ctx.policy.verifier,
             )
-    finally:
-        await app.shutdown()  # harmless after a start that failed and undid itself
 
 
 async def login(client: httpx.AsyncClient, user_name: str, password: str) -> dict[str, Any]:

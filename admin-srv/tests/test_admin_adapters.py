@@ -12,7 +12,6 @@ import pytest
 
 from admin_srv.config import AdminAuthConfig, AdminSrvConfig
 from api.token_srv.v1 import token_pb2, token_pb2_grpc
-from micro.descriptors import served_service
 from micro.testing.grpc_loopback import loopback_grpc_endpoint
 
 from .conftest import Admin, Backends, login
@@ -69,7 +68,7 @@ async def backends(backends: Backends) -> AsyncIterator[Backends]:
     """The real backends, with token-srv answered by its newer build."""
     newer = NewerTokenSrv(backends.tokens)
     add = token_pb2_grpc.add_TokenServiceServicer_to_server
-    async with loopback_grpc_endpoint((add, newer, served_service(add).full_name)) as endpoint:
+    async with loopback_grpc_endpoint((add, newer)) as endpoint:
         token_srv = AdminSrvConfig().upstreams.token_service
         yield replace(backends, endpoints={**backends.endpoints, token_srv: endpoint})
 

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from micro.config.model import HttpServerConfig
+from micro.testing.tokens import access_claims
 
 from .conftest import Admin, Backends, login
 
@@ -203,25 +204,6 @@ def _sign(
     return jwt.encode(claims, key or backends.signing_key, algorithm="EdDSA", headers={"kid": kid})
 
 
-def _claims(**changes: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims = {
-        "sub": "thangn",
-        "uid": "1",
-        "user_name": "thangn",
-        "role": "admin",
-        "platform": "TOKEN_PLATFORM_WEB",
-        "iat": now,
-        "nbf": now,
-        "exp": now + 600,
-        "iss": "go-micro.token-srv",
-        "aud": ["go-micro"],
-        "jti": "j" * 32,
-    }
-    claims.update(changes)
-    return claims
-
-
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
@@ -229,28 +211,28 @@ def _b64(raw: bytes) -> str:
 def _forged(backends: Backends, case: str) -> str:
     now = int(time.time())
     if case == "alg none":
-        return jwt.encode(_claims(), "", algorithm="none", headers={"kid": "k1"})
+        return jwt.encode(access_claims(), "", algorithm="none", headers={"kid": "k1"})
     if case == "HS256 with the public key":
         public = backends.signing_key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
         head = _b64(b'{"alg":"HS256","kid":"k1","typ":"JWT"}')
-        body = _b64(json.dumps(_claims()).encode())
+        body = _b64(json.dumps(access_claims()).encode())
         mac = hmac.new(_b64(public).encode(), f"{head}.{body}".encode(), hashlib.sha256)
         return f"{head}.{body}.{_b64(mac.digest())}"
     if case == "expired":
-        return _sign(backends, _claims(iat=now - 7200, nbf=now - 7200, exp=now - 3600))
+        return _sign(backends, access_claims(iat=now - 7200, nbf=now - 7200, exp=now - 3600))
     if case == "not yet valid":
-        return _sign(backends, _claims(iat=now + 3600, nbf=now + 3600, exp=now + 7200))
+        return _sign(backends, access_claims(iat=now + 3600, nbf=now + 3600, exp=now + 7200))
     if case == "wrong iss":
-        return _sign(backends, _claims(iss="evil"))
+        return _sign(backends, access_claims(iss="evil"))
     if case == "wrong aud":
-        return _sign(backends, _claims(aud=["elsewhere"]))
+        return _sign(backends, access_claims(aud=["elsewhere"]))
     if case == "tampered":
-        head, body, signature = _sign(backends, _claims(role="user")).split(".")
-        return f"{head}.{_b64(json.dumps(_claims(role='admin')).encode())}.{signature}"
+        head, body, signature = _sign(backends, access_claims(role="user")).split(".")
+        return f"{head}.{_b64(json.dumps(access_claims(role='admin')).encode())}.{signature}"
     if case == "unknown kid":
-        return _sign(backends, _claims(), key=Ed25519PrivateKey.generate(), kid="k9")
+        return _sign(backends, access_claims(), key=Ed25519PrivateKey.generate(), kid="k9")
     raise AssertionError(case)
 
 
@@ -268,7 +250,7 @@ def _forged(backends: Backends, case: str) -> str:
     ],
 )
 async def test_forged_tokens_are_refused(admin: Admin, backends: Backends, case: str) -> None:
-    good = _sign(backends, _claims())
+    good = _sign(backends, access_claims())
     assert (await admin.http.get("/admin/v1/me", headers=bearer(good))).status_code == 200
 
     response = await admin.http.get("/admin/v1/me", headers=bearer(_forged(backends, case)))

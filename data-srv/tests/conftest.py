@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 import httpx
 import pytest
-import yaml
 
+import device_srv as device_srv_package
 from data_srv.config import DataSrvConfig
 from data_srv.service import NAME as DATA_SRV
 from data_srv.service import compose as compose_data_srv
@@ -18,8 +18,10 @@ from device_srv.config import DeviceSrvConfig
 from device_srv.service import NAME as DEVICE_SRV
 from device_srv.service import compose as compose_device_srv
 from micro.app import App
+from micro.testing.apps import config_folder, running_app
 
 RETRY_AFTER_S = 4
+DEVICE_SRV_CONFIGS = pathlib.Path(device_srv_package.__file__).resolve().parents[1] / "configs"
 
 
 @pytest.fixture
@@ -28,32 +30,20 @@ def retry_after_s() -> int:
     return RETRY_AFTER_S
 
 
-def _config_dir(folder: pathlib.Path, config: dict[str, Any]) -> pathlib.Path:
-    folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    return folder
-
-
 @pytest.fixture
-async def device_srv(tmp_path: pathlib.Path) -> AsyncIterator[App[DeviceSrvConfig]]:
-    config = {
-        "server": {"grpc": {"addr": "127.0.0.1:0"}},
-        "registry": {"type": "static"},
-        "shutdown": {"drain_delay": "0s", "grace_period": "1s"},
-        "database": {"url": f"sqlite+aiosqlite:///{tmp_path}/devices.db"},
-        "devices": [
-            {"name": "device1", "active": True},
-            {"name": "device2", "active": True},
-            {"name": "device3", "active": False},
-        ],
+async def device_srv(sqlite_url: str) -> AsyncIterator[App[DeviceSrvConfig]]:
+    """device-srv on its own config file (its three devices), on free loopback ports and
+    the test's database; a test may stop it first."""
+    env = {
+        "MICRO__SERVER__GRPC__ADDR": "127.0.0.1:0",
+        "MICRO__DATABASE__URL": sqlite_url,
+        "MICRO__SHUTDOWN__DRAIN_DELAY": "0s",
+        "MICRO__SHUTDOWN__GRACE_PERIOD": "1s",
     }
-    config_dir = _config_dir(tmp_path / "device-srv", config)
-    app = App(DEVICE_SRV, DeviceSrvConfig, compose_device_srv, config_dir=config_dir, env={})
-    await app.start()
-    try:
+    async with running_app(
+        DEVICE_SRV, DeviceSrvConfig, compose_device_srv, config_dir=DEVICE_SRV_CONFIGS, env=env
+    ) as app:
         yield app
-    finally:
-        await app.shutdown()  # a second shutdown (after a test stopped it) is harmless
 
 
 class DataSrvRunner(Protocol):
@@ -83,16 +73,14 @@ def run_data_srv(tmp_path: pathlib.Path) -> DataSrvRunner:
         }
         if remote is not None:
             config["remote"] = remote
-        config_dir = _config_dir(tmp_path / "data-srv", config)
-        app = App(DATA_SRV, DataSrvConfig, compose_data_srv, config_dir=config_dir, env={})
-        await app.start()
-        try:
+        config_dir = config_folder(tmp_path / "data-srv", config)
+        async with running_app(
+            DATA_SRV, DataSrvConfig, compose_data_srv, config_dir=config_dir
+        ) as app:
             assert app.ctx is not None
             base_url = f"http://127.0.0.1:{app.ctx.http_port}"
             async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
                 yield client
-        finally:
-            await app.shutdown()
 
     return run
 

@@ -1,10 +1,11 @@
-"""Fixtures shared by device-srv's tests."""
+"""Fixtures shared by device-srv's tests: its schema, an in-memory repository, and
+device-srv itself in this process; the database comes from micro.testing.fixtures."""
 
 from __future__ import annotations
 
 import contextlib
 import pathlib
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -18,9 +19,8 @@ from device_srv.domain import Device
 from device_srv.migrations import MIGRATIONS
 from device_srv.repository import DeviceRepository, SqlDeviceRepository
 from device_srv.service import NAME, compose
-from micro.app import App
-from micro.db import open_database
-from micro.testing.postgres import throwaway_postgres_or_skip
+from micro.testing.apps import config_folder, running_app
+from micro.testing.fixtures import schema_fixture
 
 if TYPE_CHECKING:
     from api.device_srv.v1.device_pb2_grpc import DevSvcAsyncStub
@@ -49,53 +49,31 @@ def memory_repository() -> DeviceRepository:
     return InMemoryDeviceRepository()
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: pathlib.Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path}/db/devices.db"
+schema = schema_fixture(MIGRATIONS, "device-srv")
 
 
 @pytest.fixture
-async def sqlite_engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = await open_database(sqlite_url, MIGRATIONS, "device-srv")
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def sql_repository(sqlite_engine: AsyncEngine) -> SqlDeviceRepository:
-    return SqlDeviceRepository(sqlite_engine)
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL server for this session, or a skip."""
-    with throwaway_postgres_or_skip(prefix="device-srv-postgres-") as url:
-        yield url
+def sql_repository(engine: AsyncEngine) -> SqlDeviceRepository:
+    return SqlDeviceRepository(engine)
 
 
 DeviceSrvRunner = Callable[
     [dict[str, Any]], contextlib.AbstractAsyncContextManager["DevSvcAsyncStub"]
 ]
-
-
-def base_config(database_url: str) -> dict[str, Any]:
-    """A local config: gRPC on a free loopback port, static registry, the three devices."""
-    return {
-        "server": {"grpc": {"addr": "127.0.0.1:0"}},
-        "registry": {"type": "static"},
-        "shutdown": {"drain_delay": "0s", "grace_period": "1s"},
-        "database": {"url": database_url},
-        "devices": [
-            {"name": "device1", "active": True},
-            {"name": "device2", "active": True},
-            {"name": "device3", "active": False},
-        ],
-    }
+CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.fixture
 def device_config(sqlite_url: str) -> dict[str, Any]:
-    return base_config(sqlite_url)
+    """device-srv's own config file (its three devices) with gRPC on a free loopback
+    port, the test's database and no drain on shutdown."""
+    config: dict[str, Any] = yaml.safe_load((CONFIG_DIR / "config.yaml").read_text())
+    return {
+        **config,
+        "server": {"grpc": {"addr": "127.0.0.1:0"}},
+        "shutdown": {"drain_delay": "0s", "grace_period": "1s"},
+        "database": {"url": sqlite_url},
+    }
 
 
 @pytest.fixture
@@ -105,18 +83,12 @@ def run_device_srv(tmp_path: pathlib.Path) -> DeviceSrvRunner:
 
     @contextlib.asynccontextmanager
     async def run(config: dict[str, Any]) -> AsyncIterator[DevSvcAsyncStub]:
-        config_dir = tmp_path / "configs"
-        config_dir.mkdir(exist_ok=True)
-        (config_dir / "config.yaml").write_text(yaml.safe_dump(config))
-        app = App(NAME, DeviceSrvConfig, compose, config_dir=config_dir, env={})
-        await app.start()
-        try:
+        config_dir = config_folder(tmp_path / "configs", config)
+        async with running_app(NAME, DeviceSrvConfig, compose, config_dir=config_dir) as app:
             assert app.ctx is not None
             assert app.ctx.grpc_port is not None
             async with grpc.aio.insecure_channel(f"127.0.0.1:{app.ctx.grpc_port}") as channel:
                 yield device_pb2_grpc.DevSvcStub(channel)
-        finally:
-            await app.shutdown()
 
     return run
 

@@ -57,7 +57,7 @@ async def test_rows_survive_a_reopened_engine(sqlite_url: str, tmp_path: pathlib
     await SqlDeviceRepository(engine).upsert([Device("device1", True)])
     await engine.dispose()
 
-    assert (tmp_path / "db" / "devices.db").is_file()
+    assert (tmp_path / "db" / "service.db").is_file()
     reopened = await open_database(sqlite_url, MIGRATIONS, "device-srv")
     try:
         assert await SqlDeviceRepository(reopened).get("device1") == Device("device1", True)

@@ -1,9 +1,9 @@
-"""Fixtures shared by token-srv's tests: real SQLite files and freshly generated keys."""
+"""Fixtures shared by token-srv's tests: its schema, freshly generated keys, its stub; the
+database and the loopback server come from micro.testing.fixtures."""
 
 from __future__ import annotations
 
 import pathlib
-from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -13,10 +13,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.token_srv.v1 import token_pb2_grpc
-from micro.db import open_database
-from micro.descriptors import served_service
-from micro.testing.grpc_loopback import loopback_grpc_channel
-from micro.testing.postgres import throwaway_postgres_or_skip
+from micro.testing.fixtures import ServeGrpc, schema_fixture
 from token_srv.config import JwtConfig, JwtKeyConfig
 from token_srv.grpc_api import TokenServicer
 from token_srv.migrations import MIGRATIONS
@@ -47,16 +44,7 @@ def jwt_config(*kids: str) -> JwtConfig:
     return JwtConfig(issuer="go-micro.token-srv", audience=("go-micro",), keys=keys)
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: pathlib.Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path}/tokens.db"
-
-
-@pytest.fixture
-async def engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = await open_database(sqlite_url, MIGRATIONS, "token-srv")
-    yield engine
-    await engine.dispose()
+schema = schema_fixture(MIGRATIONS, "token-srv")
 
 
 @pytest.fixture
@@ -75,17 +63,8 @@ def usecases(repository: SqlTokenRepository, settings: JwtSettings) -> TokenUseC
 
 
 @pytest.fixture
-async def token_stub(usecases: TokenUseCases) -> AsyncIterator[TokenServiceAsyncStub]:
+async def token_stub(usecases: TokenUseCases, serve_grpc: ServeGrpc) -> TokenServiceAsyncStub:
     """token-srv's TokenService on the framework's real gRPC server, on a loopback port."""
-    add = token_pb2_grpc.add_TokenServiceServicer_to_server
-    async with loopback_grpc_channel(
-        (add, TokenServicer(usecases), served_service(add).full_name)
-    ) as channel:
-        yield token_pb2_grpc.TokenServiceStub(channel)
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL server for this session, or a skip."""
-    with throwaway_postgres_or_skip(prefix="token-srv-postgres-") as url:
-        yield url
+    servicer = TokenServicer(usecases)
+    channel = await serve_grpc(token_pb2_grpc.add_TokenServiceServicer_to_server, servicer)
+    return token_pb2_grpc.TokenServiceStub(channel)

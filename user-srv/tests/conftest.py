@@ -1,19 +1,16 @@
-"""Fixtures shared by user-srv's tests: real SQLite files and cheap argon2 parameters."""
+"""Fixtures shared by user-srv's tests: its schema, cheap argon2 parameters, its stub;
+the database and the loopback server come from micro.testing.fixtures."""
 
 from __future__ import annotations
 
-import pathlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.user_srv.v1 import user_pb2_grpc
-from micro.db import open_database
-from micro.descriptors import served_service
-from micro.testing.grpc_loopback import loopback_grpc_channel
-from micro.testing.postgres import throwaway_postgres_or_skip
+from micro.testing.fixtures import ServeGrpc, schema_fixture
 from user_srv.config import Argon2Config
 from user_srv.grpc_api import UserServicer
 from user_srv.migrations import MIGRATIONS
@@ -28,16 +25,7 @@ if TYPE_CHECKING:
 FAST_ARGON2 = Argon2Config(time_cost=1, memory_kib=1024, parallelism=1, max_concurrency=2)
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: pathlib.Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path}/users.db"
-
-
-@pytest.fixture
-async def engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = await open_database(sqlite_url, MIGRATIONS, "user-srv")
-    yield engine
-    await engine.dispose()
+schema = schema_fixture(MIGRATIONS, "user-srv")
 
 
 @pytest.fixture
@@ -58,17 +46,8 @@ def usecases(repository: SqlUserRepository, hasher: Argon2PasswordHasher) -> Use
 
 
 @pytest.fixture
-async def user_stub(usecases: UserUseCases) -> AsyncIterator[UserServiceAsyncStub]:
+async def user_stub(usecases: UserUseCases, serve_grpc: ServeGrpc) -> UserServiceAsyncStub:
     """user-srv's UserService on the framework's real gRPC server, on a loopback port."""
-    add = user_pb2_grpc.add_UserServiceServicer_to_server
-    async with loopback_grpc_channel(
-        (add, UserServicer(usecases), served_service(add).full_name)
-    ) as channel:
-        yield user_pb2_grpc.UserServiceStub(channel)
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL server for this session, or a skip."""
-    with throwaway_postgres_or_skip(prefix="user-srv-postgres-") as url:
-        yield url
+    servicer = UserServicer(usecases)
+    channel = await serve_grpc(user_pb2_grpc.add_UserServiceServicer_to_server, servicer)
+    return user_pb2_grpc.UserServiceStub(channel)

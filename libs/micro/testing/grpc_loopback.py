@@ -9,12 +9,14 @@ from typing import Any
 import grpc
 
 from micro.config.model import GrpcServerConfig
+from micro.descriptors import served_service
 from micro.health import Health
 from micro.registry.endpoints import format_endpoint, grpc_target
 from micro.transport.grpc import AddToServer, GrpcServer
 
-# A generated `add_XServicer_to_server`, its servicer and the service's full name.
-Service = tuple[AddToServer, Any, str]
+# A generated `add_XServicer_to_server` and its servicer; X's full name comes from the
+# descriptor, as ServiceContext.add_grpc_service reads it.
+Service = tuple[AddToServer, Any]
 
 
 @contextlib.asynccontextmanager
@@ -22,8 +24,8 @@ async def loopback_grpc_endpoint(*services: Service) -> AsyncIterator[str]:
     """Start a GrpcServer on 127.0.0.1:0 with these services; yield its endpoint
     ("grpc://127.0.0.1:<port>", as a static registry names it). Stopped on exit."""
     server = GrpcServer(GrpcServerConfig(addr="127.0.0.1:0"), health=Health())
-    for add_to_server, servicer, full_name in services:
-        server.add_service(add_to_server, servicer, full_name)
+    for add_to_server, servicer in services:
+        server.add_service(add_to_server, servicer, served_service(add_to_server).full_name)
     port = await server.start()
     try:
         yield format_endpoint("grpc", "127.0.0.1", port)

@@ -23,9 +23,7 @@ from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.auth import AccessPolicy, JwtVerifier, Principal, require_principal
 from micro.errors import ServiceError
-
-ISSUER = "go-micro.token-srv"
-AUDIENCE = "go-micro"
+from micro.testing.tokens import AUDIENCE, ISSUER, access_claims
 
 
 class Keys:
@@ -45,27 +43,8 @@ class Keys:
         return list(self.jwks)
 
 
-def claims(**override: Any) -> dict[str, Any]:
-    now = int(time.time())
-    base = {
-        "sub": "thangn",
-        "uid": "1",
-        "user_name": "thangn",
-        "role": "admin",
-        "platform": "TOKEN_PLATFORM_WEB",
-        "iss": ISSUER,
-        "aud": [AUDIENCE],
-        "iat": now,
-        "nbf": now,
-        "exp": now + 300,
-        "jti": "token-1",
-    }
-    base.update(override)
-    return base
-
-
 def ed_token(keys: Keys, kid: str = "ed1", **override: Any) -> str:
-    return jwt.encode(claims(**override), keys.ed, algorithm="EdDSA", headers={"kid": kid})
+    return jwt.encode(access_claims(**override), keys.ed, algorithm="EdDSA", headers={"kid": kid})
 
 
 def b64(data: bytes) -> str:
@@ -98,13 +77,13 @@ async def test_valid_token_answers_the_principal() -> None:
     keys = Keys()
     principal = await verifier(keys).verify(ed_token(keys))
     assert principal == Principal("1", "thangn", "admin", "TOKEN_PLATFORM_WEB", "token-1")
-    rs = jwt.encode(claims(), keys.rsa, algorithm="RS256", headers={"kid": "rsa1"})
+    rs = jwt.encode(access_claims(), keys.rsa, algorithm="RS256", headers={"kid": "rsa1"})
     assert (await verifier(keys, "RS256").verify(rs)).user_id == "1"
 
 
 async def test_alg_none_is_rejected() -> None:
     keys = Keys()
-    token = hand_made({"alg": "none", "kid": "ed1"}, claims(), None)
+    token = hand_made({"alg": "none", "kid": "ed1"}, access_claims(), None)
     assert "algorithm 'none'" in await rejected(verifier(keys, "EdDSA", "RS256", "HS256"), token)
     with pytest.raises(ValueError, match="none"):
         verifier(keys, "none")
@@ -115,7 +94,7 @@ async def test_hs256_keyed_with_a_public_key_is_rejected() -> None:
     public_pem = keys.rsa.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    token = hand_made({"alg": "HS256", "kid": "rsa1", "typ": "JWT"}, claims(), public_pem)
+    token = hand_made({"alg": "HS256", "kid": "rsa1", "typ": "JWT"}, access_claims(), public_pem)
     # Not allowed at all by an RS256 verifier...
     assert "not accepted" in await rejected(verifier(keys, "RS256"), token)
     # ...and, where HS256 is allowed, never against an RSA key.
@@ -168,7 +147,7 @@ async def test_a_header_pyjwt_refuses_is_unauthenticated_naming_why(
 ) -> None:
     # PyJWT raises InvalidTokenError, not DecodeError, for these: the whole family counts.
     keys = Keys()
-    message = await rejected(verifier(keys), hand_made(header, claims(), None))
+    message = await rejected(verifier(keys), hand_made(header, access_claims(), None))
     assert message.startswith("access token: malformed header (")
     assert named in message
 
@@ -190,7 +169,7 @@ async def test_unknown_kid_refetches_once_within_the_rate_limit() -> None:
     await rotated.verify(ed_token(keys))
     new_key = ed25519.Ed25519PrivateKey.generate()
     keys.jwks.append({**json.loads(OKPAlgorithm.to_jwk(new_key.public_key())), "kid": "ed2"})
-    token = jwt.encode(claims(), new_key, algorithm="EdDSA", headers={"kid": "ed2"})
+    token = jwt.encode(access_claims(), new_key, algorithm="EdDSA", headers={"kid": "ed2"})
     before = keys.fetches
     assert (await rotated.verify(token)).token_id == "token-1"
     assert keys.fetches == before + 1
@@ -237,7 +216,7 @@ async def test_a_refusal_echoing_an_unpaired_surrogate_still_answers_over_grpc(
     keys = Keys()
     server = await start_grpc(policy=policy_for(keys, "echo.v1.EchoService"))
     stub = echo_pb2_grpc.EchoServiceStub(grpc_channel_to(server))
-    token = hand_made({"alg": "EdDSA", "kid": "ed1", "crit": ["\ud800"]}, claims(), None)
+    token = hand_made({"alg": "EdDSA", "kid": "ed1", "crit": ["\ud800"]}, access_claims(), None)
 
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await stub.Echo(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import Connection, inspect, text
@@ -19,14 +19,8 @@ from micro.db import (
     schema_versions,
     use_wal,
 )
-from micro.testing.postgres import throwaway_postgres_or_skip
 
 from .db_worker import LOCK_NAME, MIGRATIONS, TABLES, run_together
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: pathlib.Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path}/app.db"
 
 
 async def versions_and_steps(engine: AsyncEngine) -> tuple[list[int], list[int]]:
@@ -188,12 +182,6 @@ def test_a_postgresql_url_without_a_driver_gets_asyncpg() -> None:
 
 
 # --- PostgreSQL ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    with throwaway_postgres_or_skip(prefix="micro-db-postgres-") as url:
-        yield url
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ values are stored as UTC and come back as aware UTC, naive ones are refused."""
 from __future__ import annotations
 
 import pathlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -13,7 +13,6 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from micro.db import UtcDateTime, create_engine
-from micro.testing.postgres import throwaway_postgres_or_skip
 
 _meta = MetaData()
 moments = Table(
@@ -27,12 +26,6 @@ PLUS_TWO = timezone(timedelta(hours=2))
 MINUS_TWO = timezone(timedelta(hours=-2))
 # 10:00 UTC, written at a zone two hours east.
 STORED = datetime(2026, 3, 1, 12, 0, tzinfo=PLUS_TWO)
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    with throwaway_postgres_or_skip(prefix="micro-db-utc-") as url:
-        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

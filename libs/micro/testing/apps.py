@@ -1,0 +1,42 @@
+"""A service's App inside a test, composed as `python -m <package>` composes it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from micro.app import App, Compose
+from micro.config.model import ServiceConfig
+
+C = TypeVar("C", bound=ServiceConfig)
+
+
+def config_folder(folder: Path, config: dict[str, Any]) -> Path:
+    """`folder`, created, with `config` as its config.yaml: a service's local config."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return folder
+
+
+@contextlib.asynccontextmanager
+async def running_app(
+    name: str,
+    config_model: type[C],
+    compose: Compose[C],
+    *,
+    config_dir: Path,
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[App[C]]:
+    """The App started on the config files in `config_dir` and `env` (none of this
+    process's environment); shut down on exit, also after a start that failed, and a
+    test may shut it down itself first."""
+    app = App(name, config_model, compose, config_dir=config_dir, env=env or {})
+    try:
+        await app.start()
+        yield app
+    finally:
+        await app.shutdown()

@@ -1,0 +1,90 @@
+"""The fixtures that the tests of every service share, as a pytest plugin: the root
+conftest.py loads it for every test folder, so no conftest.py copies them. A service's
+conftest.py names its database schema, and `engine` opens it:
+
+    schema = schema_fixture(MIGRATIONS, "user-srv")
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+
+from micro.testing.grpc_loopback import loopback_grpc_channel
+from micro.testing.postgres import throwaway_postgres_or_skip
+from micro.transport.grpc import AddToServer
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from micro.db import Migration
+
+ServeGrpc = Callable[[AddToServer, Any], Awaitable[grpc.aio.Channel]]
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A service's migrations and the name of its schema (micro.db.open_database)."""
+
+    migrations: Sequence[Migration]
+    name: str
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite file in a folder that does not exist yet: micro.db creates it."""
+    return f"sqlite+aiosqlite:///{tmp_path}/db/service.db"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One throwaway PostgreSQL server for the session, or a skip. Tests that create
+    tables drop them (micro.testing.database.opened_by_two_replicas does)."""
+    with throwaway_postgres_or_skip(prefix="micro-postgres-") as url:
+        yield url
+
+
+def schema_fixture(migrations: Sequence[Migration], name: str) -> Callable[[], Schema]:
+    """The `schema` fixture of a service's conftest.py: its migrations and its name."""
+
+    @pytest.fixture(name="schema")
+    def service_schema() -> Schema:
+        return Schema(migrations, name)
+
+    return service_schema
+
+
+@pytest.fixture
+def schema() -> Schema:
+    """Overridden by a service's conftest.py (schema_fixture); `engine` needs it."""
+    pytest.fail("set `schema = schema_fixture(...)` in the conftest.py of tests using `engine`")
+
+
+@pytest.fixture
+async def engine(sqlite_url: str, schema: Schema) -> AsyncIterator[AsyncEngine]:
+    """The service's schema, migrated, on a new SQLite file; disposed after the test."""
+    # Imported here: micro.db needs the `db` extra, which services without a database skip.
+    from micro.db import open_database
+
+    opened = await open_database(sqlite_url, schema.migrations, schema.name)
+    yield opened
+    await opened.dispose()
+
+
+@pytest.fixture
+async def serve_grpc() -> AsyncIterator[ServeGrpc]:
+    """`channel = await serve_grpc(add_XServicer_to_server, servicer)`: the servicer on
+    the framework's real gRPC server on a loopback port, and a channel to it; both are
+    closed after the test."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def serve(add_to_server: AddToServer, servicer: Any) -> grpc.aio.Channel:
+            return await stack.enter_async_context(loopback_grpc_channel((add_to_server, servicer)))
+
+        yield serve
