@@ -35,6 +35,12 @@ ROLES = EVERY_PACKAGE | {"usecases.py", "grpc_api.py", "http_api.py", "adapters.
 ROLES |= {"domain.py", "repository.py", "migrations.py"}
 OLD_ROLE_NAMES = {"servicer.py", "router.py", "directory.py", "database.py", "wiring.py"}
 SERVICE_FILES = {"Makefile", "README.md", "pyproject.toml", "configs", "tests"}
+# What a role's file says in every service, the rendered one included: one way each.
+IDIOMS = {
+    "__main__.py": ("service import main",),
+    "service.py": ("NAME = package_registry_name(__name__)", "async def compose(", "def main("),
+    "grpc_api.py": ("from micro.servicer import",),
+}
 
 
 def copy_repository(destination: Path) -> None:
@@ -134,6 +140,15 @@ def test_every_service_has_the_shape_the_template_renders(
     assert all(t.startswith(f"test_{short}_") for t in tests - {"conftest.py"}), tests
     assert (f"test_{short}_grpc_api.py" in tests) is speaks_grpc
     assert (f"test_{short}_http_api.py" in tests) is ("http_api.py" in files)
+
+
+@pytest.mark.parametrize("service", [SERVICE, *SHIPPED_SERVICES])
+def test_every_service_writes_each_role_the_same_way(rendered: Path, service: str) -> None:
+    package = rendered / service / service.replace("-", "_")
+    for name, idioms in IDIOMS.items():
+        if (package / name).is_file():
+            text = (package / name).read_text()
+            assert [i for i in idioms if i not in text] == [], f"{service}: {name}"
 
 
 def manifest(path: Path, rename: str = "") -> dict[str, dict[str, Any]]:
