@@ -65,12 +65,12 @@ CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
 @pytest.fixture
 def device_config(sqlite_url: str) -> dict[str, Any]:
-    """device-srv's own config file (its three devices) with gRPC on a free loopback
-    port, the test's database and no drain on shutdown."""
+    """device-srv's own config file (its three devices) with gRPC and admin on free
+    loopback ports, the test's database and no drain on shutdown."""
     config: dict[str, Any] = yaml.safe_load((CONFIG_DIR / "config.yaml").read_text())
     return {
         **config,
-        "server": {"grpc": {"addr": "127.0.0.1:0"}},
+        "server": {"grpc": {"addr": "127.0.0.1:0"}, "admin": {"addr": "127.0.0.1:0"}},
         "shutdown": {"drain_delay": "0s", "grace_period": "1s"},
         "database": {"url": sqlite_url},
     }

@@ -4,7 +4,7 @@ shutdown hooks, exit 0. A start-up failure is one clear log line and exit code 1
 
 `run(...)` is what a service's `__main__` calls. `App` is the same lifecycle without
 signals or exit, for running a service inside a test: `await app.start()`, read
-`app.ctx.grpc_port` / `app.ctx.http_port` (or `app.server("grpc")`), then
+`app.ctx.ports["grpc"]` / `["http"]` / `["admin"]` (or `app.server("grpc")`), then
 `await app.shutdown()`.
 """
 
@@ -30,7 +30,6 @@ from micro.client.factory import StubClass, service_name_of
 from micro.config import ConfigHandle, load_config
 from micro.config.model import (
     GrpcClientConfig,
-    HttpServerConfig,
     ServiceConfig,
     ShutdownConfig,
 )
@@ -44,6 +43,7 @@ from micro.registry.factory import registry_from_config
 from micro.registry.labels import instance_id
 from micro.registry.names import short_name
 from micro.tracing import flush_tracing, setup_tracing
+from micro.transport.admin import AdminServer
 from micro.transport.cors import CorsRules
 from micro.transport.grpc import AddToServer, GrpcServer
 from micro.transport.http import HttpServer
@@ -58,7 +58,7 @@ Compose = Callable[["ServiceContext[C]"], Awaitable[None]]
 _log = logging.getLogger("micro.app")
 
 # The servers an app may run, in start order, and how the log lines name them.
-SERVER_KINDS = {"grpc": "gRPC", "http": "HTTP", "metrics": "metrics"}
+SERVER_KINDS = {"grpc": "gRPC", "http": "HTTP", "admin": "admin"}
 
 
 class StartupError(RuntimeError):
@@ -103,9 +103,8 @@ class ServiceContext(Generic[C]):
         return self.ports.get("http")
 
     @property
-    def metrics_port(self) -> int | None:
-        """server.metrics, when there is no server.http."""
-        return self.ports.get("metrics")
+    def admin_port(self) -> int | None:
+        return self.ports.get("admin")
 
     def add_grpc_service(self, add_to_server: AddToServer, servicer: Any) -> None:
         """Serve a generated servicer, e.g. (add_UserServiceServicer_to_server, UserServicer());
@@ -287,7 +286,7 @@ class App(Generic[C]):
         return registry_from_config(cfg.registry, self._api)
 
     def server(self, kind: str) -> Server | None:
-        """The running server of this kind ("grpc", "http" or "metrics"), if configured."""
+        """The running server of this kind ("grpc", "http" or "admin"), if configured."""
         if kind not in SERVER_KINDS:
             raise ValueError(f"no server kind {kind!r}; one of {', '.join(SERVER_KINDS)}")
         return self._servers.get(kind)
@@ -321,15 +320,8 @@ class App(Generic[C]):
                 ctx.config.subscribe(lambda c: CorsRules.of(c.server.http), http.cors.update)
             )
             servers["http"] = http
-        elif cfg.server.metrics is not None:
-            # Probes and /metrics only; not advertised, so discovery never routes to it.
-            servers["metrics"] = HttpServer(
-                HttpServerConfig(addr=cfg.server.metrics.addr),
-                health=self.health,
-                title=self.name,
-                version=self.version,
-                advertised=False,
-            )
+        if cfg.server.admin is not None:
+            servers["admin"] = AdminServer(cfg.server.admin, health=self.health)
         return servers
 
     def _service_instance(self) -> ServiceInstance:

@@ -1,4 +1,5 @@
-"""One health state shared by both servers: gRPC grpc.health.v1 and HTTP /readyz.
+"""One health state shared by every server: gRPC grpc.health.v1, the admin port's
+detailed /readyz and the public HTTP port's terse one.
 
 A service is not ready while it starts, ready once its servers listen and it is
 registered, and not ready again from the moment shutdown begins (never back).
@@ -34,6 +35,11 @@ class Health:
     def ready(self) -> bool:
         return self._phase is Phase.SERVING
 
+    @property
+    def status(self) -> str:
+        """What the public /readyz says, and nothing more."""
+        return "ready" if self.ready else "not ready"
+
     def report_config_error(self, source: Callable[[], str | None]) -> None:
         """Where /readyz reads the last rejected config update (ConfigHandle.last_error)."""
         self._config_error = source
@@ -55,9 +61,9 @@ class Health:
         await self.servicer.enter_graceful_shutdown()
 
     def readiness(self) -> dict[str, object]:
-        """The /readyz body: status, phase and, when there is one, the config error."""
+        """The admin /readyz body: status, phase and, when there is one, the config error."""
         detail: dict[str, object] = {
-            "status": "ready" if self.ready else "not ready",
+            "status": self.status,
             "phase": self._phase.value,
         }
         error = self._config_error()

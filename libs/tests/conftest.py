@@ -334,6 +334,9 @@ class ConfigMapApp:
             }
         }
         (self.config_dir / "remote.yaml").write_text(yaml.safe_dump(bootstrap))
+        # The admin port on loopback and a free port, unless the test says otherwise.
+        server = {"admin": {"addr": "127.0.0.1:0"}, **local.get("server", {})}
+        local = {**local, "server": server}
         (self.config_dir / "config.yaml").write_text(yaml.safe_dump(local))
         self._core.create_namespaced_config_map(self.namespace, self._config_map(remote))
 

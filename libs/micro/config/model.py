@@ -67,6 +67,8 @@ class HttpServerConfig(Section):
     """CORS: origins allowed; none turns CORS handling off."""
     max_body_bytes: int = Field(default=1 << 20, gt=0)
     """Largest request body accepted; a larger one answers 413."""
+    docs: bool = True
+    """Serve /openapi.json and /docs; false removes both."""
 
 
 class GrpcServerConfig(Section):
@@ -79,13 +81,16 @@ class GrpcServerConfig(Section):
     """Largest message a caller may send (RESOURCE_EXHAUSTED beyond)."""
 
 
-class MetricsServerConfig(Section):
-    """An HTTP listener for /metrics, /healthz and /readyz only, for services without
-    server.http (with server.http those paths are served there)."""
+class AdminServerConfig(Section):
+    """The admin port: /metrics, /healthz and the detailed /readyz, for probes and
+    Prometheus; never registered in discovery, never exposed by a NodePort."""
 
-    reload_policy = Reload.RESTART
+    reload_policy = Reload.RESTART  # the listener is bound once
 
     addr: str = "0.0.0.0:9091"
+    """Port 0 picks a free port (tests)."""
+    timeout: Duration = timedelta(seconds=5)
+    """Longest wait for a request's next bytes; an idle keep-alive connection closes then."""
 
 
 class ServerConfig(Section):
@@ -93,7 +98,8 @@ class ServerConfig(Section):
 
     http: HttpServerConfig | None = None
     grpc: GrpcServerConfig | None = None
-    metrics: MetricsServerConfig | None = None
+    admin: AdminServerConfig | None = AdminServerConfig()
+    """Null turns the admin port off."""
 
 
 class GrpcClientConfig(Section):

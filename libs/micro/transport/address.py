@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 
 BIND_HOST_ENV = "MICRO_BIND_HOST"
@@ -26,3 +27,18 @@ def listen_address(addr: str, env: Mapping[str, str] | None = None) -> tuple[str
     host, port = split_address(addr)
     override = (env if env is not None else os.environ).get(BIND_HOST_ENV, "").strip()
     return (override or host), port
+
+
+def bind_socket(host: str, port: int, server: str) -> socket.socket:
+    """A bound, non-blocking TCP socket; the error names the server and the address."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        address = join_address(host, port)
+        raise OSError(f"{server} server cannot listen on {address}: {exc.strerror}") from None
+    sock.setblocking(False)
+    return sock

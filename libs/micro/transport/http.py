@@ -1,9 +1,11 @@
 """The HTTP server: FastAPI on uvicorn (uvloop, httptools) on the service's event loop.
 
-It serves /healthz (alive), /readyz (503 until ready and from shutdown on), /metrics,
-/openapi.json and /docs next to the service's routers, answers errors as JSON through
-the one table in micro.errors, and applies CORS, the body size limit and the timeout
-from server.http. CORS follows the config at run time (`HttpServer.cors.update`).
+It serves /healthz (alive), a terse /readyz (503 until ready and from shutdown on), and
+/openapi.json and /docs unless server.http.docs is false, next to the service's routers
+(/metrics and the detailed /readyz are on the admin port: micro.transport.admin). It
+answers errors as JSON through the one table in micro.errors, and applies CORS, the body
+size limit and the timeout from server.http. CORS follows the config at run time
+(`HttpServer.cors.update`).
 /openapi.json declares what the framework answers on every route (micro.transport.openapi).
 """
 
@@ -12,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -22,17 +23,15 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
-from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Scope
 
-from micro import metrics
 from micro.auth import AccessPolicy
 from micro.config.model import HttpServerConfig
 from micro.errors import ServiceError, code_for_http_status, invalid_argument
 from micro.health import Health
-from micro.transport.address import join_address, listen_address
+from micro.transport.address import bind_socket, join_address, listen_address
 from micro.transport.cors import CorsPolicy, CorsRules, ReloadableCorsMiddleware
 from micro.transport.http_middleware import (
     QUIET_PATHS,
@@ -43,7 +42,7 @@ from micro.transport.http_middleware import (
     TimeoutMiddleware,
     TracingMiddleware,
 )
-from micro.transport.openapi import FrameworkAnswers, install, optional_field
+from micro.transport.openapi import FrameworkAnswers, install
 from micro.transport.server import Endpoint
 
 _log = logging.getLogger("micro.http")
@@ -119,14 +118,10 @@ class Liveness(BaseModel):
 
 
 class Readiness(BaseModel):
-    """Health.readiness(): the phase, and the last rejected config update when there is one."""
+    """Ready or not, nothing more: the phase and config errors are on the admin port."""
 
     model_config = ConfigDict(extra="forbid")
     status: str
-    phase: str
-    configError: str | SkipJsonSchema[None] = optional_field(  # its JSON name
-        "the last config update the service refused"
-    )
 
 
 def probe_router(health: Health) -> APIRouter:
@@ -146,12 +141,7 @@ def probe_router(health: Health) -> APIRouter:
         },
     )
     async def readyz() -> JSONResponse:
-        return JSONResponse(health.readiness(), status_code=200 if health.ready else 503)
-
-    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-    async def prometheus() -> Response:
-        body, content_type = metrics.render()
-        return Response(body, media_type=content_type)
+        return JSONResponse({"status": health.status}, status_code=200 if health.ready else 503)
 
     return router
 
@@ -166,7 +156,10 @@ def build_app(
     cors: CorsPolicy | None = None,
 ) -> FastAPI:
     app = FastAPI(
-        title=title, version=version or "0.0.0", docs_url="/docs", openapi_url="/openapi.json"
+        title=title,
+        version=version or "0.0.0",
+        docs_url="/docs" if config.docs else None,
+        openapi_url="/openapi.json" if config.docs else None,
     )
     install_error_handlers(app)
     install(app, FrameworkAnswers(policy, untimed=QUIET_PATHS))
@@ -191,24 +184,9 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        address = join_address(host, port)
-        raise OSError(f"HTTP server cannot listen on {address}: {exc.strerror}") from None
-    sock.setblocking(False)
-    return sock
-
-
 class HttpServer:
     """A micro.transport.server.Server: `include_router(...)`, then `start()` (answers the
-    bound port) and `stop(grace)`. `advertised=False` keeps it out of discovery, for a
-    server of probes and /metrics only."""
+    bound port) and `stop(grace)`."""
 
     def __init__(
         self,
@@ -218,10 +196,8 @@ class HttpServer:
         policy: AccessPolicy | None = None,
         title: str = "service",
         version: str = "",
-        advertised: bool = True,
     ) -> None:
         self._config = config
-        self._advertised = advertised
         self.cors = CorsPolicy(CorsRules.of(config))
         self.app = build_app(
             config,
@@ -238,7 +214,7 @@ class HttpServer:
 
     @property
     def endpoint(self) -> Endpoint | None:
-        if not self._advertised or not self.port:
+        if not self.port:
             return None
         return Endpoint("http", self.host, self.port)
 
@@ -247,7 +223,7 @@ class HttpServer:
 
     async def start(self) -> int:
         host, port = listen_address(self._config.addr)
-        sock = bind_socket(host, port)
+        sock = bind_socket(host, port, "HTTP")
         self.host, self.port = host, sock.getsockname()[1]
         uv_config = uvicorn.Config(
             self.app,

@@ -27,7 +27,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _log = logging.getLogger("micro.http")
 
 # Probes and scrapes come all the time; they log at DEBUG only and are never limited.
-QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+QUIET_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -42,6 +42,7 @@ def service_env(**extra: str) -> dict[str, str]:
             "MICRO__SERVER__GRPC__TIMEOUT": "20s",
             "MICRO__SERVER__HTTP__ADDR": "127.0.0.1:0",
             "MICRO__SERVER__HTTP__TIMEOUT": "20s",
+            "MICRO__SERVER__ADMIN__ADDR": "127.0.0.1:0",
             "MICRO__SHUTDOWN__DRAIN_DELAY": "1s",
             "MICRO__SHUTDOWN__GRACE_PERIOD": "15s",
         }
@@ -51,12 +52,13 @@ def service_env(**extra: str) -> dict[str, str]:
 
 
 def in_process_env(*, shutdown: str) -> dict[str, str]:
-    """An App run inside the test: loopback gRPC and HTTP ports, a static registry, and
-    `shutdown` as both the drain delay and the grace period."""
+    """An App run inside the test: loopback gRPC, HTTP and admin ports, a static registry,
+    and `shutdown` as both the drain delay and the grace period."""
     return {
         "MICRO__REGISTRY__TYPE": "static",
         "MICRO__SERVER__GRPC__ADDR": "127.0.0.1:0",
         "MICRO__SERVER__HTTP__ADDR": "127.0.0.1:0",
+        "MICRO__SERVER__ADMIN__ADDR": "127.0.0.1:0",
         "MICRO__SHUTDOWN__DRAIN_DELAY": shutdown,
         "MICRO__SHUTDOWN__GRACE_PERIOD": shutdown,
     }
@@ -238,14 +240,16 @@ async def test_health_through_start_and_shutdown_in_process(restore_logging: Any
     assert gone.value.code() is grpc.StatusCode.UNAVAILABLE
 
 
-async def test_grpc_only_service_serves_metrics_on_server_metrics(restore_logging: Any) -> None:
+async def test_grpc_only_service_serves_probes_and_metrics_on_the_admin_port(
+    restore_logging: Any,
+) -> None:
     async def compose(ctx: ServiceContext[ServiceConfig]) -> None:
         return None
 
     env = {
         "MICRO__REGISTRY__TYPE": "static",
         "MICRO__SERVER__GRPC__ADDR": "127.0.0.1:0",
-        "MICRO__SERVER__METRICS__ADDR": "127.0.0.1:0",
+        "MICRO__SERVER__ADMIN__ADDR": "127.0.0.1:0",
         "MICRO__SHUTDOWN__DRAIN_DELAY": "0s",
     }
     app = App("go-micro.test-srv", ServiceConfig, compose, version="test", env=env)
@@ -254,17 +258,25 @@ async def test_grpc_only_service_serves_metrics_on_server_metrics(restore_loggin
         assert app.ctx is not None
         assert app.ctx.http_port is None
         assert app.ctx.grpc_port is not None
-        assert app.ctx.metrics_port is not None
+        assert app.ctx.ports["admin"] == app.ctx.admin_port
+        assert app.ctx.admin_port is not None
         assert await health_of(app.ctx.grpc_port) == SERVING
         async with httpx.AsyncClient() as http:
-            base = f"http://127.0.0.1:{app.ctx.metrics_port}"
-            assert (await http.get(f"{base}/readyz")).status_code == 200
+            base = f"http://127.0.0.1:{app.ctx.admin_port}"
+            ready = await http.get(f"{base}/readyz")
+            assert (ready.status_code, ready.json()) == (
+                200,
+                {"status": "ready", "phase": "serving"},
+            )
             scrape = (await http.get(f"{base}/metrics")).text
         counted = (
             'micro_server_requests_total{code="OK",'
             'method="/grpc.health.v1.Health/Check",transport="grpc"}'
         )
         assert counted in scrape
+        # Discovery routes to the public ports only.
+        assert app._instance is not None
+        assert app._instance.endpoints == (f"grpc://127.0.0.1:{app.ctx.grpc_port}",)
     finally:
         await app.shutdown()
 

@@ -54,6 +54,7 @@ def app_on(tmp_path: pathlib.Path, compose: Compose) -> App[DbSrvConfig]:
     """An in-process service named NAME whose database.data_dir is tmp_path/data."""
     config = {
         "registry": {"type": "static"},
+        "server": {"admin": {"addr": "127.0.0.1:0"}},
         "shutdown": {"drain_delay": "0s", "grace_period": "1s"},
         "database": {"data_dir": str(tmp_path / "data")},
     }

@@ -1,5 +1,5 @@
 """The HTTP server over loopback: probes, the error table as JSON, recovery, CORS,
-body limit, timeout, validation errors, OpenAPI and metrics."""
+body limit, timeout, validation errors, OpenAPI and its switch."""
 
 from __future__ import annotations
 
@@ -64,22 +64,21 @@ def url(server: Any, path: str) -> str:
     return f"http://127.0.0.1:{server.port}{path}"
 
 
-async def test_readyz_follows_the_phase_and_reports_a_config_error(
+async def test_readyz_follows_the_phase_and_tells_nothing_more(
     start_http: Any, client: httpx.AsyncClient
 ) -> None:
+    """The public /readyz is terse: the phase and a config error are on the admin port."""
     health = Health(config_error=lambda: "server.http.timeout: not a duration: 'soon'")
     server = await start_http(health=health, serving=False)
     assert (await client.get(url(server, "/healthz"))).status_code == 200
     starting = await client.get(url(server, "/readyz"))
-    assert starting.status_code == 503
-    assert starting.json()["phase"] == "starting"
-    assert "not a duration" in starting.json()["configError"]
+    assert (starting.status_code, starting.json()) == (503, {"status": "not ready"})
     await health.set_serving()
-    assert (await client.get(url(server, "/readyz"))).status_code == 200
+    ready = await client.get(url(server, "/readyz"))
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
     await health.set_not_serving()
     stopping = await client.get(url(server, "/readyz"))
-    assert stopping.status_code == 503
-    assert stopping.json()["phase"] == "shutting down"
+    assert (stopping.status_code, stopping.json()) == (503, {"status": "not ready"})
     assert (await client.get(url(server, "/healthz"))).status_code == 200
 
 
@@ -207,20 +206,23 @@ async def test_slow_request_is_504(start_http: Any, client: httpx.AsyncClient) -
     assert response.json()["code"] == "DEADLINE_EXCEEDED"
 
 
-async def test_openapi_docs_metrics_and_unknown_route(
-    start_http: Any, client: httpx.AsyncClient
-) -> None:
+async def test_openapi_docs_and_unknown_route(start_http: Any, client: httpx.AsyncClient) -> None:
     server = await start_http(device_router())
     openapi = (await client.get(url(server, "/openapi.json"))).json()
     assert "/devices/{name}" in openapi["paths"]
     assert "/readyz" in openapi["paths"]
     assert (await client.get(url(server, "/docs"))).status_code == 200
-    await client.get(url(server, "/devices/d1"))
-    scrape = (await client.get(url(server, "/metrics"))).text
-    assert (
-        'micro_server_requests_total{code="OK",method="GET /devices/{name}",transport="http"}'
-        in (scrape)
-    )
-    assert "micro_server_request_duration_seconds_bucket" in scrape
+    # /metrics is on the admin port only (micro.transport.admin).
+    assert (await client.get(url(server, "/metrics"))).status_code == 404
     unknown = await client.get(url(server, "/nowhere"))
     assert (unknown.status_code, unknown.json()["code"]) == (404, "NOT_FOUND")
+
+
+async def test_docs_false_removes_the_openapi_document_and_docs(
+    start_http: Any, client: httpx.AsyncClient
+) -> None:
+    server = await start_http(device_router(), docs=False)
+    assert (await client.get(url(server, "/openapi.json"))).status_code == 404
+    assert (await client.get(url(server, "/docs"))).status_code == 404
+    assert (await client.get(url(server, "/devices/d1"))).status_code == 200
+    assert (await client.get(url(server, "/readyz"))).status_code == 200

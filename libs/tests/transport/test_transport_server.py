@@ -1,12 +1,13 @@
 """micro.transport.server: the gRPC and HTTP servers answer the endpoint the app
-registers, and a server of probes only answers none."""
+registers, and the admin server (probes and /metrics) answers none."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from micro.config.model import HttpServerConfig
+from micro.config.model import AdminServerConfig, HttpServerConfig
 from micro.health import Health
+from micro.transport.admin import AdminServer
 from micro.transport.grpc import GrpcServer
 from micro.transport.http import HttpServer
 from micro.transport.server import Endpoint, Server
@@ -24,14 +25,13 @@ async def test_a_listening_server_answers_its_scheme_host_and_port(
     assert http_server.endpoint == Endpoint("http", "127.0.0.1", http_server.port)
 
 
-async def test_a_server_answers_no_endpoint_before_it_listens_or_when_unadvertised() -> None:
-    config = HttpServerConfig(addr="127.0.0.1:0")
-    probes_only = HttpServer(config, health=Health(), advertised=False)
-    assert HttpServer(config, health=Health()).endpoint is None
+async def test_a_server_answers_no_endpoint_before_it_listens_nor_the_admin_server() -> None:
+    assert HttpServer(HttpServerConfig(addr="127.0.0.1:0"), health=Health()).endpoint is None
+    admin: Server = AdminServer(AdminServerConfig(addr="127.0.0.1:0"), health=Health())
 
-    port = await probes_only.start()
+    port = await admin.start()
     try:
         assert port > 0
-        assert probes_only.endpoint is None
+        assert admin.endpoint is None
     finally:
-        await probes_only.stop(0)
+        await admin.stop(0)
