@@ -25,6 +25,7 @@ DOWNWARD_API = {
 }
 # Where the outside world reaches the system (the original guide's NodePorts for admin-srv).
 EXTERNAL_PORTS = {"admin-srv": {30000: 8080, 30001: 9090}, "data-srv": {30080: 8080}}
+ADMIN_PORT = "admin"  # the containerPort name of every service's admin port
 
 
 def pod_template(objects: dict[str, dict[str, Any]], service: str) -> dict[str, Any]:
@@ -55,9 +56,11 @@ def test_registry_annotations_match_the_container_ports(
     protocols = json.loads(annotations["gomicro-service-protocols"])
     assert isinstance(protocols, dict)
     assert set(protocols.values()) <= {"grpc", "http"}
+    # The admin port is for probes and Prometheus only, never for discovery.
     ports = {
         str(p["containerPort"]): p["name"]
         for p in container_of(k8s_objects, shipped_service)["ports"]
+        if p["name"] != ADMIN_PORT
     }
     assert set(protocols) == set(ports), "every declared protocol is a container port and back"
     for port, scheme in protocols.items():
@@ -109,37 +112,19 @@ def test_downward_api_environment(
 
 
 def test_probes(k8s_objects: dict[str, dict[str, Any]], shipped_service: str) -> None:
+    """Every probe asks the admin port; liveness only whether the process answers, so a
+    dependency's outage restarts nothing."""
     container = container_of(k8s_objects, shipped_service)
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ADMIN_PORT in {p["name"] for p in container["ports"]}
     probes = {k: container[k] for k in ("startupProbe", "readinessProbe", "livenessProbe")}
-    if "http-port" in ports:
-        assert probes["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-port"}
-        assert probes["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-port"}
-        assert probes["startupProbe"]["httpGet"]["port"] == "http-port"
-    else:
-        # Native gRPC probes ask grpc.health.v1 about the service the proto defines.
-        served = grpc_services_of(shipped_service)
-        for kind in ("startupProbe", "readinessProbe"):
-            assert probes[kind]["grpc"]["port"] == ports["grpc-port"]
-            assert probes[kind]["grpc"]["service"] in served, served
-        # Liveness asks about the server as a whole: a dependency's outage restarts nothing.
-        assert probes["livenessProbe"]["grpc"] == {"port": ports["grpc-port"]}
+    assert probes["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": ADMIN_PORT}
+    assert probes["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": ADMIN_PORT}
+    assert probes["startupProbe"]["httpGet"]["port"] == ADMIN_PORT
     liveness = probes["livenessProbe"]
     assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 20
     assert (
         probes["startupProbe"]["periodSeconds"] * probes["startupProbe"]["failureThreshold"] >= 30
     )
-
-
-def grpc_services_of(service: str) -> set[str]:
-    """The full names of the gRPC services in the service's generated proto package."""
-    package = importlib.import_module(f"api.{service.replace('-', '_')}.v1")
-    names = set()
-    for folder in package.__path__:
-        for module_file in Path(folder).glob("*_pb2.py"):
-            module = importlib.import_module(f"{package.__name__}.{module_file.stem}")
-            names |= {s.full_name for s in module.DESCRIPTOR.services_by_name.values()}
-    return names
 
 
 def test_resources_requests_within_limits(
@@ -245,7 +230,8 @@ def test_configmap_is_valid_config_for_the_service(
     assert set(configmap["data"]) == {"config.yaml"}
     config = effective_config(k8s_objects, shipped_service)
     assert config.registry.type == "k8s"
-    addresses = [s.addr for s in (config.server.http, config.server.grpc) if s is not None]
+    servers = (config.server.http, config.server.grpc, config.server.admin)
+    addresses = [s.addr for s in servers if s is not None]
     ports = sorted(int(a.rpartition(":")[2]) for a in addresses)
     declared = sorted(
         p["containerPort"] for p in container_of(k8s_objects, shipped_service)["ports"]
