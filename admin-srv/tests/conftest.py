@@ -35,6 +35,7 @@ from micro.config.model import GrpcServerConfig, HttpServerConfig
 from micro.db import open_database
 from micro.registry.endpoints import grpc_target
 from micro.testing.apps import running_app
+from micro.testing.fixtures import FAST_ARGON2
 from micro.testing.grpc_loopback import loopback_grpc_endpoint
 from token_srv.config import JwtConfig, JwtKeyConfig
 from token_srv.grpc_api import TokenServicer
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
     from api.token_srv.v1.token_pb2_grpc import TokenServiceAsyncStub
     from api.user_srv.v1.user_pb2_grpc import UserServiceAsyncStub as BackendUserStub
 
-FAST_ARGON2 = Argon2Config(time_cost=1, memory_kib=1024, parallelism=1, max_concurrency=2)
 USERS = (
     BootstrapUser(user_name="thangn", password=SecretStr("123456")),
     BootstrapUser(user_name="root", password=SecretStr("rootpass"), role="admin"),
@@ -114,7 +114,7 @@ async def backends(
     device_engine = await open_database(
         f"sqlite+aiosqlite:///{tmp_path}/devices.db", DEVICE_MIGRATIONS, "device-srv"
     )
-    hasher = Argon2PasswordHasher(FAST_ARGON2)
+    hasher = Argon2PasswordHasher(Argon2Config(**FAST_ARGON2))
     users = UserUseCases(SqlUserRepository(user_engine), hasher)
     await users.bootstrap(USERS)
     devices = DeviceUseCases(SqlDeviceRepository(device_engine))

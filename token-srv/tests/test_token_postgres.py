@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -12,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from micro.db import schema_versions
 from micro.errors import ServiceError
-from micro.testing.database import opened_by_two_replicas
 from token_srv.domain import Subject
 from token_srv.migrations import MIGRATIONS
 from token_srv.repository import SqlTokenRepository
@@ -23,21 +21,13 @@ from .conftest import jwt_config
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-async def pg_engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    async with opened_by_two_replicas(
-        postgres_url, MIGRATIONS, "token-srv", tables=("refresh_tokens", "revoked_access_tokens")
-    ) as engine:
-        yield engine
-
-
 async def test_rotation_reuse_and_revocation_on_postgres(
-    pg_engine: AsyncEngine, tmp_path: pathlib.Path
+    postgres_engine: AsyncEngine, tmp_path: pathlib.Path
 ) -> None:
-    async with pg_engine.connect() as conn:
+    async with postgres_engine.connect() as conn:
         assert await conn.run_sync(schema_versions) == [m.version for m in MIGRATIONS]
     settings = JwtSettings.load(jwt_config("k1"), str(tmp_path))
-    usecases = TokenUseCases(SqlTokenRepository(pg_engine), lambda: settings)
+    usecases = TokenUseCases(SqlTokenRepository(postgres_engine), lambda: settings)
 
     first = await usecases.generate(Subject("1", "thangn"))
     second, _ = await usecases.refresh(first.refresh_token)

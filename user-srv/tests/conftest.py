@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.user_srv.v1 import user_pb2_grpc
-from micro.testing.fixtures import ServeGrpc, schema_fixture
+from micro.testing.fixtures import FAST_ARGON2, ServeGrpc, schema_fixture
 from user_srv.config import Argon2Config
 from user_srv.grpc_api import UserServicer
 from user_srv.migrations import MIGRATIONS
@@ -20,9 +20,6 @@ from user_srv.usecases import UserUseCases
 
 if TYPE_CHECKING:
     from api.user_srv.v1.user_pb2_grpc import UserServiceAsyncStub
-
-# Cheap enough for tests on a busy 2-core box; production defaults are in Argon2Config.
-FAST_ARGON2 = Argon2Config(time_cost=1, memory_kib=1024, parallelism=1, max_concurrency=2)
 
 
 schema = schema_fixture(MIGRATIONS, "user-srv")
@@ -35,7 +32,7 @@ def repository(engine: AsyncEngine) -> SqlUserRepository:
 
 @pytest.fixture
 def hasher() -> Iterator[Argon2PasswordHasher]:
-    hasher = Argon2PasswordHasher(FAST_ARGON2)
+    hasher = Argon2PasswordHasher(Argon2Config(**FAST_ARGON2))
     yield hasher
     hasher.close()
 

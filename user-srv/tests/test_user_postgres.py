@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import grpc
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from micro.db import schema_versions
 from micro.errors import ServiceError
-from micro.testing.database import opened_by_two_replicas
 from user_srv.migrations import MIGRATIONS
 from user_srv.passwords import Argon2PasswordHasher
 from user_srv.repository import SqlUserRepository
@@ -19,21 +16,15 @@ from user_srv.usecases import UserUseCases
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-async def pg_engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
-    async with opened_by_two_replicas(
-        postgres_url, MIGRATIONS, "user-srv", tables=("users",)
-    ) as engine:
-        yield engine
-
-
-async def test_concurrent_starts_apply_each_migration_once(pg_engine: AsyncEngine) -> None:
-    async with pg_engine.connect() as conn:
+async def test_concurrent_starts_apply_each_migration_once(postgres_engine: AsyncEngine) -> None:
+    async with postgres_engine.connect() as conn:
         assert await conn.run_sync(schema_versions) == [m.version for m in MIGRATIONS]
 
 
-async def test_use_cases_on_postgres(pg_engine: AsyncEngine, hasher: Argon2PasswordHasher) -> None:
-    usecases = UserUseCases(SqlUserRepository(pg_engine), hasher)
+async def test_use_cases_on_postgres(
+    postgres_engine: AsyncEngine, hasher: Argon2PasswordHasher
+) -> None:
+    usecases = UserUseCases(SqlUserRepository(postgres_engine), hasher)
 
     first = await usecases.create_user("thangn", "123456")
     with pytest.raises(ServiceError) as duplicate:

@@ -7,7 +7,10 @@ conftest.py names its database schema, and `engine` opens it:
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,10 @@ if TYPE_CHECKING:
     from micro.db import Migration
 
 ServeGrpc = Callable[[AddToServer, Any], Awaitable[grpc.aio.Channel]]
+_databases = itertools.count(1)
+# argon2id parameters cheap enough for tests on a busy 2-core box, as keyword arguments of
+# a password hasher's config (user-srv's Argon2Config); production keeps the defaults.
+FAST_ARGON2 = {"time_cost": 1, "memory_kib": 1024, "parallelism": 1, "max_concurrency": 2}
 
 
 @dataclass(frozen=True)
@@ -43,11 +50,41 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """One throwaway PostgreSQL server for the session, or a skip. Tests that create
-    tables drop them (micro.testing.database.opened_by_two_replicas does)."""
+def postgres_server() -> Iterator[str]:
+    """One throwaway PostgreSQL server for the session, or a skip: its admin URL."""
     with throwaway_postgres_or_skip(prefix="micro-postgres-") as url:
         yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A new, empty database on the session's server, dropped after the test: the tests
+    of several services share the server, and no test sees another's tables."""
+    from sqlalchemy import make_url
+
+    name = f"test_{next(_databases)}"
+    _on_server(postgres_server, f"CREATE DATABASE {name}")
+    yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    _on_server(postgres_server, f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def _on_server(url: str, statement: str) -> None:
+    """One statement on the server, on an event loop of its own in a thread: a sync
+    fixture may be set up while a test's loop runs (request.getfixturevalue)."""
+    # Imported here: sqlalchemy and asyncpg come with micro's `db` extra.
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def run() -> None:
+        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text(statement))
+        finally:
+            await engine.dispose()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(asyncio.run, run()).result()
 
 
 def schema_fixture(migrations: Sequence[Migration], name: str) -> Callable[[], Schema]:
@@ -75,6 +112,22 @@ async def engine(sqlite_url: str, schema: Schema) -> AsyncIterator[AsyncEngine]:
     opened = await open_database(sqlite_url, schema.migrations, schema.name)
     yield opened
     await opened.dispose()
+
+
+@pytest.fixture
+async def postgres_engine(postgres_url: str, schema: Schema) -> AsyncIterator[AsyncEngine]:
+    """The service's schema on the test's PostgreSQL database, once two replicas opened it
+    at the same moment (the schema lock lets one of them apply the migrations)."""
+    from micro.db import open_database
+
+    engines = await asyncio.gather(
+        *(open_database(postgres_url, schema.migrations, schema.name) for _ in range(2))
+    )
+    await engines[1].dispose()
+    try:
+        yield engines[0]
+    finally:
+        await engines[0].dispose()
 
 
 @pytest.fixture
