@@ -12,6 +12,7 @@ from the models. Either way a field with no declared reload policy is an error.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import types
@@ -24,13 +25,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 import annotated_types
 from pydantic import BaseModel, SecretStr
 
-from admin_srv.config import AdminSrvConfig
-from data_srv.config import DataSrvConfig
-from device_srv.config import DeviceSrvConfig
 from micro.config.model import ServiceConfig
 from micro.config.reload import FieldRef, undeclared_fields, walk_fields
-from token_srv.config import TokenSrvConfig
-from user_srv.config import UserSrvConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOC = REPO_ROOT / "docs" / "configuration.md"
@@ -46,13 +42,27 @@ class Table:
     own_only: bool  # a service's table leaves out the framework sections
 
 
+def service_model(service: str) -> type[ServiceConfig]:
+    """The ServiceConfig subclass that <package>/config.py defines (one per service)."""
+    module = importlib.import_module(f"{service.replace('-', '_')}.config")
+    (model,) = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, ServiceConfig)
+        and value.__module__ == module.__name__
+    ]
+    return model
+
+
+# Every *-srv folder, so that a new service gets its table without an edit here.
 TABLES = (
     Table("Every service: the framework sections", ServiceConfig, own_only=False),
-    Table("admin-srv", AdminSrvConfig, own_only=True),
-    Table("token-srv", TokenSrvConfig, own_only=True),
-    Table("user-srv", UserSrvConfig, own_only=True),
-    Table("device-srv", DeviceSrvConfig, own_only=True),
-    Table("data-srv", DataSrvConfig, own_only=True),
+    *(
+        Table(folder.name, service_model(folder.name), own_only=True)
+        for folder in sorted(REPO_ROOT.glob("*-srv"))
+        if (folder / "pyproject.toml").is_file()
+    ),
 )
 
 

@@ -7,9 +7,9 @@ tests and the .k8s manifest. Paths and contents name the service through placeho
 
 Everything is rendered into a scratch folder first and moved in only when complete, so
 a bad name or a file that exists already leaves the repository untouched. Then
-`uv lock` takes the new workspace member in and proto/generate.py writes its gRPC
-code. Nothing else needs an edit: every list of services is derived from the *-srv
-folders.
+`uv lock` takes the new workspace member in, proto/generate.py writes its gRPC code
+and scripts/config_docs.py its table in docs/configuration.md. Nothing else needs an
+edit: every list of services is derived from the *-srv folders.
 """
 
 from __future__ import annotations
@@ -124,13 +124,15 @@ def render(root: Path, names: Names) -> list[Path]:
 
 
 def finish(root: Path, names: Names) -> None:
-    """Take the new member into the lock, generate its proto code, and let ruff order
-    its imports (where the package sorts among api and micro depends on its name)."""
+    """Take the new member into the lock, generate its proto code and config table, and
+    let ruff order its imports (where the package sorts among api and micro depends on
+    its name)."""
     uv = uv_command()
     run = [*uv, "run", "--locked", "--all-packages"]
     for command in (
         [*uv, "lock"],
         [*run, "python", "proto/generate.py"],
+        [*run, "python", "scripts/config_docs.py"],
         [*run, "ruff", "check", "--quiet", "--fix", "--select", "I", names.service],
         [*run, "ruff", "format", "--quiet", names.service],
     ):

@@ -119,6 +119,7 @@ def test_the_rendered_service_has_the_conventional_files(rendered: Path) -> None
     assert (rendered / "proto/api" / PACKAGE / "v1" / f"{SHORT}_pb2_grpc.py").is_file()
     assert (rendered / ".k8s" / f"{SERVICE}.yaml").is_file()
     assert f'name = "{SERVICE}"' in (rendered / "uv.lock").read_text()
+    assert f"### {SERVICE}" in (rendered / "docs" / "configuration.md").read_text()
 
 
 @pytest.mark.parametrize("shipped_service", SHIPPED_SERVICES)
@@ -215,6 +216,8 @@ def test_the_rendered_service_passes_the_lint(rendered: Path) -> None:
         ("ruff", "check", SERVICE),
         ("ruff", "format", "--check", SERVICE),
         ("mypy", SERVICE),
+        ("python", "proto/generate.py", "--check"),
+        ("python", "scripts/config_docs.py", "--check"),
     ):
         result = uv_run(rendered, *command)
         assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
