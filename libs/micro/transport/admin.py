@@ -190,7 +190,11 @@ class AdminServer:
             return error_answer(
                 405, "UNIMPLEMENTED", f"{method} not allowed on {path}", ("allow", ALLOWED)
             )
-        return route()
+        try:
+            return route()
+        except Exception:  # e.g. a metrics collector that raises: a 500, not a dropped line
+            _log.exception("[admin] %s failed", path)
+            return error_answer(500, "INTERNAL", f"{path} failed")
 
     def _metrics(self) -> Answer:
         body, content_type = metrics.render()

@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
+from prometheus_client.metrics_core import Metric
 
 from micro import metrics
 from micro.config.model import AdminServerConfig
@@ -84,6 +87,31 @@ async def test_metrics_are_the_prometheus_exposition(
         scrape.text
     )
     assert "micro_server_request_duration_seconds_bucket" in scrape.text
+
+
+class BrokenCollector:
+    """A collector whose scrape fails, as a buggy custom metric would."""
+
+    def describe(self) -> list[Metric]:
+        return []  # registering must not collect
+
+    def collect(self) -> Iterator[Metric]:
+        raise RuntimeError("collector broke")
+
+
+async def test_a_failing_scrape_is_500_and_the_server_goes_on(start_admin: StartAdmin) -> None:
+    server = await start_admin()
+    broken = BrokenCollector()
+    REGISTRY.register(broken)
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            failed = await client.get(url(server, "/metrics"))
+            assert (failed.status_code, failed.json()["code"]) == (500, "INTERNAL")
+            REGISTRY.unregister(broken)
+            assert (await client.get(url(server, "/metrics"))).status_code == 200
+    finally:
+        with contextlib.suppress(KeyError):
+            REGISTRY.unregister(broken)
 
 
 async def test_unknown_path_is_404_and_other_methods_405(start_admin: StartAdmin) -> None:
