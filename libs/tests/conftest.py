@@ -21,11 +21,10 @@ from devcluster.testing import RunningDevCluster, running_devcluster
 from micro.app import App, ServiceContext
 from micro.auth import AccessPolicy, current_principal
 from micro.config.model import GrpcServerConfig, HttpServerConfig, ServiceConfig
-from micro.errors import ServiceError
 from micro.health import Health
 from micro.log import trace_ids
 from micro.testing import waiting
-from micro.testing.echo import ECHO_SERVICE, EchoServicer
+from micro.testing.echo import ECHO_SERVICE, EchoServicer, act_out
 from micro.transport.grpc import GrpcServer
 from micro.transport.http import HttpServer
 
@@ -33,28 +32,21 @@ from micro.transport.http import HttpServer
 class ScriptedEcho(EchoServicer):
     """EchoService whose Echo does what the text says: the runtime tests' handler.
 
-    "code:NOT_FOUND" raises ServiceError(NOT_FOUND, field="text"); "boom" raises a plain
-    exception; "sleep:0.3" waits, then answers; "whoami" answers the principal's user
-    name; "trace" answers the current trace id; anything else answers itself.
+    "whoami" answers the principal's user name; "trace" answers the current trace id;
+    otherwise micro.testing.echo.act_out(text, "text") (raise, fail or wait), then the
+    text itself.
     """
 
     async def Echo(
         self, request: echo_pb2.EchoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> echo_pb2.EchoResponse:
         text = request.text
-        if text.startswith("code:"):
-            code = grpc.StatusCode[text.removeprefix("code:")]
-            raise ServiceError(code, f"text: scripted {code.name}", field="text")
-        if text == "boom":
-            raise RuntimeError("secret-internal-detail")
-        if text.startswith("sleep:"):
-            await asyncio.sleep(float(text.removeprefix("sleep:")))
-            return echo_pb2.EchoResponse(text=text)
         if text == "whoami":
             principal = current_principal()
             return echo_pb2.EchoResponse(text=principal.user_name if principal else "")
         if text == "trace":
             return echo_pb2.EchoResponse(text=trace_ids()[0])
+        await act_out(text, "text")
         return echo_pb2.EchoResponse(text=text)
 
     async def Put(

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
 
 from api.echo.v1 import echo_pb2, echo_pb2_grpc
+from micro.errors import ServiceError
 
 ECHO_SERVICE = "echo.v1.EchoService"
 
@@ -30,3 +32,16 @@ class EchoServicer(echo_pb2_grpc.EchoServiceServicer):
         self, request: echo_pb2.AppendRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> echo_pb2.AppendResponse:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Append is not served here")
+
+
+async def act_out(value: str, field: str) -> None:
+    """What a scripted test handler does for `value`, over either transport:
+    "code:NOT_FOUND" raises ServiceError(NOT_FOUND, field=field); "boom" raises a plain
+    exception (whose text must never reach a client); "sleep:0.3" waits that long."""
+    if value.startswith("code:"):
+        code = grpc.StatusCode[value.removeprefix("code:")]
+        raise ServiceError(code, f"{field}: scripted {code.name}", field=field)
+    if value == "boom":
+        raise RuntimeError("secret-internal-detail")
+    if value.startswith("sleep:"):
+        await asyncio.sleep(float(value.removeprefix("sleep:")))

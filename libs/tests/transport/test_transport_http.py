@@ -3,7 +3,6 @@ body limit, timeout, validation errors, OpenAPI and its switch."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.errors import HTTP_STATUS_BY_CODE, ServiceError
 from micro.health import Health
+from micro.testing.echo import act_out
 
 
 class CreateDevice(BaseModel):
@@ -30,13 +30,7 @@ def device_router(downstream_port: int | None = None) -> APIRouter:
 
     @router.get("/devices/{name}")
     async def get_device(name: str) -> dict[str, Any]:
-        if name.startswith("code:"):
-            code = grpc.StatusCode[name.removeprefix("code:")]
-            raise ServiceError(code, f"name: scripted {code.name}", field="name")
-        if name == "boom":
-            raise RuntimeError("secret-internal-detail")
-        if name.startswith("sleep:"):
-            await asyncio.sleep(float(name.removeprefix("sleep:")))
+        await act_out(name, "name")
         return {"name": name, "active": True}
 
     @router.post("/devices")
