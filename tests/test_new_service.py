@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,31 @@ def test_every_service_has_the_shape_the_template_renders(
     assert all(t.startswith(f"test_{short}_") for t in tests - {"conftest.py"}), tests
     assert (f"test_{short}_grpc_api.py" in tests) is speaks_grpc
     assert (f"test_{short}_http_api.py" in tests) is ("http_api.py" in files)
+
+
+@pytest.mark.parametrize("shipped_service", SHIPPED_SERVICES)
+def test_every_service_is_built_and_bootstrapped_as_the_template_says(
+    rendered: Path, shipped_service: str
+) -> None:
+    """Makefile, build settings and the cluster bootstrap's shared keys, names swapped."""
+
+    def read(service: str, relative: str) -> str:
+        text = (rendered / service / relative).read_text()
+        return text.replace(service, SERVICE).replace(service.replace("-", "_"), PACKAGE)
+
+    assert read(shipped_service, "Makefile") == read(SERVICE, "Makefile")
+    ours, theirs = (tomllib.loads(read(s, "pyproject.toml")) for s in (SERVICE, shipped_service))
+    for key in ("build-system", "tool"):
+        assert theirs[key] == ours[key], key
+    assert theirs["project"]["requires-python"] == ours["project"]["requires-python"]
+    assert {"micro-api"} <= set(theirs["project"]["dependencies"])
+    ours, theirs = (
+        yaml.safe_load(read(s, "configs/k8s/remote.yaml")) for s in (SERVICE, shipped_service)
+    )
+    for key in ("type", "k8s"):
+        assert theirs["remote"][key] == ours["remote"][key], key
+    assert theirs["registry"] == ours["registry"]
+    assert theirs["server"]["admin"] == ours["server"]["admin"]
 
 
 @pytest.mark.parametrize("service", [SERVICE, *SHIPPED_SERVICES])
