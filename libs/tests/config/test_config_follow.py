@@ -159,3 +159,17 @@ async def test_a_restart_only_change_keeps_its_own_warning(
     assert messages(caplog, logging.WARNING) == [
         "tracing.sample_ratio changed at run time but takes effect only after a restart"
     ]
+
+
+async def test_a_selector_calling_a_method_counts_as_reading_its_whole_section(
+    handle: ConfigHandle[GreeterConfig], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    handle.follow(
+        lambda c: (c.greeting.text, c.greeting.model_dump()), lambda _g: None, what="greeting"
+    )
+    write(tmp_path, "greeting:\n  repeat: 4\npassword: new-secret\n")
+    with caplog.at_level(logging.WARNING, logger="micro.config"):
+        await handle.reload()
+    assert messages(caplog, logging.WARNING) == [
+        "password changed at run time but nothing follows it: it takes effect only after a restart"
+    ]
