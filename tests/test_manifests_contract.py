@@ -17,6 +17,8 @@ from micro.config import load_config
 from micro.config.model import ServiceConfig
 from micro.registry.labels import check_label_value
 
+from .conftest import SHIPPED_SERVICES
+
 NAMESPACE = "go-micro"
 DOWNWARD_API = {
     "POD_NAME": "metadata.name",
@@ -304,4 +306,4 @@ def test_selectors_do_not_overlap_between_services(
         for key, obj in k8s_objects.items()
         if key.startswith("Deployment/")
     ]
-    assert len(values) == len(set(values)) == 5
+    assert len(values) == len(set(values)) == len(SHIPPED_SERVICES)
