@@ -39,6 +39,24 @@ JwksProvider = Callable[[], Awaitable[list[dict[str, Any]]]]
 _log = logging.getLogger(__name__)
 
 
+def jwt_rule(exc: jwt.PyJWTError) -> str:
+    """What a failed PyJWT decode says of the token, in the words every service answers
+    with (the verifier here, and token-srv checking its own tokens)."""
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "expired"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "not valid yet"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "wrong issuer"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "wrong audience"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "bad signature"
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"missing claim {exc.claim}"
+    return f"invalid ({exc})"
+
+
 class AuthConfig(Section):
     """The `auth` section of a service that protects methods (services add it)."""
 
@@ -180,20 +198,8 @@ class JwtVerifier:
                 leeway=self._leeway,
                 options={"require": required, "verify_aud": bool(self._audience)},
             )
-        except jwt.ExpiredSignatureError:
-            raise unauthenticated(None, "access token: expired") from None
-        except jwt.ImmatureSignatureError:
-            raise unauthenticated(None, "access token: not valid yet (nbf/iat)") from None
-        except jwt.InvalidIssuerError:
-            raise unauthenticated(None, "access token: wrong issuer") from None
-        except jwt.InvalidAudienceError:
-            raise unauthenticated(None, "access token: wrong audience") from None
-        except jwt.InvalidSignatureError:
-            raise unauthenticated(None, "access token: bad signature") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise unauthenticated(None, f"access token: missing claim {exc.claim}") from None
         except jwt.PyJWTError as exc:
-            raise unauthenticated(None, f"access token: invalid ({exc})") from None
+            raise unauthenticated(None, f"access token: {jwt_rule(exc)}") from None
 
     async def _key(self, kid: str | None) -> _Key:
         now = self._clock()

@@ -12,6 +12,7 @@ from typing import Any
 
 import jwt
 
+from micro.auth import jwt_rule
 from micro.errors import ServiceError, invalid_argument, unauthenticated
 from token_srv.config import JwtConfig
 from token_srv.domain import (
@@ -174,16 +175,8 @@ class TokenUseCases:
                 leeway=settings.cfg.leeway,
                 options={"require": REQUIRED_CLAIMS, "verify_exp": verify_exp},
             )
-        except jwt.ExpiredSignatureError:
-            raise unauthenticated(field, "expired") from None
-        except jwt.ImmatureSignatureError:
-            raise unauthenticated(field, "not valid yet") from None
-        except jwt.InvalidIssuerError:
-            raise unauthenticated(field, "wrong issuer") from None
-        except jwt.InvalidAudienceError:
-            raise unauthenticated(field, "wrong audience") from None
         except jwt.PyJWTError as exc:
-            raise unauthenticated(field, f"invalid ({exc})") from None
+            raise unauthenticated(field, jwt_rule(exc)) from None
         return claims
 
     def _now(self) -> datetime:
