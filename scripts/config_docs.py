@@ -12,7 +12,6 @@ from the models. Either way a field with no declared reload policy is an error.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import types
@@ -25,7 +24,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import annotated_types
 from pydantic import BaseModel, SecretStr
 
-from micro.config.model import ServiceConfig
+from micro.config.model import ServiceConfig, service_config_model
 from micro.config.reload import FieldRef, undeclared_fields, walk_fields
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,24 +41,11 @@ class Table:
     own_only: bool  # a service's table leaves out the framework sections
 
 
-def service_model(service: str) -> type[ServiceConfig]:
-    """The ServiceConfig subclass that <package>/config.py defines (one per service)."""
-    module = importlib.import_module(f"{service.replace('-', '_')}.config")
-    (model,) = [
-        value
-        for value in vars(module).values()
-        if isinstance(value, type)
-        and issubclass(value, ServiceConfig)
-        and value.__module__ == module.__name__
-    ]
-    return model
-
-
 # Every *-srv folder, so that a new service gets its table without an edit here.
 TABLES = (
     Table("Every service: the framework sections", ServiceConfig, own_only=False),
     *(
-        Table(folder.name, service_model(folder.name), own_only=True)
+        Table(folder.name, service_config_model(folder.name), own_only=True)
         for folder in sorted(REPO_ROOT.glob("*-srv"))
         if (folder / "pyproject.toml").is_file()
     ),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import tempfile
@@ -14,7 +13,7 @@ import yaml
 
 from devcluster.runner.selectors import matches_map
 from micro.config import load_config
-from micro.config.model import ServiceConfig
+from micro.config.model import service_config_model
 from micro.registry.labels import check_label_value
 
 from .conftest import SHIPPED_SERVICES
@@ -193,19 +192,7 @@ def test_writable_paths_are_empty_dirs(
 
 def effective_config(objects: dict[str, dict[str, Any]], service: str) -> Any:
     """The config a pod loads: the image's bootstrap under the ConfigMap (no API needed)."""
-    package = service.replace("-", "_")
-    module = importlib.import_module(f"{package}.config")
-    (model,) = [
-        value
-        for value in vars(module).values()
-        if isinstance(value, type)
-        and issubclass(value, ServiceConfig)
-        and value.__module__ == module.__name__
-        and not any(
-            other is not value and isinstance(other, type) and issubclass(other, value)
-            for other in vars(module).values()
-        )
-    ]
+    model = service_config_model(service)
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)

@@ -7,6 +7,7 @@ load unchanged.
 
 from __future__ import annotations
 
+import importlib
 import re
 from datetime import timedelta
 from typing import Annotated, ClassVar, Literal
@@ -192,3 +193,18 @@ class ServiceConfig(Section):
     log: LogConfig = LogConfig()
     tracing: TracingConfig = TracingConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+
+
+def service_config_model(service: str) -> type[ServiceConfig]:
+    """The config model of a service folder ("user-srv"): the ServiceConfig subclass its
+    <package>/config.py defines that no other one there extends, for tools and tests."""
+    module = importlib.import_module(f"{service.replace('-', '_')}.config")
+    defined = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, ServiceConfig)
+        and value.__module__ == module.__name__
+    ]
+    (model,) = [m for m in defined if not any(o is not m and issubclass(o, m) for o in defined)]
+    return model
