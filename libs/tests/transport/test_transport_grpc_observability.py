@@ -55,10 +55,20 @@ def access_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFi
         yield caplog
 
 
+def spans_of(exporter: InMemorySpanExporter, method: str) -> list[ReadableSpan]:
+    return [s for s in exporter.get_finished_spans() if s.name == method.lstrip("/")]
+
+
 def server_span(exporter: InMemorySpanExporter, method: str) -> ReadableSpan:
-    found = [s for s in exporter.get_finished_spans() if s.name == method.lstrip("/")]
+    found = spans_of(exporter, method)
     assert len(found) == 1, [s.name for s in exporter.get_finished_spans()]
     return found[0]
+
+
+async def recorded(exporter: InMemorySpanExporter, method: str, calls: int = 1) -> None:
+    """Wait until the server has recorded `calls` calls of method. Its span ends last,
+    after the metrics and the access line, and may end after the client has its answer."""
+    await eventually(lambda: len(spans_of(exporter, method)) >= calls, f"{calls} {method} span(s)")
 
 
 def access_record(caplog: pytest.LogCaptureFixture, method: str) -> logging.LogRecord:
@@ -130,6 +140,7 @@ async def test_each_call_has_one_span_one_access_record_and_its_metrics(
             await stub.Echo(echo_pb2.EchoRequest(text=name), metadata=parent)
         assert failure.value.code() is code
 
+    await recorded(spans, ECHO)
     span = server_span(spans, ECHO)
     assert span.kind is SpanKind.SERVER
     assert format(span.context.trace_id, "032x") == TRACE_ID
@@ -172,6 +183,7 @@ async def test_health_probes_log_at_debug_and_are_counted(
     counts = Counts(HEALTH_CHECK, "OK")
     health = health_pb2_grpc.HealthStub(grpc_channel_to(server))
     await health.Check(health_pb2.HealthCheckRequest(service=""))
+    await recorded(spans, HEALTH_CHECK)
     assert access_record(access_log, HEALTH_CHECK).levelno == logging.DEBUG
     assert server_span(spans, HEALTH_CHECK).attributes["rpc.grpc.status_code"] == 0  # type: ignore[index]
     assert counts.added() == (1, 0, 1)
@@ -182,11 +194,13 @@ async def test_health_probes_log_at_debug_and_are_counted(
     access_log.set_level(logging.INFO, logger="micro.grpc")
     counts = Counts(HEALTH_CHECK, "OK")
     await health.Check(health_pb2.HealthCheckRequest(service=""))
+    await recorded(spans, HEALTH_CHECK, calls=2)
     assert counts.added() == (1, 0, 1)
     counts = Counts(HEALTH_CHECK, "NOT_FOUND")
     with pytest.raises(grpc.aio.AioRpcError) as unknown:
         await health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"))
     assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
+    await recorded(spans, HEALTH_CHECK, calls=3)
     assert counts.added() == (1, 1, 1)
     assert not [r for r in access_log.records if r.name == "micro.grpc"]
 
@@ -218,12 +232,14 @@ async def test_authenticated_call_names_its_user_on_the_span(
         echo_pb2.EchoRequest(text="whoami"), metadata=(("authorization", f"Bearer {token}"),)
     )
     assert answer.text == "thangn"
+    await recorded(spans, ECHO)
     assert server_span(spans, ECHO).attributes["enduser.id"] == "7"  # type: ignore[index]
 
     spans.clear()
     with pytest.raises(grpc.aio.AioRpcError) as anonymous:
         await stub.Echo(echo_pb2.EchoRequest(text="whoami"))
     assert anonymous.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    await recorded(spans, ECHO)
     span = server_span(spans, ECHO)
     assert "enduser.id" not in (span.attributes or {})
     assert span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.UNAUTHENTICATED.value[0]  # type: ignore[index]
