@@ -14,12 +14,14 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 
 import h11
 
 from micro import metrics
 from micro.config.model import AdminServerConfig
+from micro.errors import code_for_http_status
 from micro.health import Health
 from micro.transport.address import bind_socket, join_address, listen_address
 from micro.transport.server import Endpoint
@@ -32,30 +34,24 @@ READ_CHUNK = 4096
 ALLOWED = "GET, HEAD"
 
 
+@dataclass(frozen=True, slots=True)
 class Answer:
-    """One response: status, content type, body."""
+    """One response: status, body, content type and any further headers."""
 
-    __slots__ = ("body", "content_type", "extra", "status")
-
-    def __init__(
-        self,
-        status: int,
-        body: bytes,
-        content_type: str = "application/json",
-        extra: tuple[tuple[str, str], ...] = (),
-    ) -> None:
-        self.status = status
-        self.body = body
-        self.content_type = content_type
-        self.extra = extra
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 def json_answer(status: int, body: object, *extra: tuple[str, str]) -> Answer:
     return Answer(status, json.dumps(body).encode(), extra=extra)
 
 
-def error_answer(status: int, code: str, message: str, *extra: tuple[str, str]) -> Answer:
-    """The error body every micro HTTP answer uses: {"code", "message"}."""
+def error_answer(status: int, message: str, *extra: tuple[str, str]) -> Answer:
+    """The error body every micro HTTP answer uses: {"code", "message"}, the code by the
+    one table of micro.errors."""
+    code = code_for_http_status(status).name
     return json_answer(status, {"code": code, "message": message}, *extra)
 
 
@@ -142,7 +138,8 @@ class AdminServer:
             except h11.RemoteProtocolError as exc:
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                     status = exc.error_status_hint
-                    await self._send(conn, writer, b"GET", _bad_request(status, str(exc)))
+                    answer = error_answer(status, str(exc), ("connection", "close"))
+                    await self._send(conn, writer, b"GET", answer)
                 return
             finally:
                 self._idle.discard(task)
@@ -184,17 +181,15 @@ class AdminServer:
         path = request.target.split(b"?", 1)[0].decode("latin-1")
         route = self._routes.get(path)
         if route is None:
-            return error_answer(404, "NOT_FOUND", f"no admin route {path}")
+            return error_answer(404, f"no admin route {path}")
         if request.method not in (b"GET", b"HEAD"):
             method = request.method.decode("latin-1")
-            return error_answer(
-                405, "UNIMPLEMENTED", f"{method} not allowed on {path}", ("allow", ALLOWED)
-            )
+            return error_answer(405, f"{method} not allowed on {path}", ("allow", ALLOWED))
         try:
             return route()
         except Exception:  # e.g. a metrics collector that raises: a 500, not a dropped line
             _log.exception("[admin] %s failed", path)
-            return error_answer(500, "INTERNAL", f"{path} failed")
+            return error_answer(500, f"{path} failed")
 
     def _metrics(self) -> Answer:
         body, content_type = metrics.render()
@@ -218,12 +213,7 @@ class AdminServer:
         await asyncio.wait_for(writer.drain(), self._config.timeout.total_seconds())
 
 
-def _bad_request(status: int, reason: str) -> Answer:
-    code = "RESOURCE_EXHAUSTED" if status == 431 else "INVALID_ARGUMENT"
-    return error_answer(status, code, reason, ("connection", "close"))
-
-
-_BUSY_BODY = b'{"code": "UNAVAILABLE", "message": "too many admin connections"}'
+_BUSY_BODY = error_answer(503, "too many admin connections").body
 # Sent before any request is read, so no h11 connection state exists to frame it.
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
