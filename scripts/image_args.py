@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from micro.registry.names import registry_name
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -48,7 +50,7 @@ def load_service(root: Path, name: str) -> Service:
     with (root / name / "pyproject.toml").open("rb") as file:
         pyproject = tomllib.load(file)
     (package,) = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
-    description = f"go-micro.{name}: {pyproject['project']['description']}"
+    description = f"{registry_name(name)}: {pyproject['project']['description']}"
     if any(c in description for c in '"\\\n'):
         raise SystemExit(
             f"{name}/pyproject.toml: the description may not hold a quote, \\ or newline"

@@ -15,6 +15,7 @@ from devcluster.runner.selectors import matches_map
 from micro.config import load_config
 from micro.config.model import service_config_model
 from micro.registry.labels import check_label_value
+from micro.registry.names import registry_name
 
 from .conftest import SHIPPED_SERVICES
 
@@ -204,7 +205,7 @@ def effective_config(objects: dict[str, dict[str, Any]], service: str) -> Any:
         )
         handle = load_config(
             model,
-            service=f"go-micro.{service}",
+            service=registry_name(service),
             config_dir=folder,
             env={"MICRO__REMOTE__TYPE": "none"},
         )
