@@ -193,7 +193,6 @@ def _admin_env(
     return {
         "MICRO__SERVER__HTTP__ADDR": "127.0.0.1:0",
         "MICRO__SERVER__GRPC__ADDR": "127.0.0.1:0",
-        "MICRO__SERVER__ADMIN__ADDR": "127.0.0.1:0",
         "MICRO__REGISTRY__TYPE": "static",
         "MICRO__REGISTRY__SERVICES": json.dumps(services),
         "MICRO__AUTH": auth_config.model_dump_json(exclude_unset=True),

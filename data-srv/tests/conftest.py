@@ -36,7 +36,6 @@ async def device_srv(sqlite_url: str) -> AsyncIterator[App[DeviceSrvConfig]]:
     the test's database; a test may stop it first."""
     env = {
         "MICRO__SERVER__GRPC__ADDR": "127.0.0.1:0",
-        "MICRO__SERVER__ADMIN__ADDR": "127.0.0.1:0",
         "MICRO__DATABASE__URL": sqlite_url,
         "MICRO__SHUTDOWN__DRAIN_DELAY": "0s",
         "MICRO__SHUTDOWN__GRACE_PERIOD": "1s",
@@ -63,10 +62,7 @@ def run_data_srv(tmp_path: pathlib.Path) -> DataSrvRunner:
         device_endpoint: str, *, remote: dict[str, Any] | None = None
     ) -> AsyncIterator[httpx.AsyncClient]:
         config: dict[str, Any] = {
-            "server": {
-                "http": {"addr": "127.0.0.1:0", "timeout": "5s"},
-                "admin": {"addr": "127.0.0.1:0"},
-            },
+            "server": {"http": {"addr": "127.0.0.1:0", "timeout": "5s"}},
             "client": {"grpc": {"timeout": "1s", "max_attempts": 2}},
             "registry": {
                 "type": "static",

@@ -70,7 +70,7 @@ def device_config(sqlite_url: str) -> dict[str, Any]:
     config: dict[str, Any] = yaml.safe_load((CONFIG_DIR / "config.yaml").read_text())
     return {
         **config,
-        "server": {"grpc": {"addr": "127.0.0.1:0"}, "admin": {"addr": "127.0.0.1:0"}},
+        "server": {"grpc": {"addr": "127.0.0.1:0"}},
         "shutdown": {"drain_delay": "0s", "grace_period": "1s"},
         "database": {"url": sqlite_url},
     }

@@ -13,6 +13,7 @@ from micro.app import App, Compose
 from micro.config.model import ServiceConfig
 
 C = TypeVar("C", bound=ServiceConfig)
+ADMIN_ADDR = "MICRO__SERVER__ADMIN__ADDR"
 
 
 def config_folder(folder: Path, config: dict[str, Any]) -> Path:
@@ -33,8 +34,10 @@ async def running_app(
 ) -> AsyncIterator[App[C]]:
     """The App started on the config files in `config_dir` and `env` (none of this
     process's environment); shut down on exit, also after a start that failed, and a
-    test may shut it down itself first."""
-    app = App(name, config_model, compose, config_dir=config_dir, env=env or {})
+    test may shut it down itself first. Its admin port is a free loopback one unless
+    `env` names another: every service has one, and two Apps must not share it."""
+    env = {ADMIN_ADDR: "127.0.0.1:0", **(env or {})}
+    app = App(name, config_model, compose, config_dir=config_dir, env=env)
     try:
         await app.start()
         yield app
