@@ -32,7 +32,7 @@ from typing import Any, TextIO
 
 import grpc
 
-from api.device_srv.v1 import device_pb2, device_pb2_grpc
+from api.device_srv.v1 import device_pb2_grpc
 from micro.auth import AccessPolicy
 from micro.config.model import GrpcServerConfig
 from micro.health import Health
@@ -56,7 +56,6 @@ from bench.grpc_pairs import (
 )
 from bench.results import merge_results
 
-DEV_SVC = device_pb2.DESCRIPTOR.services_by_name["DevSvc"].full_name
 IN_FLIGHT = 16
 WARM_UP_CALLS = 200
 
@@ -75,7 +74,7 @@ async def serve(log_sink: TextIO) -> None:
     await bare.start()
     # device-srv's server.grpc (timeout 1s) and its policy, which protects nothing.
     micro = GrpcServer(GrpcServerConfig(addr="127.0.0.1:0"), health=Health(), policy=AccessPolicy())
-    micro.add_service(device_pb2_grpc.add_DevSvcServicer_to_server, devices, DEV_SVC)
+    micro.add_service(device_pb2_grpc.add_DevSvcServicer_to_server, devices)
     micro_port = await micro.start()
     print(bare_port, micro_port, flush=True)
     try:

@@ -33,7 +33,6 @@ from micro.config.model import (
     ServiceConfig,
     ShutdownConfig,
 )
-from micro.descriptors import served_service
 from micro.health import Health
 from micro.kube import kube_client
 from micro.log import configure_logging, follow_config
@@ -87,7 +86,7 @@ class ServiceContext(Generic[C]):
         self.health = health
         self.logger = logger
         self.policy = AccessPolicy()
-        self.grpc_services: list[tuple[AddToServer, Any, str]] = []
+        self.grpc_services: list[tuple[AddToServer, Any]] = []
         self.routers: list[APIRouter] = []
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
@@ -109,8 +108,7 @@ class ServiceContext(Generic[C]):
     def add_grpc_service(self, add_to_server: AddToServer, servicer: Any) -> None:
         """Serve a generated servicer, e.g. (add_UserServiceServicer_to_server, UserServicer());
         its full name comes from the descriptor, and it gets its own grpc.health.v1 status."""
-        full_name = served_service(add_to_server).full_name
-        self.grpc_services.append((add_to_server, servicer, full_name))
+        self.grpc_services.append((add_to_server, servicer))
 
     def include_router(self, router: APIRouter) -> None:
         self.routers.append(router)
@@ -303,8 +301,8 @@ class App(Generic[C]):
         servers: dict[str, Server] = {}
         if cfg.server.grpc is not None:
             grpc = GrpcServer(cfg.server.grpc, health=self.health, policy=ctx.policy)
-            for add_to_server, servicer, full_name in ctx.grpc_services:
-                grpc.add_service(add_to_server, servicer, full_name)
+            for add_to_server, servicer in ctx.grpc_services:
+                grpc.add_service(add_to_server, servicer)
             servers["grpc"] = grpc
         if cfg.server.http is not None:
             http = HttpServer(

@@ -24,7 +24,7 @@ from micro.config.model import GrpcServerConfig, HttpServerConfig, ServiceConfig
 from micro.health import Health
 from micro.log import trace_ids
 from micro.testing import waiting
-from micro.testing.echo import ECHO_SERVICE, EchoServicer, act_out
+from micro.testing.echo import EchoServicer, act_out
 from micro.transport.grpc import GrpcServer
 from micro.transport.http import HttpServer
 
@@ -95,7 +95,6 @@ def start_grpc(started_servers: StartedServers) -> StartGrpc:
         servicer: Any = None,
         *,
         add: Any = echo_pb2_grpc.add_EchoServiceServicer_to_server,
-        name: str = ECHO_SERVICE,
         health: Health | None = None,
         policy: AccessPolicy | None = None,
         deadline: timedelta = timedelta(seconds=2),
@@ -107,7 +106,7 @@ def start_grpc(started_servers: StartedServers) -> StartGrpc:
             addr="127.0.0.1:0", timeout=deadline, max_message_bytes=max_message_bytes
         )
         server = GrpcServer(config, health=health, policy=policy)
-        server.add_service(add, servicer if servicer is not None else ScriptedEcho(), name)
+        server.add_service(add, servicer if servicer is not None else ScriptedEcho())
         return await started_servers.start(server, health, serving=serving, stop_grace_s=0)
 
     return start

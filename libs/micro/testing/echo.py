@@ -11,8 +11,6 @@ import grpc
 from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.errors import ServiceError
 
-ECHO_SERVICE = "echo.v1.EchoService"
-
 
 class EchoServicer(echo_pb2_grpc.EchoServiceServicer):
     """Every method answers UNIMPLEMENTED; a test's servicer overrides those it serves

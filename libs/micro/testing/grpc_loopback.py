@@ -9,7 +9,6 @@ from typing import Any
 import grpc
 
 from micro.config.model import GrpcServerConfig
-from micro.descriptors import served_service
 from micro.health import Health
 from micro.registry.endpoints import format_endpoint, grpc_target
 from micro.transport.grpc import AddToServer, GrpcServer
@@ -25,7 +24,7 @@ async def loopback_grpc_endpoint(*services: Service) -> AsyncIterator[str]:
     ("grpc://127.0.0.1:<port>", as a static registry names it). Stopped on exit."""
     server = GrpcServer(GrpcServerConfig(addr="127.0.0.1:0"), health=Health())
     for add_to_server, servicer in services:
-        server.add_service(add_to_server, servicer, served_service(add_to_server).full_name)
+        server.add_service(add_to_server, servicer)
     port = await server.start()
     try:
         yield format_endpoint("grpc", "127.0.0.1", port)

@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection
 
 from micro.auth import AccessPolicy
 from micro.config.model import GrpcServerConfig
+from micro.descriptors import served_service
 from micro.health import Health
 from micro.transport.address import join_address, listen_address
 from micro.transport.grpc_interceptors import LayeredInterceptor, server_layers
@@ -51,10 +52,12 @@ class GrpcServer:
     def service_names(self) -> list[str]:
         return [name for _, _, name in self._services]
 
-    def add_service(self, add_to_server: AddToServer, servicer: Any, full_name: str) -> None:
-        """Register a generated `add_XServicer_to_server` with its servicer and full name."""
+    def add_service(self, add_to_server: AddToServer, servicer: Any) -> None:
+        """Register a generated `add_XServicer_to_server` with its servicer; the service's
+        full name (for its health status) comes from the generated descriptor."""
         if self._server is not None:
             raise RuntimeError("gRPC services must be added before the server starts")
+        full_name = served_service(add_to_server).full_name
         if full_name in self.service_names:
             raise ValueError(f"gRPC service {full_name} is added twice")
         self._services.append((add_to_server, servicer, full_name))

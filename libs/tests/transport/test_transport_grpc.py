@@ -162,4 +162,4 @@ async def test_port_zero_reports_the_bound_port(start_grpc: Any) -> None:
     assert second.port > 0
     assert first.port != second.port
     with pytest.raises(RuntimeError):
-        first.add_service(lambda servicer, server: None, object(), "late.Service")
+        first.add_service(echo_pb2_grpc.add_EchoServiceServicer_to_server, object())
