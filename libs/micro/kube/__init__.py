@@ -3,6 +3,7 @@
 from micro.kube.backoff import Backoff
 from micro.kube.client import KubeSetupError, kube_client, service_account_dir
 from micro.kube.informer import Informer, InformerEvent, Listener, object_key
+from micro.kube.paths import container_path
 from micro.kube.pod import own_namespace, own_pod
 from micro.kube.resources import CONFIG_MAPS, ENDPOINT_SLICES, PODS, SECRETS, Resource
 from micro.kube.rest import JsonObject
@@ -19,6 +20,7 @@ __all__ = [
     "KubeSetupError",
     "Listener",
     "Resource",
+    "container_path",
     "kube_client",
     "object_key",
     "own_namespace",

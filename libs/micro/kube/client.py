@@ -10,6 +10,7 @@ import kubernetes.config
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
 from micro.config.model import KubernetesConfig
+from micro.kube.paths import container_path
 
 DEFAULT_SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -20,7 +21,8 @@ class KubeSetupError(RuntimeError):
 
 def service_account_dir() -> pathlib.Path:
     """The pod's service-account folder; KUBE_SERVICEACCOUNT_DIR replaces the default."""
-    return pathlib.Path(os.environ.get("KUBE_SERVICEACCOUNT_DIR") or DEFAULT_SERVICE_ACCOUNT_DIR)
+    override = os.environ.get("KUBE_SERVICEACCOUNT_DIR")
+    return pathlib.Path(override) if override else container_path(DEFAULT_SERVICE_ACCOUNT_DIR)
 
 
 def _in_cluster_available() -> bool:
