@@ -23,6 +23,20 @@ SECRETS_OWNED_BY = {
     "device-srv": frozenset({"device-srv-database"}),
 }
 OWN_SECRETS = {s: SECRETS_OWNED_BY.get(s, frozenset[str]()) for s in SHIPPED_SERVICES}
+# Who calls whom over gRPC and which methods: the NetworkPolicies, the identity token each
+# caller mounts per callee and the callees' allow rules all follow this one call graph.
+GRPC_CALLS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("admin-srv", "user-srv"): tuple(
+        f"user_srv.v1.UserService/{m}"
+        for m in ("VerifyPassword", "GetUser", "CreateUser", "ListUsers")
+    ),
+    ("admin-srv", "token-srv"): tuple(
+        f"token_srv.v1.TokenService/{m}"
+        for m in ("GenerateToken", "VerifyToken", "RefreshToken", "RevokeToken", "GetJwks")
+    ),
+    ("admin-srv", "device-srv"): ("device_srv.v1.DevSvc/Get",),
+    ("data-srv", "device-srv"): ("device_srv.v1.DevSvc/Get",),
+}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -165,13 +165,14 @@ def test_hardening(k8s_objects: dict[str, dict[str, Any]], shipped_service: str)
 def test_writable_paths_are_empty_dirs(
     k8s_objects: dict[str, dict[str, Any]], shipped_service: str
 ) -> None:
-    """With a read-only root, /tmp and the SQLite folder must be emptyDir mounts; relative
-    data paths resolve against the container's workingDir, the image's WORKDIR /app."""
+    """With a read-only root, /tmp and the SQLite folder (every writable mount) must be
+    emptyDir mounts; relative data paths resolve against the container's workingDir, the
+    image's WORKDIR /app."""
     spec = pod_template(k8s_objects, shipped_service)["spec"]
     volumes = {v["name"]: v for v in spec["volumes"]}
     container = container_of(k8s_objects, shipped_service)
     assert container["workingDir"] == "/app"
-    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"] if not m.get("readOnly")}
     assert all("emptyDir" in volumes[name] for name in mounts.values())
     assert "/tmp" in mounts
     config = effective_config(k8s_objects, shipped_service)

@@ -9,7 +9,7 @@ import pytest
 
 from devcluster.runner.selectors import matches
 
-from .conftest import SHIPPED_SERVICES
+from .conftest import GRPC_CALLS, SHIPPED_SERVICES
 
 SERVICES = (*SHIPPED_SERVICES, "postgres")
 OUTSIDE = "outside"  # a client beyond the namespace: a browser, curl, a NodePort hop
@@ -18,10 +18,7 @@ EXPECTED = {
     (OUTSIDE, "admin-srv", 8080),
     (OUTSIDE, "admin-srv", 9090),
     (OUTSIDE, "data-srv", 8080),
-    ("admin-srv", "user-srv", 9090),
-    ("admin-srv", "token-srv", 9090),
-    ("admin-srv", "device-srv", 9090),
-    ("data-srv", "device-srv", 9090),
+    *((caller, callee, 9090) for caller, callee in GRPC_CALLS),
     ("user-srv", "postgres", 5432),
     ("token-srv", "postgres", 5432),
     ("device-srv", "postgres", 5432),
