@@ -12,7 +12,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from micro.config.reload import Reload
 
@@ -80,6 +80,8 @@ class GrpcServerConfig(Section):
     """Longest a call may run; a caller's shorter deadline wins."""
     max_message_bytes: int = Field(default=4 << 20, gt=0)
     """Largest message a caller may send (RESOURCE_EXHAUSTED beyond)."""
+    public: bool = False
+    """This port serves end users: no caller identity is asked here (identity.mode)."""
 
 
 class AdminServerConfig(Section):
@@ -183,6 +185,62 @@ class ShutdownConfig(Section):
     """Time for in-flight calls to finish."""
 
 
+# A method pattern: "pkg.Service/Method" or "pkg.Service/*", optionally with a leading "/".
+_METHOD_PATTERN = re.compile(r"^/?[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)+/(?:\*|[A-Za-z_]\w*)$")
+_ACCOUNT = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
+# A caller: a service account in this namespace, or system:serviceaccount:<ns>:<name>.
+_CALLER = re.compile(rf"^(?:system:serviceaccount:{_ACCOUNT}:)?(?:{_ACCOUNT}(?:\.{_ACCOUNT})*)$")
+
+
+def _method_pattern(value: str) -> str:
+    if not _METHOD_PATTERN.match(value):
+        raise ValueError(
+            f"method {value!r} is not pkg.Service/Method or pkg.Service/* "
+            "(e.g. token_srv.v1.TokenService/GenerateToken)"
+        )
+    return value
+
+
+def _caller(value: str) -> str:
+    if len(value) > 253 or not _CALLER.match(value):
+        raise ValueError(
+            f"caller {value!r} is not a service account name (DNS-1123, e.g. admin-srv) "
+            "nor system:serviceaccount:<namespace>:<name>"
+        )
+    return value
+
+
+MethodPattern = Annotated[str, AfterValidator(_method_pattern)]
+CallerName = Annotated[str, AfterValidator(_caller)]
+
+
+class IdentityRule(Section):
+    """Which callers may call which methods (micro.identity.authorization)."""
+
+    reload_policy = Reload.LIVE  # the identity layer reads the rules at each call
+
+    callers: tuple[CallerName, ...] = Field(min_length=1)
+    """Service account names in this namespace, or system:serviceaccount:<ns>:<name>."""
+    methods: tuple[MethodPattern, ...] = Field(min_length=1)
+    """pkg.Service/Method or pkg.Service/* (a leading "/" is accepted)."""
+
+
+class IdentityConfig(Section):
+    """Caller identity on internal gRPC ports: projected service-account tokens."""
+
+    reload_policy = Reload.RESTART  # the verifier and the server layer are built once
+
+    mode: Literal["kubernetes", "off"] = "off"
+    """kubernetes: every non-public gRPC port requires a caller token; off: no token sent,
+    none required."""
+    token_dir: str = "/var/run/secrets/micro/identity"  # noqa: S105 - a folder, not a secret
+    """In-container folder of the projected tokens, one file per dependency."""
+    issuer: str = ""
+    """Empty: the issuer of the API server's discovery document."""
+    allow: Annotated[tuple[IdentityRule, ...], Reload.LIVE] = ()
+    """Who may call what; a call no rule allows is refused (default deny)."""
+
+
 class ServiceConfig(Section):
     """Sections every service has. Services subclass it and add their own sections."""
 
@@ -193,6 +251,7 @@ class ServiceConfig(Section):
     log: LogConfig = LogConfig()
     tracing: TracingConfig = TracingConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+    identity: IdentityConfig = IdentityConfig()
 
 
 def service_config_model(service: str) -> type[ServiceConfig]:
