@@ -1,5 +1,5 @@
 """Caller identity in .k8s: each caller mounts one pod-bound token per service it calls,
-for that callee's audience, and nothing for a service it does not call."""
+for that callee's audience; each callee allows exactly the methods its callers call."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from .conftest import GRPC_CALLS, REPO_ROOT
-from .test_manifests_contract import container_of, pod_template
+from .test_manifests_contract import container_of, effective_config, pod_template
 
 TOKEN_DIR = "/var/run/secrets/micro/identity"  # identity.token_dir's default
 MIN_EXPIRATION_S = 600  # kube-apiserver refuses a shorter expirationSeconds
@@ -77,3 +77,32 @@ def test_every_listed_method_exists() -> None:
             descriptor = module.DESCRIPTOR.services_by_name[service.rpartition(".")[2]]
             assert descriptor.full_name == service
             assert name in descriptor.methods_by_name, method
+
+
+def test_each_callee_allows_exactly_what_its_callers_call(
+    k8s_objects: dict[str, dict[str, Any]], shipped_service: str
+) -> None:
+    identity = effective_config(k8s_objects, shipped_service).identity
+    allowed = {
+        (caller, method)
+        for rule in identity.allow
+        for caller in rule.callers
+        for method in rule.methods
+    }
+    called = {
+        (caller, method)
+        for (caller, callee), methods in GRPC_CALLS.items()
+        if callee == shipped_service
+        for method in methods
+    }
+    assert allowed == called
+    assert not any(m.endswith("/*") for _, m in allowed), "name each method: least privilege"
+
+
+def test_only_the_public_edge_asks_no_identity(
+    k8s_objects: dict[str, dict[str, Any]], shipped_service: str
+) -> None:
+    """admin-srv's gRPC port serves end users (their JWT); every other gRPC port is internal."""
+    grpc = effective_config(k8s_objects, shipped_service).server.grpc
+    if grpc is not None:
+        assert grpc.public is (shipped_service == "admin-srv")
