@@ -12,10 +12,11 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from devcluster.apiserver import discovery, openapi, status
+from devcluster.apiserver import discovery, oidc, openapi, status
 from devcluster.apiserver.audit import RECORD_KEY, AuditLog, install
 from devcluster.apiserver.auth import (
     AUTHENTICATED,
+    ISSUER,
     Attributes,
     Authenticator,
     Authorizer,
@@ -288,6 +289,15 @@ class ApiServer:
         if path == "/openapi/v2":
             document, content_type = openapi.document_bytes(request.headers.get("Accept", ""))
             return web.Response(body=document, content_type=content_type)
+        if path == oidc.DISCOVERY_PATH and verb == "get":
+            return json_response(oidc.discovery_document(ISSUER, self.server_address))
+        if path == oidc.JWKS_PATH and verb == "get":
+            keys = json.dumps(self.tokens.keys.jwks(), separators=(",", ":")).encode()
+            return web.Response(body=keys, content_type=oidc.JWKS_CONTENT_TYPE)
+        if path == oidc.ROTATE_PATH and verb == "post":
+            kid = self.tokens.keys.rotate()
+            log.info("service-account signing key rotated: kid %s", kid)
+            return json_response({"kid": kid, "jwks": self.tokens.keys.jwks()})
         body: Any = None
         if path == "/version":
             body = discovery.version_info()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import json
 import pathlib
 import secrets
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from devcluster.apiserver.signing_keys import SigningKeys
 from devcluster.apiserver.status import ApiError
 from devcluster.apiserver.store import Store
 
@@ -20,9 +19,13 @@ ADMIN_USER = "kubernetes-admin"
 MASTERS = "system:masters"
 AUTHENTICATED = "system:authenticated"
 UNAUTHENTICATED = "system:unauthenticated"
+SERVICE_ACCOUNTS = "system:serviceaccounts"
+# Who may read the issuer's discovery document and keys (kube's default binding).
+ISSUER_DISCOVERY = "system:service-account-issuer-discovery"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 DEFAULT_TOKEN_SECONDS = 3600
 MIN_TOKEN_SECONDS = 600
+CLOCK_SKEW_S = 60  # a not-before this far ahead is still accepted, as kube's leeway
 # What a pod-bound token adds to its user's extra, as kube-apiserver's authenticator.
 POD_NAME_KEY = "authentication.kubernetes.io/pod-name"
 POD_UID_KEY = "authentication.kubernetes.io/pod-uid"
@@ -56,21 +59,14 @@ class Attributes:
         return bool(self.resource)
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 class TokenAuthority:
-    """Holds the admin token and signs/validates ServiceAccount JWTs (HS256)."""
+    """Holds the admin token and signs/validates ServiceAccount JWTs (ES256, as the
+    issuer whose keys /openid/v1/jwks publishes)."""
 
     def __init__(self, pki_dir: pathlib.Path) -> None:
         pki_dir.mkdir(parents=True, exist_ok=True)
         self.admin_token = self._secret(pki_dir / "admin.token")
-        self._key = self._secret(pki_dir / "sa.key").encode()
+        self.keys = SigningKeys(pki_dir)
 
     @staticmethod
     def _secret(path: pathlib.Path) -> str:
@@ -98,28 +94,24 @@ class TokenAuthority:
             "iat": now,
             "nbf": now,
             "exp": now + seconds,
-            "jti": secrets.token_hex(8),
+            "jti": str(uuid.uuid4()),
             "kubernetes.io": {
                 "namespace": namespace,
                 "serviceaccount": {"name": name, "uid": uid},
                 **(bound or {}),
             },
         }
-        header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-        signature = hmac.new(self._key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
-        return f"{header}.{payload}.{_b64(signature)}", now + seconds
+        return self.keys.sign(claims), now + seconds
 
     def claims(self, token: str) -> dict[str, Any] | None:
-        try:
-            header, payload, signature = token.split(".")
-            expected = hmac.new(self._key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
-            if not hmac.compare_digest(expected, _unb64(signature)):
-                return None
-            claims: dict[str, Any] = json.loads(_unb64(payload))
-        except (ValueError, json.JSONDecodeError):
+        """A token's claims when one of the accepted keys signed it and it is current."""
+        claims = self.keys.verified_claims(token)
+        if claims is None or claims.get("iss") != ISSUER:
             return None
-        if claims.get("exp", 0) < time.time():
+        now = time.time()
+        if not isinstance(claims.get("exp"), int) or claims["exp"] < now:
+            return None
+        if claims.get("nbf", 0) > now + CLOCK_SKEW_S:
             return None
         return claims
 
@@ -166,7 +158,7 @@ class Authenticator:
             }
         return UserInfo(
             f"system:serviceaccount:{namespace}:{account['name']}",
-            ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", AUTHENTICATED),
+            (SERVICE_ACCOUNTS, f"{SERVICE_ACCOUNTS}:{namespace}", AUTHENTICATED),
             uid=account.get("uid", ""),
             extra=extra,
         )
@@ -401,5 +393,20 @@ def bootstrap_rbac() -> list[tuple[str, dict[str, Any]]]:
                 ],
             },
         ),
+        role(
+            ISSUER_DISCOVERY,
+            [
+                {
+                    "nonResourceURLs": [
+                        "/.well-known/openid-configuration",
+                        "/.well-known/openid-configuration/",
+                        "/openid/v1/jwks",
+                        "/openid/v1/jwks/",
+                    ],
+                    "verbs": ["get"],
+                }
+            ],
+        ),
+        binding(ISSUER_DISCOVERY, SERVICE_ACCOUNTS),
         role("view", view_rules),
     ]
