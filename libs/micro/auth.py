@@ -1,10 +1,9 @@
 """Access-token verification for protected gRPC methods and HTTP paths.
 
 `JwtVerifier` checks a JWT against public keys from a JWKS provider (for example
-token-srv's GetJwks), cached and refetched (rate-limited) when a token names an unknown
-key id. The accepted algorithms are fixed per verifier; "none" is never accepted, and an
-algorithm must match its key's type, so an HS256 token "signed" with a public RSA or
-Ed25519 key is rejected. Issuer, audience, exp and nbf are checked with a small leeway.
+token-srv's GetJwks), cached in a micro.jwks.JwksCache (refetched, rate-limited, when a
+token names an unknown key id). The accepted algorithms are fixed per verifier; issuer,
+audience, exp and nbf are checked with a small leeway.
 
 `AccessPolicy` holds the protected prefixes (`ctx.protect(...)`); the servers call
 `authenticate` for every call and put the answered `Principal` in a context variable
@@ -13,10 +12,8 @@ that handlers read with `current_principal()` / `require_principal()`.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -29,14 +26,9 @@ from pydantic import Field
 
 from micro.config.model import Duration, Section
 from micro.errors import ServiceError, unauthenticated, unavailable
+from micro.jwks import JwksCache, JwksProvider, KeyRefusal, KeysUnavailable, accepted_algorithms
 
 Algorithm = Literal["EdDSA", "RS256", "HS256"]
-# The JWK key type each accepted algorithm needs.
-KEY_TYPE_BY_ALGORITHM: dict[str, str] = {"EdDSA": "OKP", "RS256": "RSA", "HS256": "oct"}
-
-JwksProvider = Callable[[], Awaitable[list[dict[str, Any]]]]
-
-_log = logging.getLogger(__name__)
 
 
 def jwt_rule(exc: jwt.PyJWTError) -> str:
@@ -110,14 +102,8 @@ class TokenVerifier(Protocol):
     async def verify(self, token: str) -> Principal: ...
 
 
-@dataclass(frozen=True)
-class _Key:
-    jwk: jwt.PyJWK
-    key_type: str  # "OKP", "RSA", "oct"
-
-
 class JwtVerifier:
-    """Verifies JWT access tokens against a cached JWKS."""
+    """Verifies JWT access tokens against a cached JWKS (micro.jwks)."""
 
     def __init__(
         self,
@@ -132,25 +118,14 @@ class JwtVerifier:
         required_claims: Iterable[str] = ("exp", "iat", "sub"),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        allowed = tuple(dict.fromkeys(algorithms))
-        unknown = [a for a in allowed if a not in KEY_TYPE_BY_ALGORITHM]
-        if not allowed or unknown:
-            raise ValueError(
-                f"auth.algorithms: {unknown or 'none given'} not accepted "
-                f"(use some of {sorted(KEY_TYPE_BY_ALGORITHM)})"
-            )
-        self._jwks = jwks
-        self._algorithms = allowed
+        self._algorithms = accepted_algorithms(algorithms, "auth.algorithms")
+        self._keys = JwksCache(
+            jwks, max_age=max_age, min_refetch_interval=min_refetch_interval, clock=clock
+        )
         self._issuer = issuer
         self._audience = tuple(audience)
         self._leeway = leeway
-        self._max_age = max_age.total_seconds()
-        self._min_refetch = min_refetch_interval.total_seconds()
         self._required = list(required_claims)
-        self._clock = clock
-        self._keys: dict[str, _Key] = {}
-        self._fetched_at: float | None = None
-        self._lock = asyncio.Lock()
 
     @classmethod
     def from_config(cls, jwks: JwksProvider, config: AuthConfig) -> JwtVerifier:
@@ -167,18 +142,11 @@ class JwtVerifier:
 
     async def verify(self, token: str) -> Principal:
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            # The whole family: PyJWT refuses a bad kid or crit with InvalidTokenError,
-            # not only DecodeError, and either is the caller's mistake.
-            raise unauthenticated(None, f"access token: malformed header ({exc})") from None
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg not in self._algorithms:
-            raise unauthenticated(None, f"access token: algorithm {alg!r} is not accepted")
-        kid = header.get("kid")
-        key = await self._key(kid if isinstance(kid, str) else None)
-        if KEY_TYPE_BY_ALGORITHM[alg] != key.key_type or key.jwk.algorithm_name != alg:
-            raise unauthenticated(None, f"access token: algorithm {alg} does not fit its key")
+            key, alg = await self._keys.signing_key(token, self._algorithms)
+        except KeyRefusal as refusal:
+            raise unauthenticated(None, f"access token: {refusal}") from None
+        except KeysUnavailable as exc:
+            raise unavailable("token keys are unavailable") from exc
         claims = self._decode(token, key.jwk, alg)
         return _principal_from(claims)
 
@@ -200,55 +168,6 @@ class JwtVerifier:
             )
         except jwt.PyJWTError as exc:
             raise unauthenticated(None, f"access token: {jwt_rule(exc)}") from None
-
-    async def _key(self, kid: str | None) -> _Key:
-        now = self._clock()
-        stale = self._fetched_at is None or now - self._fetched_at >= self._max_age
-        if stale or (self._lookup(kid) is None and self._may_refetch(now)):
-            await self._refresh(now)
-        key = self._lookup(kid)
-        if key is None:
-            raise unauthenticated(None, f"access token: unknown key id {kid!r}")
-        return key
-
-    def _lookup(self, kid: str | None) -> _Key | None:
-        if kid is None:
-            # A token without kid is accepted only when the choice is unambiguous.
-            return next(iter(self._keys.values())) if len(self._keys) == 1 else None
-        return self._keys.get(kid)
-
-    def _may_refetch(self, now: float) -> bool:
-        return self._fetched_at is None or now - self._fetched_at >= self._min_refetch
-
-    async def _refresh(self, now: float) -> None:
-        async with self._lock:
-            if self._fetched_at is not None and self._fetched_at >= now:
-                return  # another call refreshed while this one waited
-            try:
-                documents = await self._jwks()
-            except Exception as exc:
-                if not self._keys:
-                    raise unavailable("token keys are unavailable") from exc
-                _log.warning("jwks refresh failed, keeping %d cached keys", len(self._keys))
-                self._fetched_at = self._clock()
-                return
-            self._keys = _parse_jwks(documents)
-            self._fetched_at = self._clock()
-
-
-def _parse_jwks(documents: Iterable[Mapping[str, Any]]) -> dict[str, _Key]:
-    keys: dict[str, _Key] = {}
-    for document in documents:
-        # Protobuf-shaped JWKs carry empty strings for absent members.
-        data = {k: v for k, v in document.items() if v not in ("", None)}
-        kid = data.get("kid")
-        if not isinstance(kid, str) or data.get("use", "sig") != "sig":
-            continue
-        try:
-            keys[kid] = _Key(jwt.PyJWK(data), str(data.get("kty")))
-        except jwt.PyJWKError as exc:
-            _log.warning("jwks: skipping key %s: %s", kid, exc)
-    return keys
 
 
 def _principal_from(claims: Mapping[str, Any]) -> Principal:
