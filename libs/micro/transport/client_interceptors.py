@@ -1,16 +1,22 @@
-"""grpc.aio client interceptors: a client span with W3C context in the metadata, and
-client metrics. Channels to other services use `client_interceptors(service_name)`.
+"""grpc.aio client interceptors: a client span with W3C context in the metadata, client
+metrics, and the caller's identity token. Channels to other services use
+`client_interceptors(service_name, identity)`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from micro import metrics, tracing
+from micro.identity.caller import IDENTITY_METADATA_KEY, CallerIdentity
+
+# The identity token to send now, or None to send none.
+TokenSource = Callable[[], str | None]
 
 
 def _method_name(details: grpc.aio.ClientCallDetails) -> str:
@@ -18,9 +24,15 @@ def _method_name(details: grpc.aio.ClientCallDetails) -> str:
     return method.decode() if isinstance(method, bytes) else method
 
 
-def _with_trace_context(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+def _outgoing(
+    details: grpc.aio.ClientCallDetails, token: TokenSource | None
+) -> grpc.aio.ClientCallDetails:
+    """The call's metadata plus the trace context and, when there is one, the identity
+    token (each replacing a value the caller set under the same key)."""
     carrier: dict[str, str] = {}
     tracing.inject_metadata(carrier)
+    if token is not None and (identity := token()) is not None:
+        carrier[IDENTITY_METADATA_KEY] = identity
     metadata = grpc.aio.Metadata()
     for key, value in details.metadata or ():
         if key not in carrier:
@@ -37,8 +49,9 @@ def _with_trace_context(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientC
 
 
 class UnaryClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, token: TokenSource | None = None) -> None:
         self._service = service
+        self._token = token
 
     async def intercept_unary_unary(
         self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
@@ -50,7 +63,7 @@ class UnaryClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ign
             kind=SpanKind.CLIENT,
             attributes={"rpc.system": "grpc", "rpc.method": method, "peer.service": self._service},
         ) as span:
-            call = await continuation(_with_trace_context(client_call_details), request)
+            call = await continuation(_outgoing(client_call_details, self._token), request)
             code: grpc.StatusCode = await call.code()
             span.set_attribute("rpc.grpc.status_code", code.value[0])
             if code is not grpc.StatusCode.OK:
@@ -59,16 +72,49 @@ class UnaryClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ign
         return call
 
 
-class UnaryStreamClientInterceptor(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
-    """Streams carry the trace context too (their duration is the caller's business)."""
+class _StreamingInterceptor:
+    """Streams carry the trace context and identity too (their duration is the caller's
+    business, so no metrics)."""
 
+    def __init__(self, token: TokenSource | None = None) -> None:
+        self._token = token
+
+
+class UnaryStreamClientInterceptor(_StreamingInterceptor, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
     async def intercept_unary_stream(
         self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        return await continuation(_with_trace_context(client_call_details), request)
+        return await continuation(_outgoing(client_call_details, self._token), request)
 
 
-def client_interceptors(service: str) -> list[Any]:
+class StreamUnaryClientInterceptor(_StreamingInterceptor, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[type-arg]
+    async def intercept_stream_unary(
+        self,
+        continuation: Any,
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
+        return await continuation(_outgoing(client_call_details, self._token), request_iterator)
+
+
+class StreamStreamClientInterceptor(_StreamingInterceptor, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]
+    async def intercept_stream_stream(
+        self,
+        continuation: Any,
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
+        return await continuation(_outgoing(client_call_details, self._token), request_iterator)
+
+
+def client_interceptors(service: str, identity: CallerIdentity | None = None) -> list[Any]:
     # list[Any]: grpc-stubs types the channel's interceptors parameter as a placeholder.
-    """Pass to grpc.aio.insecure_channel(..., interceptors=...) for calls to `service`."""
-    return [UnaryClientInterceptor(service), UnaryStreamClientInterceptor()]
+    """Pass to grpc.aio.insecure_channel(..., interceptors=...) for calls to `service`;
+    with `identity`, every call carries the token for `service` in x-micro-identity."""
+    token = None if identity is None else identity.token_file(service).current
+    return [
+        UnaryClientInterceptor(service, token),
+        UnaryStreamClientInterceptor(token),
+        StreamUnaryClientInterceptor(token),
+        StreamStreamClientInterceptor(token),
+    ]
