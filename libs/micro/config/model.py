@@ -137,6 +137,20 @@ class StaticService(Section):
     endpoints: tuple[str, ...]
 
 
+_ACCOUNT = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
+# A service account name, as spec.serviceAccountName holds it (a DNS-1123 subdomain).
+_SERVICE_ACCOUNT = re.compile(rf"^{_ACCOUNT}(?:\.{_ACCOUNT})*$")
+
+
+def _service_account(value: str) -> str:
+    if len(value) > 253 or not _SERVICE_ACCOUNT.match(value):
+        raise ValueError(f"service account {value!r} is not a DNS-1123 name (e.g. user-srv)")
+    return value
+
+
+ServiceAccountName = Annotated[str, AfterValidator(_service_account)]
+
+
 class RegistryConfig(Section):
     reload_policy = Reload.RESTART  # registration and discovery start once
 
@@ -146,6 +160,10 @@ class RegistryConfig(Section):
     """Label and annotation prefix (gomicro-service-*)."""
     services: tuple[StaticService, ...] = ()
     """With type static: the instances of each service, e.g. grpc://127.0.0.1:9090."""
+    accounts: Annotated[dict[str, ServiceAccountName], Reload.LIVE] = {}
+    """The service account each service's Pods must run as, by registry name (e.g.
+    go-micro.user-srv: user-srv); unlisted: the short name. Pods claiming a service under
+    another account are never routed to."""
 
 
 class RemoteConfig(Section):
@@ -187,7 +205,6 @@ class ShutdownConfig(Section):
 
 # A method pattern: "pkg.Service/Method" or "pkg.Service/*", optionally with a leading "/".
 _METHOD_PATTERN = re.compile(r"^/?[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)+/(?:\*|[A-Za-z_]\w*)$")
-_ACCOUNT = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
 # A caller: a service account in this namespace, or system:serviceaccount:<ns>:<name>.
 _CALLER = re.compile(rf"^(?:system:serviceaccount:{_ACCOUNT}:)?(?:{_ACCOUNT}(?:\.{_ACCOUNT})*)$")
 
