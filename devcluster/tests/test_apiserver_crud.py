@@ -18,6 +18,13 @@ _POD_SPEC = {"containers": [{"name": "main", "image": "busybox:1.36"}]}
 _SELECTOR = {"matchLabels": {"app": "x"}}
 _TEMPLATE = {"metadata": {"labels": {"app": "x"}}, "spec": _POD_SPEC}
 _RULES = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]
+# Selects nothing that is ever written: the sample policy checks no other test's writes.
+_ADMISSION_RULE = {
+    "apiGroups": ["example.com"],
+    "apiVersions": ["v1"],
+    "operations": ["CREATE"],
+    "resources": ["samples"],
+}
 _ROLE_REF = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}
 
 # A minimal valid object of every stored kind.
@@ -46,6 +53,15 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "clusterrolebindings": {"roleRef": _ROLE_REF, "subjects": []},
     "networkpolicies": {"spec": {"podSelector": {}}},
     "poddisruptionbudgets": {"spec": {"minAvailable": 1, "selector": _SELECTOR}},
+    "validatingadmissionpolicies": {
+        "spec": {
+            "matchConstraints": {"resourceRules": [_ADMISSION_RULE]},
+            "validations": [{"expression": "true"}],
+        }
+    },
+    "validatingadmissionpolicybindings": {
+        "spec": {"policyName": "none", "validationActions": ["Deny"]}
+    },
 }
 STORED = [r for r in RESOURCES if r.plural not in VIRTUAL]
 

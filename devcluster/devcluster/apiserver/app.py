@@ -13,6 +13,7 @@ import yaml
 from aiohttp import web
 
 from devcluster.apiserver import discovery, oidc, openapi, status
+from devcluster.apiserver.admission import Admission, Admit, WriteRequest
 from devcluster.apiserver.audit import RECORD_KEY, AuditLog, install
 from devcluster.apiserver.auth import (
     AUTHENTICATED,
@@ -51,6 +52,7 @@ from devcluster.apiserver.watch import WatchOptions, json_line, serve_watch
 log = logging.getLogger(__name__)
 
 STORE_KEY = web.AppKey("store", Store)
+WARNINGS_KEY = "devcluster.warnings"  # the request's Warning headers (admission's Warn)
 JSON = "application/json"
 FRESHNESS_WAIT_S = 3.0  # how long a read waits for a resourceVersion it has not reached
 
@@ -123,6 +125,7 @@ class ApiServer:
         self.registry = Registry(store)
         self.authenticator = Authenticator(tokens, store)
         self.authorizer = Authorizer(store)
+        self.admission = Admission(store)
 
     def application(self) -> web.Application:
         app = web.Application(middlewares=[self._errors], client_max_size=16 * 1024 * 1024)
@@ -136,14 +139,18 @@ class ApiServer:
     async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
         try:
             response: web.StreamResponse = await handler(request)
-            return response
         except status.ApiError as error:
-            return error_response(error)
+            response = error_response(error)
         except web.HTTPException:
             raise
         except Exception:
             log.exception("internal error on %s %s", request.method, request.path)
             return error_response(status.ApiError(500, "Internal error occurred"))
+        if not response.prepared:
+            for warning in request.get(WARNINGS_KEY, []):
+                escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
+                response.headers.add("Warning", f'299 - "{escaped}"')
+        return response
 
     # entry -----------------------------------------------------------------------------
 
@@ -353,6 +360,20 @@ class ApiServer:
         fields = parse_field_selector(request.query.get("fieldSelector"), resource.field_paths)
         return labels, fields
 
+    def _admit(self, request: web.Request, user: UserInfo, target: Target, verb: str) -> Admit:
+        """The validating admission of this write (its Warn messages become headers)."""
+        assert target.resource is not None
+        operation = {"create": "CREATE", "delete": "DELETE", "deletecollection": "DELETE"}
+        warnings: list[str] = request.setdefault(WARNINGS_KEY, [])
+        write = WriteRequest(
+            operation=operation.get(verb, "UPDATE"),
+            resource=target.resource,
+            subresource=target.subresource,
+            user=user,
+            dry_run=request.query.get("dryRun") == "All",
+        )
+        return self.admission.checker(write, warnings)
+
     async def _resource(
         self, request: web.Request, user: UserInfo, target: Target, verb: str
     ) -> web.StreamResponse:
@@ -387,28 +408,44 @@ class ApiServer:
             record = request.get(RECORD_KEY)
             if record is not None:
                 record.created(body)
+            admit = self._admit(request, user, target, verb)
             return json_response(
-                self.registry.create(resource, namespace, body, dry_run=dry_run), 201
+                self.registry.create(resource, namespace, body, dry_run=dry_run, admit=admit), 201
             )
         if verb == "update":
             body = await self._body(request)
+            admit = self._admit(request, user, target, verb)
             return json_response(
-                self.registry.update(resource, namespace, target.name, body, dry_run=dry_run)
+                self.registry.update(
+                    resource, namespace, target.name, body, dry_run=dry_run, admit=admit
+                )
             )
         if verb == "patch":
             body = await self._body(request)
             return json_response(
                 self.registry.patch(
-                    resource, namespace, target.name, request.content_type, body, dry_run=dry_run
+                    resource,
+                    namespace,
+                    target.name,
+                    request.content_type,
+                    body,
+                    dry_run=dry_run,
+                    admit=self._admit(request, user, target, verb),
                 )
             )
         if verb == "delete":
-            return await self._delete(request, resource, namespace, target.name, dry_run)
+            admit = self._admit(request, user, target, verb)
+            return await self._delete(request, resource, namespace, target.name, dry_run, admit)
         if verb == "deletecollection":
             labels, fields = self._selectors(request, resource)
             options = await self._delete_options(request)
             deleted = self.registry.delete_collection(
-                resource, target.namespace, labels, fields, options
+                resource,
+                target.namespace,
+                labels,
+                fields,
+                options,
+                admit=self._admit(request, user, target, verb),
             )
             return json_response(
                 {
@@ -547,10 +584,18 @@ class ApiServer:
         return options
 
     async def _delete(
-        self, request: web.Request, resource: ResourceType, namespace: str, name: str, dry_run: bool
+        self,
+        request: web.Request,
+        resource: ResourceType,
+        namespace: str,
+        name: str,
+        dry_run: bool,
+        admit: Admit,
     ) -> web.StreamResponse:
         options = await self._delete_options(request)
-        result = self.registry.delete(resource, namespace, name, options, dry_run=dry_run)
+        result = self.registry.delete(
+            resource, namespace, name, options, dry_run=dry_run, admit=admit
+        )
         if not result.removed or self.registry.returns_deleted_object(resource):
             return json_response(result.obj)
         details: dict[str, Any] = {
@@ -574,10 +619,17 @@ class ApiServer:
             if verb == "get":
                 return raw_response(self.registry.get(resource, namespace, target.name).raw)
             body = await self._body(request)
+            admit = self._admit(request, user, target, verb)
             if verb == "update":
                 return json_response(
                     self.registry.update(
-                        resource, namespace, target.name, body, "status", dry_run=dry_run
+                        resource,
+                        namespace,
+                        target.name,
+                        body,
+                        "status",
+                        dry_run=dry_run,
+                        admit=admit,
                     )
                 )
             if verb == "patch":
@@ -590,6 +642,7 @@ class ApiServer:
                         body,
                         "status",
                         dry_run=dry_run,
+                        admit=admit,
                     )
                 )
         if sub == "log" and verb == "get":

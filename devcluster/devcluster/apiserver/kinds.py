@@ -12,6 +12,12 @@ import ipaddress
 import itertools
 from typing import Any
 
+from devcluster.apiserver.admission_validation import (
+    binding_causes,
+    default_binding,
+    default_policy,
+    policy_causes,
+)
 from devcluster.apiserver.selectors import selector_from_object, selector_object_causes
 from devcluster.apiserver.status import ApiError
 from devcluster.apiserver.store import Obj, Store
@@ -410,7 +416,34 @@ class WorkloadStrategy(Strategy):
         return []
 
 
+class AdmissionPolicyStrategy(Strategy):
+    """ValidatingAdmissionPolicy: defaults, and every expression compiles."""
+
+    def prepare_for_create(self, obj: Obj, store: Store) -> None:
+        default_policy(obj)
+        obj["status"] = {}
+
+    def prepare_for_update(self, new: Obj, old: Obj, store: Store) -> None:
+        default_policy(new)
+
+    def validate(self, obj: Obj, old: Obj | None, store: Store) -> Causes:
+        return policy_causes(obj)
+
+
+class AdmissionBindingStrategy(Strategy):
+    def prepare_for_create(self, obj: Obj, store: Store) -> None:
+        default_binding(obj)
+
+    def prepare_for_update(self, new: Obj, old: Obj, store: Store) -> None:
+        default_binding(new)
+
+    def validate(self, obj: Obj, old: Obj | None, store: Store) -> Causes:
+        return binding_causes(obj)
+
+
 STRATEGIES: dict[str, Strategy] = {
+    "validatingadmissionpolicies": AdmissionPolicyStrategy(),
+    "validatingadmissionpolicybindings": AdmissionBindingStrategy(),
     "pods": PodStrategy(),
     "namespaces": NamespaceStrategy(),
     "configmaps": ConfigMapStrategy(),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from devcluster.apiserver import status
+from devcluster.apiserver.admission import Admit
 from devcluster.apiserver.kinds import strategy_for
 from devcluster.apiserver.patch import apply_patch
 from devcluster.apiserver.resources import ResourceType, by_key
@@ -137,7 +138,13 @@ class Registry:
     # create ----------------------------------------------------------------------------
 
     def create(
-        self, resource: ResourceType, namespace: str, body: Any, *, dry_run: bool = False
+        self,
+        resource: ResourceType,
+        namespace: str,
+        body: Any,
+        *,
+        dry_run: bool = False,
+        admit: Admit | None = None,
     ) -> Obj:
         obj = self._check_body(resource, body)
         metadata = obj.setdefault("metadata", {})
@@ -180,6 +187,8 @@ class Registry:
         key = self.key(resource, namespace, name)
         if self.store.get(resource.key, key) is not None:
             raise status.already_exists(resource.group, resource.plural, name)
+        if admit is not None:
+            admit(obj, None)
         if dry_run:
             return obj
         self.store.put(resource.key, key, obj)
@@ -235,6 +244,7 @@ class Registry:
         subresource: str = "",
         *,
         dry_run: bool = False,
+        admit: Admit | None = None,
     ) -> Obj:
         new = self._check_body(resource, body)
         metadata = new.setdefault("metadata", {})
@@ -249,9 +259,8 @@ class Registry:
                 "the request"
             )
         self.require_namespace(resource, namespace, creating=False)
-        return self._replace(
-            resource, self.get(resource, namespace, name), new, subresource, dry_run=dry_run
-        )
+        entry = self.get(resource, namespace, name)
+        return self._replace(resource, entry, new, subresource, dry_run=dry_run, admit=admit)
 
     def patch(
         self,
@@ -263,6 +272,7 @@ class Registry:
         subresource: str = "",
         *,
         dry_run: bool = False,
+        admit: Admit | None = None,
     ) -> Obj:
         self.require_namespace(resource, namespace, creating=False)
         entry = self.get(resource, namespace, name)
@@ -273,10 +283,17 @@ class Registry:
         metadata = new.setdefault("metadata", {})
         if metadata.get("name") != name:
             raise status.bad_request("metadata.name may not be changed by a patch")
-        return self._replace(resource, entry, new, subresource, dry_run=dry_run)
+        return self._replace(resource, entry, new, subresource, dry_run=dry_run, admit=admit)
 
     def _replace(
-        self, resource: ResourceType, entry: Entry, new: Obj, subresource: str, *, dry_run: bool
+        self,
+        resource: ResourceType,
+        entry: Entry,
+        new: Obj,
+        subresource: str,
+        *,
+        dry_run: bool,
+        admit: Admit | None,
     ) -> Obj:
         old = entry.obj
         old_meta, metadata = old["metadata"], new.setdefault("metadata", {})
@@ -308,6 +325,8 @@ class Registry:
         if resource.has_generation and new.get("spec") != old.get("spec"):
             metadata["generation"] = int(old_meta.get("generation", 1)) + 1
         metadata["resourceVersion"] = old_meta["resourceVersion"]
+        if admit is not None:  # validating admission sees no-op writes too
+            admit(new, old)
         if new == old:
             return old  # a no-op write stores nothing and sends no event, as etcd3 does
         if dry_run:
@@ -329,6 +348,7 @@ class Registry:
         options: dict[str, Any],
         *,
         dry_run: bool = False,
+        admit: Admit | None = None,
     ) -> DeleteResult:
         self.require_namespace(resource, namespace, creating=False)
         entry = self.get(resource, namespace, name)
@@ -345,6 +365,8 @@ class Registry:
                     reason="Conflict",
                     details={"name": name, "kind": resource.plural},
                 )
+        if admit is not None:
+            admit(None, obj)
         grace = self._grace_period(resource, obj, options)
         already = metadata.get("deletionTimestamp")
         shorter = grace is not None and grace < int(metadata.get("deletionGracePeriodSeconds", 0))
@@ -420,6 +442,7 @@ class Registry:
         labels: LabelSelector,
         fields: FieldSelector,
         options: dict[str, Any],
+        admit: Admit | None = None,
     ) -> list[Obj]:
         if namespace:
             self.require_namespace(resource, namespace, creating=False)
@@ -427,7 +450,9 @@ class Registry:
         deleted = []
         for entry in page.entries:
             metadata = entry.obj["metadata"]
-            result = self.delete(resource, metadata.get("namespace", ""), metadata["name"], options)
+            result = self.delete(
+                resource, metadata.get("namespace", ""), metadata["name"], options, admit=admit
+            )
             deleted.append(result.obj)
         return deleted
 
