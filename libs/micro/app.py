@@ -34,11 +34,13 @@ from micro.config.model import (
     ShutdownConfig,
 )
 from micro.health import Health
+from micro.identity.factory import identity_guard
+from micro.identity.guard import IdentityGuard
 from micro.kube import kube_client
 from micro.log import configure_logging, follow_config
 from micro.registry.base import Discovery, Registrar, ServiceInstance
 from micro.registry.endpoints import format_endpoint
-from micro.registry.factory import registry_from_config
+from micro.registry.factory import registry_from_config, registry_namespace
 from micro.registry.labels import instance_id
 from micro.registry.names import short_name
 from micro.tracing import flush_tracing, setup_tracing
@@ -218,6 +220,7 @@ class App(Generic[C]):
         self._discovery: Discovery | None = None
         self._instance: ServiceInstance | None = None
         self._servers: dict[str, Server] = {}  # by kind, in start order
+        self._identity: IdentityGuard | None = None
         self._unsubscribe: list[Callable[[], None]] = []  # config observers to drop
         self._shutdown_config: Callable[[], ShutdownConfig] = ShutdownConfig
 
@@ -268,6 +271,9 @@ class App(Generic[C]):
         self.ctx = ctx
         self._unsubscribe.append(handle.subscribe(lambda c: c.client.grpc, ctx.apply_client_config))
         await self._compose(ctx)
+        self._identity = self._identity_guard(cfg)
+        if self._identity is not None:
+            await self._identity.start()
         self._servers = self._build_servers(cfg, ctx)
         for kind, server in self._servers.items():
             ctx.ports[kind] = await server.start()
@@ -282,6 +288,24 @@ class App(Generic[C]):
         if cfg.registry.type != "static":
             self._api = kube_client(cfg.registry.k8s)
         return registry_from_config(cfg.registry, self._api)
+
+    def _identity_guard(self, cfg: ServiceConfig) -> IdentityGuard | None:
+        """The caller-identity check of the gRPC port: with identity.mode kubernetes on
+        a port that is not public. It shares the registry's API client (made here when
+        the registry is static)."""
+        grpc = cfg.server.grpc
+        if cfg.identity.mode != "kubernetes" or grpc is None or grpc.public:
+            return None
+        if self._api is None:
+            self._api = kube_client(cfg.registry.k8s)
+        assert self._handle is not None
+        return identity_guard(
+            cfg.identity,
+            api=self._api,
+            audience=self.name,
+            namespace=registry_namespace(cfg.registry),
+            rules=self._handle.view(lambda c: c.identity.allow),
+        )
 
     def server(self, kind: str) -> Server | None:
         """The running server of this kind ("grpc", "http" or "admin"), if configured."""
@@ -300,7 +324,9 @@ class App(Generic[C]):
             raise StartupError("protected methods need a token verifier (ctx.set_verifier)")
         servers: dict[str, Server] = {}
         if cfg.server.grpc is not None:
-            grpc = GrpcServer(cfg.server.grpc, health=self.health, policy=ctx.policy)
+            grpc = GrpcServer(
+                cfg.server.grpc, health=self.health, policy=ctx.policy, identity=self._identity
+            )
             for add_to_server, servicer in ctx.grpc_services:
                 grpc.add_service(add_to_server, servicer)
             servers["grpc"] = grpc
@@ -368,6 +394,10 @@ class App(Generic[C]):
                 await server.stop(grace)
 
         await asyncio.gather(*(stop(kind, server) for kind, server in servers.items()))
+        if self._identity is not None:
+            identity, self._identity = self._identity, None
+            with _logged_failure("stopping the caller-identity pod watch"):
+                await identity.stop()
         hooks = list(reversed(self.ctx.shutdown_hooks)) if self.ctx is not None else []
         if self.ctx is not None:
             self.ctx.shutdown_hooks.clear()

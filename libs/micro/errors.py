@@ -228,6 +228,12 @@ def unauthenticated(field: str | None, rule: str) -> ServiceError:
     return ServiceError(grpc.StatusCode.UNAUTHENTICATED, _naming(field, rule), field=field)
 
 
+def permission_denied(message: str) -> ServiceError:
+    """PERMISSION_DENIED: the caller is known, and may not do this; the message says who
+    and what."""
+    return ServiceError(grpc.StatusCode.PERMISSION_DENIED, message)
+
+
 def not_found(message: str, *, field: str | None = None) -> ServiceError:
     """NOT_FOUND; the message names what is missing, the field where the caller named it."""
     return ServiceError(grpc.StatusCode.NOT_FOUND, message, field=field)

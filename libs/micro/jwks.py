@@ -39,7 +39,12 @@ class KeysUnavailable(Exception):
 
 
 class KeyRefusal(Exception):
-    """The token names no usable key; the message says why, never the token."""
+    """The token names no usable key; the message says why, never the token, and
+    `reason` labels it: "malformed", "algorithm" or "unknown_key"."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -89,14 +94,14 @@ class JwksCache:
         except jwt.PyJWTError as exc:
             # The whole family: PyJWT refuses a bad kid or crit with InvalidTokenError,
             # not only DecodeError, and either is the caller's mistake.
-            raise KeyRefusal(f"malformed header ({exc})") from None
+            raise KeyRefusal(f"malformed header ({exc})", "malformed") from None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in algorithms:
-            raise KeyRefusal(f"algorithm {alg!r} is not accepted")
+            raise KeyRefusal(f"algorithm {alg!r} is not accepted", "algorithm")
         kid = header.get("kid")
         key = await self.key(kid if isinstance(kid, str) else None)
         if KEY_TYPE_BY_ALGORITHM[alg] != key.key_type or key.jwk.algorithm_name != alg:
-            raise KeyRefusal(f"algorithm {alg} does not fit its key")
+            raise KeyRefusal(f"algorithm {alg} does not fit its key", "algorithm")
         return key, alg
 
     async def key(self, kid: str | None) -> SigningKey:
@@ -108,7 +113,7 @@ class JwksCache:
             raise KeysUnavailable(self._last_error or "no keys published")
         key = self._lookup(kid)
         if key is None:
-            raise KeyRefusal(f"unknown key id {kid!r}")
+            raise KeyRefusal(f"unknown key id {kid!r}", "unknown_key")
         return key
 
     def _lookup(self, kid: str | None) -> SigningKey | None:

@@ -14,6 +14,7 @@ from micro.config.model import ServiceConfig
 
 C = TypeVar("C", bound=ServiceConfig)
 ADMIN_ADDR = "MICRO__SERVER__ADMIN__ADDR"
+IDENTITY_MODE = "MICRO__IDENTITY__MODE"
 
 
 def config_folder(folder: Path, config: dict[str, Any]) -> Path:
@@ -35,8 +36,9 @@ async def running_app(
     """The App started on the config files in `config_dir` and `env` (none of this
     process's environment); shut down on exit, also after a start that failed, and a
     test may shut it down itself first. Its admin port is a free loopback one unless
-    `env` names another: every service has one, and two Apps must not share it."""
-    env = {ADMIN_ADDR: "127.0.0.1:0", **(env or {})}
+    `env` names another: every service has one, and two Apps must not share it. Caller
+    identity is off unless `env` turns it on: a test App has no projected tokens."""
+    env = {ADMIN_ADDR: "127.0.0.1:0", IDENTITY_MODE: "off", **(env or {})}
     app = App(name, config_model, compose, config_dir=config_dir, env=env)
     try:
         await app.start()

@@ -14,6 +14,7 @@ from micro.auth import AccessPolicy
 from micro.config.model import GrpcServerConfig
 from micro.descriptors import served_service
 from micro.health import Health
+from micro.identity.guard import IdentityGuard
 from micro.transport.address import join_address, listen_address
 from micro.transport.grpc_interceptors import LayeredInterceptor, server_layers
 from micro.transport.server import Endpoint
@@ -35,10 +36,12 @@ class GrpcServer:
         *,
         health: Health,
         policy: AccessPolicy | None = None,
+        identity: IdentityGuard | None = None,
     ) -> None:
         self._config = config
         self._health = health
         self._policy = policy if policy is not None else AccessPolicy()
+        self._identity = identity  # None: no caller identity asked (public port, or off)
         self._services: list[tuple[AddToServer, Any, str]] = []
         self._server: grpc.aio.Server | None = None
         self.host = ""
@@ -65,7 +68,11 @@ class GrpcServer:
     async def start(self) -> int:
         """Bind and start; answers the bound port (config port 0 picks a free one)."""
         server = grpc.aio.server(
-            interceptors=[LayeredInterceptor(server_layers(self._config.timeout, self._policy))],
+            interceptors=[
+                LayeredInterceptor(
+                    server_layers(self._config.timeout, self._policy, self._identity)
+                )
+            ],
             options=[
                 # Bounds what callers send: grpc answers RESOURCE_EXHAUSTED before any
                 # handler runs. Answers are the service's own and are not bounded here.

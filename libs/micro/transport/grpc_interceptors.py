@@ -1,5 +1,5 @@
 """The gRPC server's interceptor chain: tracing, access log + metrics, recovery,
-deadline and authentication, outermost first.
+deadline, caller identity (micro.identity) and authentication, outermost first.
 
 Each layer is an async context manager around the handler, so one chain serves unary and
 streaming methods alike. The layers are small classes rather than @asynccontextmanager
@@ -29,6 +29,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from micro import metrics, tracing
 from micro.auth import AccessPolicy, acting_as
 from micro.errors import INTERNAL_MESSAGE, ServiceError, invalid_argument
+from micro.identity.guard import IdentityGuard
+from micro.identity.principal import IDENTITY_METADATA_KEY, acting_for
 
 _log = logging.getLogger("micro.grpc")
 
@@ -250,6 +252,45 @@ def auth_layer(policy: AccessPolicy) -> Layer:
     return lambda call: _Auth(call, policy)
 
 
+# Probes must reach every port whatever the caller: kubelets and load balancers carry
+# no service-account token.
+IDENTITY_EXEMPT_PREFIX = "/grpc.health.v1."
+
+
+class _Identity(_CallLayer):
+    """Reflection is not exempt: it lists an internal port's whole API, and no internal
+    caller needs it at run time; a person inspects the port with a token of its own."""
+
+    __slots__ = ("_acting", "_guard")
+
+    def __init__(self, call: GrpcCall, guard: IdentityGuard) -> None:
+        super().__init__(call)
+        self._guard = guard
+        self._acting: AbstractContextManager[None] | None = None
+
+    async def __aenter__(self) -> None:
+        call = self.call
+        if call.method.startswith(IDENTITY_EXEMPT_PREFIX):
+            return
+        caller = await self._guard.admit(call.method, call.metadata(IDENTITY_METADATA_KEY))
+        trace.get_current_span().set_attribute("micro.caller", caller.principal)
+        self._acting = acting_for(caller)
+        self._acting.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, error: BaseException | None, tb: Any
+    ) -> bool:
+        if self._acting is not None:
+            self._acting.__exit__(exc_type, error, tb)
+        return False
+
+
+def identity_layer(guard: IdentityGuard) -> Layer:
+    """The calling service's identity, verified and authorized, for the handler
+    (micro.identity.current_caller); health checks stay open."""
+    return lambda call: _Identity(call, guard)
+
+
 class _Undecodable:
     """A request message that did not decode. grpc alone would answer UNKNOWN and log a
     traceback; inside the layers it is INVALID_ARGUMENT, logged and counted as any call."""
@@ -365,11 +406,16 @@ class LayeredInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         return wrapped
 
 
-def server_layers(timeout: timedelta, policy: AccessPolicy) -> list[Layer]:
+def server_layers(
+    timeout: timedelta, policy: AccessPolicy, identity: IdentityGuard | None = None
+) -> list[Layer]:
+    """The chain, outermost first; the caller's identity (on a non-public port with
+    identity on) is checked before the end user's token."""
     return [
         TracingLayer,
         ObserveLayer,
         RecoveryLayer,
         deadline_layer(timeout),
+        *([identity_layer(identity)] if identity is not None else []),
         auth_layer(policy),
     ]
