@@ -109,14 +109,16 @@ class ServerProcess:
 
 
 @contextmanager
-def start_server_process(script: str) -> Iterator[ServerProcess]:
+def start_server_process(script: str, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
     """Run `script --serve` in its own process, so that its servers do not share the
-    caller's event loop (nor its CPU time); closing its stdin tells it to stop."""
+    caller's event loop (nor its CPU time), with `env` added to its environment; closing
+    its stdin tells it to stop."""
     server = subprocess.Popen(
         [sys.executable, script, "--serve"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, **(env or {})},
     )
     try:
         assert server.stdout is not None
@@ -137,20 +139,24 @@ def start_server_process(script: str) -> Iterator[ServerProcess]:
 
 
 @contextmanager
-def server_process(script: str) -> Iterator[list[int]]:
+def server_process(script: str, env: dict[str, str] | None = None) -> Iterator[list[int]]:
     """start_server_process, for a caller that needs only the ports."""
-    with start_server_process(script) as server:
+    with start_server_process(script, env) as server:
         yield server.ports
 
 
-async def checked_get(channel: grpc.aio.Channel, warm_up_calls: int) -> Call:
-    """DevSvc.Get("device1") on `channel`, once its answer is checked and the channel
-    warmed up with `warm_up_calls` calls."""
+async def checked_get(
+    channel: grpc.aio.Channel,
+    warm_up_calls: int,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> Call:
+    """DevSvc.Get("device1") on `channel` with `metadata`, once its answer is checked and
+    the channel warmed up with `warm_up_calls` calls."""
     stub = device_pb2_grpc.DevSvcStub(channel)
     request = device_pb2.DeviceName(name="device1")
 
     def get() -> Awaitable[Any]:
-        return stub.Get(request, timeout=CALL_TIMEOUT_S)
+        return stub.Get(request, timeout=CALL_TIMEOUT_S, metadata=metadata)
 
     answer = await get()
     if answer.name != "device1" or not answer.active:
