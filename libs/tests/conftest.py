@@ -23,6 +23,7 @@ from micro.auth import AccessPolicy, current_principal
 from micro.config.model import GrpcServerConfig, HttpServerConfig, ServiceConfig
 from micro.health import Health
 from micro.log import trace_ids
+from micro.registry.names import short_name
 from micro.testing import waiting
 from micro.testing.echo import EchoServicer, act_out
 from micro.transport.grpc import GrpcServer
@@ -191,7 +192,13 @@ class PodDriver:
         labels: dict[str, str],
         annotations: dict[str, str] | None = None,
         ports: Sequence[tuple[str, int]] = (),
+        service_account: str | None = None,
     ) -> None:
+        """service_account None: the account of the service its labels name, as that
+        service's own pods run (discovery routes to no pod under another account)."""
+        if service_account is None:
+            app = next((v for k, v in labels.items() if k.endswith("-service-app")), "")
+            service_account = short_name(app) if app else "default"
         self.core.create_namespaced_pod(
             self.namespace,
             kubernetes.client.V1Pod(
@@ -199,6 +206,7 @@ class PodDriver:
                     name=name, labels=labels, annotations=annotations or {}
                 ),
                 spec=kubernetes.client.V1PodSpec(
+                    service_account_name=service_account,
                     node_name="devcluster",  # scheduled: deletion is graceful
                     containers=[
                         kubernetes.client.V1Container(

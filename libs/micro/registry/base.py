@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -39,6 +39,10 @@ class Discovery(Protocol):
 
     def subscribe(self, service_name: str, listener: InstancesListener) -> Callable[[], None]:
         """Call listener with the full routable set on every change; returns unsubscribe."""
+        ...
+
+    def apply_accounts(self, accounts: Mapping[str, str]) -> None:
+        """registry.accounts (registry name -> service account) from now on."""
         ...
 
     async def close(self) -> None: ...

@@ -33,6 +33,7 @@ def registry_from_config(
     namespace = registry_namespace(cfg)
     if cfg.type == "endpointslices":
         # The Service's selector finds the pods; nothing to patch, no pod RBAC needed.
-        return NoopRegistrar(), EndpointSliceDiscovery(api, namespace)
+        return NoopRegistrar(), EndpointSliceDiscovery(api, namespace, accounts=cfg.accounts)
     keys = RegistryKeys(cfg.prefix)
-    return PodRegistrar(api, keys=keys), PodDiscovery(api, namespace, keys=keys)
+    discovery = PodDiscovery(api, namespace, keys=keys, accounts=cfg.accounts)
+    return PodRegistrar(api, keys=keys), discovery

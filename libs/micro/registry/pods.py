@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import kubernetes.client
 
@@ -17,7 +17,8 @@ log = logging.getLogger("micro.registry.pods")
 
 
 class PodDiscovery(WatchedDiscovery):
-    """Routable Pods of each service in one namespace (never cluster-wide)."""
+    """Routable Pods of each service in one namespace (never cluster-wide); a Pod with
+    the service's labels under another service account is skipped, once reported."""
 
     resource = PODS
 
@@ -27,10 +28,13 @@ class PodDiscovery(WatchedDiscovery):
         namespace: str,
         *,
         keys: RegistryKeys | None = None,
+        accounts: Mapping[str, str] | None = None,
         sync_limit_s: float = 5.0,
         backoff: Backoff | None = None,
     ) -> None:
-        super().__init__(api, namespace, sync_limit_s=sync_limit_s, backoff=backoff)
+        super().__init__(
+            api, namespace, accounts=accounts, sync_limit_s=sync_limit_s, backoff=backoff
+        )
         self._keys = keys or RegistryKeys()
         # Per service: the instance each Pod stands for (None: not routable), and the
         # malformed Pods already warned about, so each one is reported once.
@@ -49,6 +53,11 @@ class PodDiscovery(WatchedDiscovery):
             if event.type == "DELETED":
                 by_pod.pop(event.key, None)
                 warned.pop(event.key, None)
+                watched.forgery.forget(event.key)
+                continue
+            expected = self._accounts.expected(watched.name)
+            if not watched.forgery.allows(event.key, event.object, expected):
+                by_pod[event.key] = None
                 continue
             try:
                 by_pod[event.key] = pod_instance(event.object, self._keys)

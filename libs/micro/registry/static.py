@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from micro.config.model import StaticService
 from micro.registry.base import InstancesListener, ServiceInstance
@@ -47,6 +47,9 @@ class StaticDiscovery:
 
     def subscribe(self, service_name: str, listener: InstancesListener) -> Callable[[], None]:
         return lambda: None  # the set never changes
+
+    def apply_accounts(self, accounts: Mapping[str, str]) -> None:
+        return None  # configured addresses are trusted as written: no Pod to check
 
     async def close(self) -> None:
         return None

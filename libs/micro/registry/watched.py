@@ -7,12 +7,13 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import kubernetes.client
 
 from micro.kube import Backoff, Informer, InformerEvent, Resource
+from micro.registry.accounts import ForgeryCheck, ServiceAccounts
 from micro.registry.base import InstancesListener, ServiceInstance
 
 log = logging.getLogger("micro.registry")
@@ -22,6 +23,7 @@ log = logging.getLogger("micro.registry")
 class WatchedService:
     name: str
     informer: Informer
+    forgery: ForgeryCheck
     instances: list[ServiceInstance] = field(default_factory=list)
     listeners: list[InstancesListener] = field(default_factory=list)
     start: asyncio.Task[None] | None = None
@@ -29,7 +31,8 @@ class WatchedService:
 
 class WatchedDiscovery(ABC):
     """A Discovery that follows each asked-for service with its own Informer on
-    `resource` objects in one namespace (never cluster-wide)."""
+    `resource` objects in one namespace (never cluster-wide), routing only to Pods that
+    run as the service's account (`accounts`, micro.registry.accounts)."""
 
     resource: Resource
 
@@ -38,6 +41,7 @@ class WatchedDiscovery(ABC):
         api: kubernetes.client.ApiClient,
         namespace: str,
         *,
+        accounts: Mapping[str, str] | None = None,
         sync_limit_s: float = 5.0,
         backoff: Backoff | None = None,
     ) -> None:
@@ -48,6 +52,7 @@ class WatchedDiscovery(ABC):
         self._api = api
         self._namespace = namespace
         self._backoff = backoff
+        self._accounts = ServiceAccounts(accounts)
         # How long instances() waits for the first list before answering with what it has.
         self._sync_limit_s = sync_limit_s
         self._services: dict[str, WatchedService] = {}
@@ -91,6 +96,14 @@ class WatchedDiscovery(ABC):
 
         return unsubscribe
 
+    def apply_accounts(self, accounts: Mapping[str, str]) -> None:
+        """New registry.accounts: every followed service's set is judged again now."""
+        if not self._accounts.update(accounts):
+            return
+        for watched in list(self._services.values()):
+            current = watched.informer.snapshot()
+            self._changed(watched, [InformerEvent("MODIFIED", k, o) for k, o in current.items()])
+
     def last_error(self, service_name: str) -> str | None:
         """Why following this service is failing now (None when it is fine or not watched)."""
         watched = self._services.get(service_name)
@@ -117,7 +130,9 @@ class WatchedDiscovery(ABC):
 
     def _follow(self, service_name: str) -> WatchedService:
         """A WatchedService fed by its informer's events (not started yet)."""
-        watched = WatchedService(service_name, self._informer(service_name))
+        watched = WatchedService(
+            service_name, self._informer(service_name), ForgeryCheck(service_name)
+        )
         watched.informer.subscribe(lambda events: self._changed(watched, events))
         return watched
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 
 from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.client import ClientFactory
@@ -19,6 +20,7 @@ from micro.kube import Backoff
 from micro.registry import PodDiscovery
 
 SERVICE = "go-micro.echo"
+FORGED = "micro_registry_forged_instances_total"
 
 
 class Cluster:
@@ -29,12 +31,16 @@ class Cluster:
         self.start_replica = start_replica
         self.replicas: dict[str, Any] = {}
 
-    async def add(self, name: str, ip: str, *, ready: bool = True) -> Any:
+    async def add(
+        self, name: str, ip: str, *, ready: bool = True, account: str | None = None
+    ) -> Any:
+        """account None: the service's own (echo); another one forges the registration."""
         replica, port = await self.start_replica(ip)
         self.pods.create(
             name,
             labels={"gomicro-service-app": SERVICE, "gomicro-service-id": f"{name}.{SERVICE}"},
             annotations={"gomicro-service-protocols": json.dumps({str(port): "grpc"})},
+            service_account=account,
         )
         self.pods.run(name, ip, ready=ready)
         self.replicas[name] = replica
@@ -128,3 +134,18 @@ async def test_no_ready_pod_fails_at_once_with_unavailable(
         await stub.Echo(echo_pb2.EchoRequest(text="d"), timeout=60)
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
     assert SERVICE in (raised.value.details() or "")
+
+
+async def test_a_pod_under_another_account_is_never_called(
+    cluster: Cluster, factory: ClientFactory, eventually: Any
+) -> None:
+    before = REGISTRY.get_sample_value(FORGED, {"service": SERVICE}) or 0.0
+    forged = await cluster.add("forged", "127.0.15.1", account="data-srv")
+    genuine = await cluster.add("genuine", "127.0.15.2")
+    stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
+    answers = Counter([await call(stub) for _ in range(100)])
+    assert answers == {"127.0.15.2": 100}
+    assert forged.calls == 0  # the server at the forged pod's address saw nothing
+    assert genuine.calls == 100
+    assert hosts(factory.pool(SERVICE)) == ["127.0.15.2"]
+    assert REGISTRY.get_sample_value(FORGED, {"service": SERVICE}) == before + 1

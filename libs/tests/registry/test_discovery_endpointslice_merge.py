@@ -10,6 +10,11 @@ from micro.registry.names import short_name
 SERVICE = "go-micro.user-srv"
 
 
+def every(endpoint: dict[str, Any]) -> bool:
+    """Admit all: the account check of targetRef pods is tested against the devcluster."""
+    return True
+
+
 def endpoint(
     address: str,
     pod: str,
@@ -43,7 +48,7 @@ def endpoint_slice(
 
 
 def ids(slices: list[dict[str, Any]]) -> list[str]:
-    return sorted(i.id for i in slice_instances(SERVICE, slices))
+    return sorted(i.id for i in slice_instances(SERVICE, slices, every))
 
 
 def test_ready_endpoints_of_every_slice_are_merged() -> None:
@@ -51,7 +56,7 @@ def test_ready_endpoints_of_every_slice_are_merged() -> None:
         endpoint_slice("user-srv-abc", endpoint("10.0.0.1", "p1")),
         endpoint_slice("user-srv-def", endpoint("10.0.0.2", "p2"), endpoint("10.0.0.3", "p3")),
     ]
-    instances = slice_instances(SERVICE, slices)
+    instances = slice_instances(SERVICE, slices, every)
     assert sorted(i.endpoints[0] for i in instances) == [
         "grpc://10.0.0.1:9090",
         "grpc://10.0.0.2:9090",
@@ -94,8 +99,20 @@ def test_an_address_in_two_slices_counts_once() -> None:
 
 
 def test_ipv6_slices_give_bracketed_endpoints() -> None:
-    (instance,) = slice_instances(SERVICE, [endpoint_slice("s1", endpoint("fd00::7", "p7"))])
+    (instance,) = slice_instances(SERVICE, [endpoint_slice("s1", endpoint("fd00::7", "p7"))], every)
     assert instance.endpoints == ("grpc://[fd00::7]:9090",)
+
+
+def test_endpoints_not_admitted_are_left_out_even_when_ready() -> None:
+    slices = [
+        endpoint_slice(
+            "s1",
+            endpoint("10.0.0.1", "forged"),
+            endpoint("10.0.0.2", "p2", ready=False, serving=True, terminating=True),
+        )
+    ]
+    instances = slice_instances(SERVICE, slices, lambda e: e["targetRef"]["name"] != "forged")
+    assert [i.id for i in instances] == [f"p2.{SERVICE}"]  # the draining genuine one
 
 
 def test_ports_of_another_protocol_give_no_instance() -> None:

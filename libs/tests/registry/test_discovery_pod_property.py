@@ -24,6 +24,7 @@ class PodState:
     ready: bool = False
     deleting: bool = False
     malformed: bool = False
+    account: str = "user-srv"  # spec.serviceAccountName: fixed when the Pod is created
     version: int = 1
 
 
@@ -44,6 +45,7 @@ def to_json(state: PodState) -> dict[str, Any]:
         "kind": "Pod",
         "apiVersion": "v1",
         "metadata": metadata,
+        "spec": {"serviceAccountName": state.account},
         "status": {
             "phase": state.phase,
             "podIP": f"10.0.0.{index}",
@@ -61,11 +63,15 @@ def expected(pods: dict[str, PodState]) -> list[tuple[str, tuple[str, ...]]]:
         and p.ready
         and not p.deleting
         and not p.malformed
+        and p.account == "user-srv"  # another account's pod is never routed to
     )
 
 
 operation = st.one_of(
-    st.tuples(st.just("create"), st.sampled_from(NAMES), st.booleans()),
+    # Created serving or not, and (one time in four) under data-srv's account: forged.
+    st.tuples(
+        st.just("create"), st.sampled_from(NAMES), st.booleans(), st.integers(0, 3).map(bool)
+    ),
     st.tuples(st.just("delete"), st.sampled_from(NAMES)),
     st.tuples(st.just("ready"), st.sampled_from(NAMES), st.booleans()),
     st.tuples(st.just("phase"), st.sampled_from(NAMES), st.sampled_from(["Running", "Failed"])),
@@ -81,7 +87,7 @@ operation = st.one_of(
 @given(steps=st.lists(st.tuples(operation, st.integers(0, 4).map(bool)), max_size=40))
 @example(  # a deletion lost with a broken stream: only the relist can remove the pod
     steps=[
-        (("create", "a", False), True),
+        (("create", "a", False, True), True),
         (("ready", "a", True), True),
         (("phase", "a", "Running"), True),
         (("delete", "a"), False),
@@ -116,9 +122,13 @@ def test_discovered_set_matches_the_model_once_quiet(
             if before is not None:
                 continue
             # Created either starting up or already serving (as after a watch gap).
-            serving = args[1]
+            serving, genuine = args[1], args[2]
             after: PodState | None = PodState(
-                name, phase="Running" if serving else "Pending", ready=serving, version=version
+                name,
+                phase="Running" if serving else "Pending",
+                ready=serving,
+                account="user-srv" if genuine else "data-srv",
+                version=version,
             )
         elif before is None:
             continue

@@ -8,6 +8,7 @@ from typing import Any
 
 import kubernetes.client
 import pytest
+from prometheus_client import REGISTRY
 
 from devcluster.testing import RunningDevCluster
 from micro.kube import Backoff
@@ -86,21 +87,43 @@ async def test_listeners_hear_every_change(
     await eventually(lambda: heard[-1] == [])
 
 
-async def test_selector_transitions_move_a_pod_between_services(
+async def test_selector_transitions_move_a_pod_between_services(pods: Any, eventually: Any) -> None:
+    other = "go-micro.token-srv"
+    # Both services run as one account here, so the pod may serve either.
+    shared = {SERVICE: "shared", other: "shared"}
+    discovery = PodDiscovery(pods.api, pods.namespace, accounts=shared, backoff=FAST)
+    try:
+        pods.create(
+            "pod-1", labels=labels("pod-1"), annotations=PROTOCOLS, service_account="shared"
+        )
+        pods.run("pod-1", "127.0.4.1")
+        await discovery.instances(SERVICE)
+        await discovery.instances(other)
+        await eventually(lambda: current(discovery) == [f"pod-1.{SERVICE}"])
+        pods.patch("pod-1", {"labels": labels("pod-1", app=other)})
+        await eventually(lambda: current(discovery) == [] and current(discovery, other) != [])
+        assert current(discovery, other) == [f"pod-1.{other}"]
+        pods.patch("pod-1", {"labels": labels("pod-1")})
+        await eventually(lambda: current(discovery) == [f"pod-1.{SERVICE}"])
+        assert current(discovery, other) == []
+    finally:
+        await discovery.close()
+
+
+async def test_relabelling_a_pod_as_another_service_does_not_route_to_it(
     pods: Any, discovery: PodDiscovery, eventually: Any
 ) -> None:
     other = "go-micro.token-srv"
-    pods.create("pod-1", labels=labels("pod-1"), annotations=PROTOCOLS)
-    pods.run("pod-1", "127.0.4.1")
+    pods.create("pod-1", labels=labels("pod-1"), annotations=PROTOCOLS)  # user-srv's account
+    pods.run("pod-1", "127.0.4.2")
     await discovery.instances(SERVICE)
     await discovery.instances(other)
     await eventually(lambda: current(discovery) == [f"pod-1.{SERVICE}"])
     pods.patch("pod-1", {"labels": labels("pod-1", app=other)})
-    await eventually(lambda: current(discovery) == [] and current(discovery, other) != [])
-    assert current(discovery, other) == [f"pod-1.{other}"]
-    pods.patch("pod-1", {"labels": labels("pod-1")})
-    await eventually(lambda: current(discovery) == [f"pod-1.{SERVICE}"])
-    assert current(discovery, other) == []
+    await eventually(lambda: current(discovery) == [])
+    pods.create("token-1", labels=labels("token-1", app=other), annotations=PROTOCOLS)
+    pods.run("token-1", "127.0.4.3")
+    await eventually(lambda: current(discovery, other) == [f"token-1.{other}"])
 
 
 async def test_malformed_annotations_skip_that_pod_with_one_warning(
@@ -187,3 +210,50 @@ async def test_an_api_restart_keeps_the_last_instances_then_resumes_with_a_relis
 async def test_discovery_never_watches_cluster_wide(pods: Any) -> None:
     with pytest.raises(ValueError, match="namespace"):
         PodDiscovery(pods.api, "")
+
+
+def forged_count() -> float:
+    value = REGISTRY.get_sample_value("micro_registry_forged_instances_total", {"service": SERVICE})
+    return value or 0.0
+
+
+async def test_a_pod_with_the_labels_under_another_account_is_skipped_once(
+    pods: Any, discovery: PodDiscovery, eventually: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="micro.registry")
+    before = forged_count()
+    # data-srv's account labels a pod as user-srv: it never becomes an instance.
+    pods.create(
+        "forged", labels=labels("forged"), annotations=PROTOCOLS, service_account="data-srv"
+    )
+    pods.create("genuine", labels=labels("genuine"), annotations=PROTOCOLS)
+    assert pods.read("genuine").spec.service_account_name == "user-srv"
+    pods.run("forged", "127.0.8.1")
+    pods.run("genuine", "127.0.8.2")
+    await discovery.instances(SERVICE)
+    await eventually(lambda: current(discovery) == [f"genuine.{SERVICE}"])
+    for round_ in range(3):  # more updates of the forged pod: still one warning, one count
+        pods.patch("forged", {"annotations": {"touched": str(round_)}})
+    pods.create("later", labels=labels("later"), annotations=PROTOCOLS)
+    pods.run("later", "127.0.8.3")
+    await eventually(lambda: current(discovery) == [f"genuine.{SERVICE}", f"later.{SERVICE}"])
+    warnings = [r.getMessage() for r in caplog.records if "forged" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert f"/forged skipped for {SERVICE}" in warnings[0]
+    assert "service account data-srv, not user-srv" in warnings[0]
+    assert forged_count() == before + 1
+
+
+async def test_the_accounts_map_is_applied_while_running(
+    pods: Any, discovery: PodDiscovery, eventually: Any
+) -> None:
+    pods.create("own", labels=labels("own"), annotations=PROTOCOLS)
+    pods.create("renamed", labels=labels("renamed"), annotations=PROTOCOLS, service_account="users")
+    pods.run("own", "127.0.9.1")
+    pods.run("renamed", "127.0.9.2")
+    await discovery.instances(SERVICE)
+    await eventually(lambda: current(discovery) == [f"own.{SERVICE}"])
+    discovery.apply_accounts({SERVICE: "users"})  # registry.accounts changed
+    assert current(discovery) == [f"renamed.{SERVICE}"]
+    discovery.apply_accounts({})  # back to the default: the short name
+    assert current(discovery) == [f"own.{SERVICE}"]
