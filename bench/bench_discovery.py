@@ -38,6 +38,7 @@ from micro.client import ClientFactory
 from micro.config.model import GrpcClientConfig
 from micro.kube import Backoff
 from micro.registry import PodDiscovery, ServiceInstance
+from micro.registry.names import short_name
 
 # bench/ scripts run with bench/ on sys.path; the root makes bench.results importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -78,7 +79,11 @@ def pod_body(name: str, ip: str, port: int) -> dict[str, Any]:
             "labels": {"gomicro-service-app": SERVICE, "gomicro-service-id": f"{name}.{SERVICE}"},
             "annotations": {"gomicro-service-protocols": json.dumps({str(port): "grpc"})},
         },
-        "spec": {"nodeName": "devcluster", "containers": [{"name": "app", "image": "local/app"}]},
+        "spec": {
+            "serviceAccountName": short_name(SERVICE),  # discovery routes to no other account
+            "nodeName": "devcluster",
+            "containers": [{"name": "app", "image": "local/app"}],
+        },
     }
 
 
