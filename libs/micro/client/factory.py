@@ -16,7 +16,7 @@ from micro.client.pool import InstancePool, InterceptorsFor
 from micro.client.settings import CallSettings
 from micro.config.model import GrpcClientConfig
 from micro.descriptors import stub_services
-from micro.identity.caller import CallerIdentity
+from micro.identity.caller import CallerTokens
 from micro.registry.base import Discovery
 from micro.registry.names import package_registry_name
 from micro.transport.client_interceptors import client_interceptors
@@ -53,7 +53,7 @@ class ClientFactory:
       (stubs stay as they are; calls in flight keep their deadline).
     - With no ready instance a call fails at once: UNAVAILABLE "no ready instance of <name>".
     - Each instance has its own grpc.aio channel carrying `interceptors(service_name)`
-      (by default: tracing context, client metrics and, given `identity`, the caller's
+      (by default: tracing context, client metrics and, given `tokens`, this service's
       token for that service in x-micro-identity).
     """
 
@@ -63,17 +63,15 @@ class ClientFactory:
         cfg: GrpcClientConfig,
         *,
         interceptors: InterceptorsFor | None = None,
-        identity: CallerIdentity | None = None,
+        tokens: CallerTokens | None = None,
         channel_options: Sequence[tuple[str, Any]] = (),
         drain_limit_s: float = 30.0,
     ) -> None:
         self._discovery = discovery
         self._settings = CallSettings(cfg)
-        if interceptors is not None and identity is not None:
-            raise ValueError("give the identity to your own interceptors, not to the factory")
-        self._interceptors = interceptors or functools.partial(
-            client_interceptors, identity=identity
-        )
+        if interceptors is not None and tokens is not None:
+            raise ValueError("give the tokens to your own interceptors, not to the factory")
+        self._interceptors = interceptors or functools.partial(client_interceptors, tokens=tokens)
         self._channel_options = channel_options
         self._drain_limit_s = drain_limit_s
         self._pools: dict[str, InstancePool] = {}

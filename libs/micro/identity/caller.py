@@ -11,8 +11,6 @@ from pathlib import Path
 
 from micro.kube.paths import container_path
 
-# Its own key: "authorization" keeps carrying the end user's JWT.
-IDENTITY_METADATA_KEY = "x-micro-identity"
 # The kubelet refreshes a token long before it expires, so a second's delay is harmless.
 CHECK_EVERY_S = 1.0
 
@@ -72,9 +70,10 @@ class TokenFile:
             log.warning("identity: no token at %s (%s): calls go without identity", self.path, why)
 
 
-class CallerIdentity:
-    """The token per dependency: `<token_dir>/<registry name>` inside the container,
-    whose audience is that registry name (what the callee checks)."""
+class CallerTokens:
+    """The tokens this service calls its dependencies with, one per dependency:
+    `<token_dir>/<registry name>` inside the container, whose audience is that registry
+    name (what the callee checks). Sent in x-micro-identity by the client interceptors."""
 
     def __init__(self, token_dir: str, *, check_every_s: float = CHECK_EVERY_S) -> None:
         self.folder = container_path(token_dir)

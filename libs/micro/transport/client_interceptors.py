@@ -1,6 +1,6 @@
 """grpc.aio client interceptors: a client span with W3C context in the metadata, client
 metrics, and the caller's identity token. Channels to other services use
-`client_interceptors(service_name, identity)`.
+`client_interceptors(service_name, tokens)`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import grpc
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from micro import metrics, tracing
-from micro.identity.caller import IDENTITY_METADATA_KEY, CallerIdentity
+from micro.identity.caller import CallerTokens
+from micro.identity.principal import IDENTITY_METADATA_KEY
 
 # The identity token to send now, or None to send none.
 TokenSource = Callable[[], str | None]
@@ -107,11 +108,11 @@ class StreamStreamClientInterceptor(_StreamingInterceptor, grpc.aio.StreamStream
         return await continuation(_outgoing(client_call_details, self._token), request_iterator)
 
 
-def client_interceptors(service: str, identity: CallerIdentity | None = None) -> list[Any]:
+def client_interceptors(service: str, tokens: CallerTokens | None = None) -> list[Any]:
     # list[Any]: grpc-stubs types the channel's interceptors parameter as a placeholder.
     """Pass to grpc.aio.insecure_channel(..., interceptors=...) for calls to `service`;
-    with `identity`, every call carries the token for `service` in x-micro-identity."""
-    token = None if identity is None else identity.token_file(service).current
+    with `tokens`, every call carries the token for `service` in x-micro-identity."""
+    token = None if tokens is None else tokens.token_file(service).current
     return [
         UnaryClientInterceptor(service, token),
         UnaryStreamClientInterceptor(token),

@@ -17,7 +17,8 @@ from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from devcluster.runner.kubelet.volumes import write_atomically
 from micro.client import ClientFactory
 from micro.config.model import GrpcClientConfig, StaticService
-from micro.identity.caller import IDENTITY_METADATA_KEY, CallerIdentity, TokenFile
+from micro.identity import IDENTITY_METADATA_KEY
+from micro.identity.caller import CallerTokens, TokenFile
 from micro.registry import StaticDiscovery
 from micro.testing.echo import EchoServicer
 from micro.transport.client_interceptors import client_interceptors
@@ -70,7 +71,7 @@ async def factory(recorder: tuple[Recorder, str]) -> AsyncIterator[ClientFactory
     made = ClientFactory(
         discovery,
         GrpcClientConfig(timeout=timedelta(seconds=2)),
-        identity=CallerIdentity(TOKEN_DIR),
+        tokens=CallerTokens(TOKEN_DIR),
     )
     yield made
     await made.close()
@@ -156,7 +157,7 @@ async def test_streaming_calls_carry_the_identity_too(token_folder: Path) -> Non
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    interceptors = client_interceptors(SERVICE, CallerIdentity(TOKEN_DIR))
+    interceptors = client_interceptors(SERVICE, CallerTokens(TOKEN_DIR))
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", interceptors=interceptors)
     try:
 
@@ -187,8 +188,8 @@ async def test_without_identity_no_token_is_sent(
 
 
 def test_a_dependency_name_cannot_leave_the_token_folder(token_folder: Path) -> None:
-    identity = CallerIdentity(TOKEN_DIR)
-    assert identity.token_file(SERVICE).path == token_folder / SERVICE
+    tokens = CallerTokens(TOKEN_DIR)
+    assert tokens.token_file(SERVICE).path == token_folder / SERVICE
     for bad in ("", "../token-srv", "a/b", ".."):
         with pytest.raises(ValueError, match="cannot name a token file"):
-            identity.token_file(bad)
+            tokens.token_file(bad)
