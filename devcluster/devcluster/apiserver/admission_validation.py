@@ -26,12 +26,11 @@ def _quoted(values: tuple[str, ...]) -> str:
 
 
 def default_match_resources(match: dict[str, Any]) -> None:
+    # A rule's scope is not written back (an absent scope is "*" when matching): kubectl
+    # apply, without the kind's schema, would see the rules list differ and replace it.
     match.setdefault("namespaceSelector", {})
     match.setdefault("objectSelector", {})
     match.setdefault("matchPolicy", "Equivalent")
-    for rule in match.get("resourceRules") or []:
-        if isinstance(rule, dict):
-            rule.setdefault("scope", "*")
 
 
 def default_policy(obj: dict[str, Any]) -> None:
