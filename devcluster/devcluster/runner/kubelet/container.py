@@ -56,7 +56,7 @@ class ContainerRunner:
         pod_ip: str,
         restart_policy: str,
         log_path: pathlib.Path,
-        launch: Callable[[], Launch],
+        launch: Callable[[Obj], Launch],
         on_change: Callable[[], None],
         backoff: Backoff,
         grace_s: Callable[[], float],
@@ -84,6 +84,9 @@ class ContainerRunner:
         self.stopping = False
         self._kill_reason: str | None = None
         self._wake = asyncio.Event()
+        # A new definition (the pod's image changed): adopted at the next start.
+        self._next_spec: Obj | None = None
+        self._redefined = asyncio.Event()
         self._last_env: dict[str, str] = {}
         self._last_cwd = pathlib.Path(".")
 
@@ -120,8 +123,12 @@ class ContainerRunner:
     async def run(self) -> None:
         crashes = 0
         while not self.stopping:
+            if self._next_spec is not None:
+                self.spec, self._next_spec = self._next_spec, None
+                self._redefined.clear()
+            changed = False
             try:
-                launch = self.launch()
+                launch = self.launch(self.spec)
             except (EnvError, ValueError) as error:
                 self.record(WARNING, "Failed", f"Error: {error}")
                 self._set(
@@ -150,14 +157,15 @@ class ContainerRunner:
                     started=not self.spec.get("startupProbe") and not self.init,
                     ready=False,
                 )
-                await self._supervise(started_at)
+                changed = await self._supervise(started_at)
                 if time.monotonic() - began > BACKOFF_RESET_S:
                     crashes = 0
-            if self.stopping or not self._should_restart():
+            if self.stopping or not (changed or self._should_restart()):
                 self._set(finished=True)
                 return
-            crashes += 1
-            delay = self.backoff.delay(crashes)
+            # A restart for a new definition is no crash: no back-off, as the kubelet's.
+            crashes += 0 if changed else 1
+            delay = 0.0 if changed else self.backoff.delay(crashes)
             self.last_state = {"terminated": self.state.get("terminated", {})}
             if delay > 0:
                 message = f"back-off {delay:g}s restarting failed container={self.name}"
@@ -185,13 +193,39 @@ class ContainerRunner:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
-    async def _supervise(self, started_at: str) -> None:
+    def redefine(self, spec: Obj) -> None:
+        """The pod's spec changed this container (its image): like the kubelet when the
+        container's hash changes, kill it (preStop, grace) and start the new one."""
+        self._next_spec = spec
+        self._redefined.set()
+        self._wake.set()  # a container waiting in back-off starts the new one now
+
+    @property
+    def wanted_spec(self) -> Obj:
+        """The definition this container runs, or will run once restarted."""
+        return self._next_spec if self._next_spec is not None else self.spec
+
+    async def _supervise(self, started_at: str) -> bool:
+        """Until the process exits; answers whether it was killed for a new definition."""
         assert self.process is not None
+        process = self.process
         probes = asyncio.create_task(self._probe(), name=f"probes-{self.name}")
+        exited = asyncio.ensure_future(process.wait())
+        redefined = asyncio.ensure_future(self._redefined.wait())
+        changed = False
         try:
-            returncode = await self.process.wait()
+            await asyncio.wait({exited, redefined}, return_when=asyncio.FIRST_COMPLETED)
+            if not exited.done() and not self.stopping:
+                changed = True
+                message = f"Container {self.name} definition changed, will be restarted"
+                log.info("container %s: %s", self.name, message)
+                self.record(NORMAL, "Killing", message)
+                self._kill_reason = message
+                await self._end(process, self.grace_s(), pre_stop=True)
+            returncode = await exited
         finally:
-            probes.cancel()
+            for task in (probes, redefined, exited):
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await probes
         # The main process is gone: nothing it spawned may outlive it.
@@ -201,6 +235,7 @@ class ContainerRunner:
         message = self._kill_reason or ""
         self._kill_reason = None
         self._record_exit(code, reason, message, started_at=started_at)
+        return changed
 
     def _record_exit(self, code: int, reason: str, message: str, *, started_at: str) -> None:
         terminated: dict[str, Any] = {
@@ -222,6 +257,11 @@ class ContainerRunner:
         process = self.process
         if process is None or process.returncode is not None:
             return
+        await self._end(process, grace_s, pre_stop)
+
+    async def _end(
+        self, process: asyncio.subprocess.Process, grace_s: float, pre_stop: bool
+    ) -> None:
         deadline = time.monotonic() + grace_s
         handler = (self.spec.get("lifecycle") or {}).get("preStop")
         if pre_stop and handler:

@@ -23,6 +23,7 @@ from devcluster.runner.kubelet.env import EnvError
 from devcluster.runner.kubelet.images import ImageMap
 from devcluster.runner.kubelet.ipam import AddressPool
 from devcluster.runner.kubelet.pod_worker import NodeContext, PodWorker
+from devcluster.runner.kubelet.tokens import refresh_cap
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Kubelet:
             lookup=self._lookup,
             backoff=backoff,
             events=EventRecorder(kube, "kubelet", node_name),
+            token_refresh_cap_s=refresh_cap(),
         )
         self.workers: dict[str, PodWorker] = {}
         self._shutting_down = False

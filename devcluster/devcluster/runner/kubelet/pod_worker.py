@@ -7,6 +7,7 @@ import contextlib
 import logging
 import pathlib
 import shutil
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,12 +21,13 @@ from devcluster.runner.kubelet.container import Backoff, ContainerRunner, Launch
 from devcluster.runner.kubelet.env import EnvError, Lookup
 from devcluster.runner.kubelet.images import ImageMap, argv
 from devcluster.runner.kubelet.ipam import AddressPool
-from devcluster.runner.kubelet.tokens import request_token
+from devcluster.runner.kubelet.tokens import TokenCache, request_token
 from devcluster.runner.kubelet.volumes import SERVICE_ACCOUNT_PATH, PodFiles
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE_S = 30
+RENEW_RETRY_S = 2.0  # after a failed token renewal (the API away, the pod going)
 
 
 @dataclass
@@ -45,6 +47,7 @@ class NodeContext:
     lookup: Lookup
     backoff: Backoff
     events: EventRecorder
+    token_refresh_cap_s: float | None = None  # test-only (tokens.REFRESH_CAP_ENV)
 
 
 def _automount(pod: Obj, lookup: Lookup) -> bool:
@@ -80,6 +83,8 @@ class PodWorker:
         self._done = asyncio.Event()
         self.files: PodFiles | None = None
         self._stop_lock = asyncio.Lock()
+        self.tokens = TokenCache(self._request_token, node.token_refresh_cap_s)
+        self._renewal: asyncio.Future[None] | None = None  # a volume rewrite in a thread
 
     # entry points ---------------------------------------------------------------------------
 
@@ -88,7 +93,14 @@ class PodWorker:
         self._tasks.append(asyncio.create_task(self._status_writer(), name=f"status-{self.key}"))
 
     def update(self, pod: Obj) -> None:
+        """A newer pod from the API. A container whose image changed is restarted with
+        the new one, as the kubelet does (the API allows no other container change)."""
         self.pod = pod
+        wanted = {c["name"]: c for c in pod["spec"].get("containers", [])}
+        for runner in self.runners:
+            spec = wanted.get(runner.name)
+            if spec is not None and spec.get("image") != runner.wanted_spec.get("image"):
+                runner.redefine(spec)
 
     async def wait(self) -> None:
         await self._done.wait()
@@ -112,6 +124,7 @@ class PodWorker:
             await self._prepare_files()
             if self.terminating:
                 return
+            self._tasks.append(asyncio.create_task(self._renew_tokens(), name=f"tokens-{self.key}"))
             restart_policy = self.pod["spec"].get("restartPolicy", "Always")
             for spec in self.pod["spec"].get("initContainers") or []:
                 runner = self._runner(spec, restart_policy, init=True)
@@ -150,8 +163,33 @@ class PodWorker:
                 await asyncio.sleep(2.0)
 
     def _token(self, audiences: list[str], seconds: int) -> str:
-        """A TokenRequest for the pod's service account (called from a worker thread)."""
+        """The pod's token for audiences (called from a worker thread): kept until due."""
+        return self.tokens.get(audiences, seconds)
+
+    def _request_token(self, audiences: list[str], seconds: int) -> str:
         return request_token(self.node.kube, self.pod, audiences, seconds)
+
+    async def _renew_tokens(self) -> None:
+        """Rewrite the volumes that show tokens whenever a kept token falls due."""
+        automount = _automount(self.pod, self.node.lookup)
+        while True:
+            due = self.tokens.next_refresh()
+            if due is None or self.files is None:
+                return  # no token in this pod
+            await asyncio.sleep(max(due - time.monotonic(), 0.0))
+            if self.terminating:
+                return
+            files = self.files
+            # Shielded and awaited by terminate(): a thread still writing must not
+            # recreate the pod's folder after its clean-up.
+            self._renewal = asyncio.ensure_future(
+                asyncio.to_thread(files.write_token_volumes, self.node.ca_data, automount)
+            )
+            try:
+                await asyncio.shield(self._renewal)
+            except (EnvError, ApiException, OSError) as error:
+                log.warning("pod %s: renewing its tokens: %s", self.key, error)
+                await asyncio.sleep(RENEW_RETRY_S)
 
     def _runner(self, spec: Obj, restart_policy: str, init: bool = False) -> ContainerRunner:
         field_path = container_field_path(spec["name"], init)
@@ -164,7 +202,7 @@ class PodWorker:
             pod_ip=self.pod_ip,
             restart_policy=restart_policy,
             log_path=self.log_dir / f"{spec['name']}.log",
-            launch=lambda: self._launch(spec),
+            launch=self._launch,
             on_change=self._changed,
             backoff=self.node.backoff,
             grace_s=self._grace_s,
@@ -236,6 +274,9 @@ class PodWorker:
                     log.warning("pod %s: delete failed: %s", self.key, error)
             for task in self._tasks:
                 task.cancel()
+            if self._renewal is not None:
+                with contextlib.suppress(Exception):
+                    await self._renewal
             self._cleanup()
             self._done.set()
 

@@ -48,8 +48,11 @@ def _select(files: dict[str, bytes], items: list[Obj] | None, what: str) -> dict
 
 
 def write_atomically(target: pathlib.Path, files: dict[str, bytes], mode: int = 0o644) -> None:
-    """The kubelet's AtomicWriter: a new ..<timestamp> folder, then swap ..data."""
+    """The kubelet's AtomicWriter: a new ..<timestamp> folder, then swap ..data; nothing
+    when the files are already those."""
     target.mkdir(parents=True, exist_ok=True)
+    if _written(target / "..data", files):
+        return
     stamp = datetime.datetime.now(datetime.UTC).strftime("..%Y_%m_%d_%H_%M_%S.%f")
     folder = target / stamp
     folder.mkdir()
@@ -74,6 +77,19 @@ def write_atomically(target: pathlib.Path, files: dict[str, bytes], mode: int = 
             entry.unlink()  # a key removed from the source
     if previous and previous != stamp:
         shutil.rmtree(target / previous, ignore_errors=True)
+
+
+def _written(folder: pathlib.Path, files: dict[str, bytes]) -> bool:
+    """Whether folder holds exactly these files (and, so, need not be written again)."""
+    if not folder.is_dir():
+        return False
+    present = {str(path.relative_to(folder)) for path in folder.rglob("*") if not path.is_dir()}
+    if present != set(files):
+        return False
+    try:
+        return all((folder / relative).read_bytes() == data for relative, data in files.items())
+    except OSError:
+        return False
 
 
 class PodFiles:
@@ -113,6 +129,16 @@ class PodFiles:
                 "namespace": self.pod["metadata"]["namespace"].encode(),
             },
         )
+
+    def write_token_volumes(self, ca_data: bytes, with_service_account: bool) -> None:
+        """Every volume that shows a service-account token, written again: a kept token
+        stays, one that fell due is renewed (other sources are read afresh too)."""
+        for volume in self.pod["spec"].get("volumes") or []:
+            sources = (volume.get("projected") or {}).get("sources") or []
+            if any("serviceAccountToken" in source for source in sources):
+                self.write_volume(volume)
+        if with_service_account:
+            self.write_service_account(ca_data)
 
     def write_volume(self, volume: Obj) -> None:
         name = volume["name"]
