@@ -31,8 +31,18 @@ _API_CLASSES: dict[str, str] = {
     "rbac.authorization.k8s.io/v1": "RbacAuthorizationV1Api",
     "networking.k8s.io/v1": "NetworkingV1Api",
     "policy/v1": "PolicyV1Api",
+    "admissionregistration.k8s.io/v1": "AdmissionregistrationV1Api",
 }
-_CLUSTER_SCOPED = frozenset({"Namespace", "Node", "ClusterRole", "ClusterRoleBinding"})
+_CLUSTER_SCOPED = frozenset(
+    {
+        "Namespace",
+        "Node",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
+)
 # Kinds whose snake_case name in the client differs from the plain conversion.
 _SNAKE_EXCEPTIONS = {"Endpoints": "endpoints"}
 
