@@ -75,8 +75,11 @@ def write_atomically(target: pathlib.Path, files: dict[str, bytes], mode: int = 
     for entry in target.iterdir():
         if entry.is_symlink() and not entry.name.startswith("..") and not entry.exists():
             entry.unlink()  # a key removed from the source
-    if previous and previous != stamp:
-        shutil.rmtree(target / previous, ignore_errors=True)
+    # The folder just replaced stays until the next write: a reader that resolved
+    # ..data an instant before the swap still finds its files.
+    for entry in target.iterdir():
+        if entry.name.startswith("..2") and entry.name not in (stamp, previous):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _written(folder: pathlib.Path, files: dict[str, bytes]) -> bool:
