@@ -12,6 +12,7 @@ import httpx
 import jwt
 import kubernetes.client
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from devcluster.apiserver.oidc import ROTATE_PATH
 from devcluster.testing import RunningDevCluster, body, running_devcluster
@@ -62,6 +63,18 @@ def _rotate(devcluster: RunningDevCluster) -> str:
     assert answer.status_code == 200, answer.text
     kid: str = answer.json()["kid"]
     return kid
+
+
+def _authenticates(devcluster: RunningDevCluster, token: str) -> bool:
+    """Whether the API server takes the token (401 otherwise)."""
+    with devcluster.api_client(token) as client:
+        try:
+            kubernetes.client.CoreApi(client).get_api_versions()
+        except kubernetes.client.ApiException as error:
+            if error.status == 401:
+                return False
+            raise
+    return True
 
 
 def test_a_token_request_token_verifies_against_the_jwks(
@@ -204,14 +217,23 @@ def test_rotation_keeps_old_tokens_valid_and_signs_with_the_new_key(
     assert {old_kid, new_kid} <= {key["kid"] for key in jwks["keys"]}
     assert _verify(old_token, jwks)["sub"] == "system:serviceaccount:default:robot"
     assert _verify(new_token, jwks)["sub"] == "system:serviceaccount:default:robot"
+    assert _authenticates(cluster, old_token)
+    assert _authenticates(cluster, new_token)
+    # The same claims and kid, signed by a key the issuer never had: refused.
+    forged = jwt.encode(
+        _verify(new_token, jwks),
+        ec.generate_private_key(ec.SECP256R1()),
+        algorithm="ES256",
+        headers={"kid": new_kid},
+    )
+    assert not _authenticates(cluster, forged)
 
     cluster.restart()  # the keys are kept in the pki dir, the private one 0600
 
     pki = cluster.state_dir / "pki"
     assert (pki / "sa.key").stat().st_mode & 0o777 == 0o600
     for token in (old_token, new_token, cluster.admin_token):
-        with cluster.api_client(token) as client:
-            assert kubernetes.client.CoreApi(client).get_api_versions().versions == ["v1"]
+        assert _authenticates(cluster, token)
     assert {old_kid, new_kid} <= {key["kid"] for key in _jwks(cluster, new_token)["keys"]}
     after_restart = cluster.service_account_token("default", "robot")
     assert jwt.get_unverified_header(after_restart)["kid"] == new_kid

@@ -37,6 +37,7 @@ def refresh_cap() -> float | None:
     if value <= 0:
         log.warning("%s=%r is not a positive number of seconds: ignored", REFRESH_CAP_ENV, raw)
         return None
+    log.warning("%s=%g: tokens renewed that often (a test-only setting)", REFRESH_CAP_ENV, value)
     return value
 
 
