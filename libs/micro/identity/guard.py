@@ -23,16 +23,16 @@ class IdentityGuard:
     ) -> None:
         self.verifier = verifier
         self._authorizer = authorizer
-        self._pods = pods
+        self.pods = pods
         self._refusals = refusals or RefusalLog()
 
     async def start(self) -> None:
-        if self._pods is not None:
-            await self._pods.start()
+        if self.pods is not None:
+            await self.pods.start()
 
     async def stop(self) -> None:
-        if self._pods is not None:
-            await self._pods.stop()
+        if self.pods is not None:
+            await self.pods.stop()
 
     async def admit(self, method: str, token: str | None) -> CallerIdentity:
         """The caller of `method`; a ServiceError UNAUTHENTICATED or PERMISSION_DENIED

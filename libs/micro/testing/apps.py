@@ -14,7 +14,8 @@ from micro.config.model import ServiceConfig
 
 C = TypeVar("C", bound=ServiceConfig)
 ADMIN_ADDR = "MICRO__SERVER__ADMIN__ADDR"
-IDENTITY_MODE = "MICRO__IDENTITY__MODE"
+# A test App has no projected tokens: identity is off unless the test turns it on.
+IDENTITY_OFF = {"MICRO__IDENTITY__MODE": "off"}
 
 
 def config_folder(folder: Path, config: dict[str, Any]) -> Path:
@@ -38,7 +39,7 @@ async def running_app(
     test may shut it down itself first. Its admin port is a free loopback one unless
     `env` names another: every service has one, and two Apps must not share it. Caller
     identity is off unless `env` turns it on: a test App has no projected tokens."""
-    env = {ADMIN_ADDR: "127.0.0.1:0", IDENTITY_MODE: "off", **(env or {})}
+    env = {ADMIN_ADDR: "127.0.0.1:0", **IDENTITY_OFF, **(env or {})}
     app = App(name, config_model, compose, config_dir=config_dir, env=env)
     try:
         await app.start()

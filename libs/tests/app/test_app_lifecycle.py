@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.app import App, ServiceContext
 from micro.config.model import ServiceConfig, TracingConfig
+from micro.testing.apps import IDENTITY_OFF
 from micro.tracing import setup_tracing
 
 SERVICE = Path(__file__).with_name("runtime_service.py")
@@ -45,6 +46,7 @@ def service_env(**extra: str) -> dict[str, str]:
             "MICRO__SERVER__ADMIN__ADDR": "127.0.0.1:0",
             "MICRO__SHUTDOWN__DRAIN_DELAY": "1s",
             "MICRO__SHUTDOWN__GRACE_PERIOD": "15s",
+            **IDENTITY_OFF,
         }
     )
     env.update(extra)
@@ -61,6 +63,7 @@ def in_process_env(*, shutdown: str) -> dict[str, str]:
         "MICRO__SERVER__ADMIN__ADDR": "127.0.0.1:0",
         "MICRO__SHUTDOWN__DRAIN_DELAY": shutdown,
         "MICRO__SHUTDOWN__GRACE_PERIOD": shutdown,
+        **IDENTITY_OFF,
     }
 
 
@@ -251,6 +254,7 @@ async def test_grpc_only_service_serves_probes_and_metrics_on_the_admin_port(
         "MICRO__SERVER__GRPC__ADDR": "127.0.0.1:0",
         "MICRO__SERVER__ADMIN__ADDR": "127.0.0.1:0",
         "MICRO__SHUTDOWN__DRAIN_DELAY": "0s",
+        **IDENTITY_OFF,
     }
     app = App("go-micro.test-srv", ServiceConfig, compose, version="test", env=env)
     await app.start()

@@ -73,6 +73,9 @@ class Guarded:
         answer = await self.stub.Echo(echo_pb2.EchoRequest(text="hi"), metadata=metadata)
         return str(answer.text)
 
+    async def put(self, token: str) -> None:
+        await self.stub.Put(echo_pb2.PutRequest(), metadata=((IDENTITY_METADATA_KEY, token),))
+
     async def refusal(self, token: str | None, method: str = "echo") -> grpc.aio.AioRpcError:
         metadata = ((IDENTITY_METADATA_KEY, token),) if token is not None else ()
         call = (
@@ -127,3 +130,9 @@ async def start_guarded(
         await guarded.channel.close(None)
         await guarded.server.stop(0)
         await guarded.guard.stop()
+
+
+@pytest.fixture
+def whoami() -> EchoServicer:
+    """An EchoService whose Echo answers the calling service's principal ("" for none)."""
+    return WhoAmI()

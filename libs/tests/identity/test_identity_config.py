@@ -9,10 +9,9 @@ from micro.config.model import GrpcServerConfig, IdentityConfig, ServiceConfig
 from micro.config.reload import Reload, policy_of
 
 
-def test_identity_is_off_and_denies_by_default() -> None:
+def test_identity_denies_by_default() -> None:
     config = ServiceConfig().identity
-    assert config.mode == "off"
-    assert config.allow == ()
+    assert config.allow == ()  # no rule: every internal call is refused
     assert GrpcServerConfig().public is False
 
 
