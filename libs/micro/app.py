@@ -34,6 +34,7 @@ from micro.config.model import (
     ShutdownConfig,
 )
 from micro.health import Health
+from micro.identity.caller import caller_tokens
 from micro.identity.factory import identity_guard
 from micro.identity.guard import IdentityGuard
 from micro.kube import kube_client
@@ -127,7 +128,10 @@ class ServiceContext(Generic[C]):
         """`ctx.client(UserServiceStub)` -> a UserServiceAsyncStub balanced over the ready
         instances of `name`, by default the service's registry name from its descriptor."""
         if self._clients is None:
-            self._clients = ClientFactory(self.discovery, self.config.current.client.grpc)
+            current = self.config.current
+            self._clients = ClientFactory(
+                self.discovery, current.client.grpc, tokens=caller_tokens(current.identity)
+            )
         if name is None:
             name = service_name_of(stub_class)
         return self._clients.stub(name, stub_class)
@@ -259,6 +263,8 @@ class App(Generic[C]):
             instance_id=self.instance_id,
         )
         self._registrar, self._discovery = self._registry(cfg)
+        accounts = handle.subscribe(lambda c: c.registry.accounts, self._discovery.apply_accounts)
+        self._unsubscribe.append(accounts)
         ctx = ServiceContext(
             name=self.name,
             version=self.version,

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from micro.config.model import IdentityConfig
 from micro.kube.paths import container_path
 
 # The kubelet refreshes a token long before it expires, so a second's delay is harmless.
@@ -92,3 +93,8 @@ class CallerTokens:
     def token(self, service_name: str) -> str | None:
         """The token to call service_name with now, or None (the call goes without)."""
         return self.token_file(service_name).current()
+
+
+def caller_tokens(cfg: IdentityConfig) -> CallerTokens | None:
+    """The tokens to call with: with identity.mode kubernetes; None when it is off."""
+    return CallerTokens(cfg.token_dir) if cfg.mode == "kubernetes" else None

@@ -15,11 +15,13 @@ import pytest
 
 from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from devcluster.runner.kubelet.volumes import write_atomically
+from micro.app import ServiceContext
 from micro.client import ClientFactory
-from micro.config.model import GrpcClientConfig, StaticService
+from micro.config.model import GrpcClientConfig, ServiceConfig, StaticService
 from micro.identity import IDENTITY_METADATA_KEY
 from micro.identity.caller import CallerTokens, TokenFile
 from micro.registry import StaticDiscovery
+from micro.testing.apps import config_folder, running_app
 from micro.testing.echo import EchoServicer
 from micro.transport.client_interceptors import client_interceptors
 
@@ -193,3 +195,25 @@ def test_a_dependency_name_cannot_leave_the_token_folder(token_folder: Path) -> 
     for bad in ("", "../token-srv", "a/b", ".."):
         with pytest.raises(ValueError, match="cannot name a token file"):
             tokens.token_file(bad)
+
+
+async def test_the_apps_clients_send_the_identity_when_the_mode_is_kubernetes(
+    token_folder: Path, recorder: tuple[Recorder, str], tmp_path: Path
+) -> None:
+    server, endpoint = recorder
+    write_atomically(token_folder, {SERVICE: b"app-token"})
+    static = {"type": "static", "services": [{"name": SERVICE, "endpoints": [endpoint]}]}
+    folder = config_folder(tmp_path / "configs", {"registry": static})
+
+    async def no_handlers(_: ServiceContext[ServiceConfig]) -> None:
+        return None
+
+    for mode, expected in (("kubernetes", "app-token"), ("off", None)):
+        env = {"MICRO__IDENTITY__MODE": mode}
+        async with running_app(
+            "go-micro.caller", ServiceConfig, no_handlers, config_dir=folder, env=env
+        ) as app:
+            assert app.ctx is not None
+            stub = app.ctx.client(echo_pb2_grpc.EchoServiceStub, SERVICE)
+            await stub.Echo(echo_pb2.EchoRequest(text=mode))
+        assert server.identities()[-1] == expected
