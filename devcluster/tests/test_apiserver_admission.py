@@ -19,6 +19,8 @@ import kubernetes.client
 import pytest
 from kubernetes.client import ApiException
 
+from devcluster.apiserver.audit import DEFAULT_FILE, read_events
+from devcluster.runner.testing import wait_for
 from devcluster.testing import RunningDevCluster, body, running_devcluster
 from micro.testing.tools import KUBECTL_INSTALL_HINT, kubectl_path
 
@@ -350,44 +352,27 @@ def test_warn_adds_a_warning_header_and_dry_run_is_checked(
     assert dry.json()["message"].endswith("denied request: no")
 
 
-def test_a_denied_request_keeps_its_code_in_the_audit_log(tmp_path: pathlib.Path) -> None:
-    audit = tmp_path / "audit.log"
-    args = ("--audit-log-path", str(audit))
-    with (
-        running_devcluster(tmp_path / "state", serve_args=args) as audited,
-        audited.api_client() as client,
-    ):
-        admission: Any = kubernetes.client.AdmissionregistrationV1Api(client)
-        admission.create_validating_admission_policy(
-            body(
-                {
-                    "metadata": {"name": "p"},
-                    "spec": {
-                        "matchConstraints": {"resourceRules": [CONFIGMAPS]},
-                        "validations": [{"expression": "false", "reason": "Forbidden"}],
-                    },
-                }
-            )
-        )
-        admission.create_validating_admission_policy_binding(
-            body(
-                {
-                    "metadata": {"name": "b"},
-                    "spec": {"policyName": "p", "validationActions": ["Deny"]},
-                }
-            )
-        )
-        core: Any = kubernetes.client.CoreV1Api(client)
-        code, _ = refusal(core.create_namespaced_config_map, "default", configmap("c", {}))
+def test_a_denied_request_keeps_its_code_in_the_audit_log(
+    cluster: RunningDevCluster, core: Any, namespace: str, policy: Policy
+) -> None:
+    policy([{"expression": "false", "reason": "Forbidden"}])
+    code, _ = refusal(core.create_namespaced_config_map, namespace, configmap("c", {}))
     assert code == 403
-    events = [json.loads(line) for line in audit.read_text().splitlines()]
-    creates = [
-        e
-        for e in events
-        if e.get("verb") == "create" and (e.get("objectRef") or {}).get("resource") == "configmaps"
-    ]
-    assert [e["responseStatus"]["code"] for e in creates] == [403]
-    assert creates[0]["responseStatus"]["reason"] == "Forbidden"
+
+    def denied_create() -> list[dict[str, Any]]:
+        # The log is flushed a moment after each request.
+        return [
+            event
+            for event in read_events(cluster.state_dir / DEFAULT_FILE)
+            if event.get("verb") == "create"
+            and event.get("stage") == "ResponseComplete"
+            and (event.get("objectRef") or {}).get("namespace") == namespace
+            and (event.get("objectRef") or {}).get("resource") == "configmaps"
+        ]
+
+    events = wait_for("the denied create's audit event", denied_create, timeout_s=10)
+    assert [e["responseStatus"]["code"] for e in events] == [403]
+    assert events[0]["responseStatus"]["reason"] == "Forbidden"
 
 
 def test_kubectl_applies_the_project_policy_file(cluster: RunningDevCluster) -> None:

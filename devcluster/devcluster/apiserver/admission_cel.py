@@ -66,7 +66,9 @@ def evaluate(program: Program, activation: Mapping[str, Any]) -> Any:
     key, a division by zero, a null dereferenced)."""
     try:
         result = program.expression.eval(data=dict(activation))
-    except RuntimeError as error:
+    except (RuntimeError, OverflowError, TypeError, ValueError) as error:
+        # The engine raises these for values it cannot take in (an integer beyond
+        # 64 bits, say): an evaluation error like any other, never a 500.
         raise CelError(_clean(str(error))) from None
     if result.type() == cel.Type.ERROR:
         raise CelError(_clean(str(result.value())))
