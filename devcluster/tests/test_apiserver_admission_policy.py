@@ -7,6 +7,7 @@ it names is the project's."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import pathlib
@@ -19,6 +20,8 @@ import yaml
 from kubernetes.client import ApiException
 
 from devcluster.testing import RunningDevCluster, body, running_devcluster
+from micro.registry.base import ServiceInstance
+from micro.registry.pod_registrar import PodRegistrar
 
 POLICY_FILE = pathlib.Path(__file__).resolve().parents[2] / ".k8s" / "02-admission-policy.yaml"
 NAMESPACE = "go-micro"
@@ -276,3 +279,25 @@ def test_pod_status_is_not_in_scope(
         "token-srv-1", NAMESPACE, body({"status": {"message": "written"}})
     )
     assert patched.status.message == "written"
+
+
+def test_the_services_registrar_passes_the_policy(
+    cluster: RunningDevCluster, pods: Callable[[str, str], Any], admin: Any
+) -> None:
+    """What the services really send (micro's PodRegistrar) is what the policy allows."""
+    pods("user-srv-1", "admin-srv")
+    instance = ServiceInstance(
+        id="user-1.go-micro.user-srv",
+        name="go-micro.user-srv",
+        version="v1",
+        endpoints=("grpc://10.0.0.1:9090",),
+    )
+    with cluster.api_client(bound_token(admin, "admin-srv", "user-srv-1")) as api:
+        registrar = PodRegistrar(api, pod=lambda: (NAMESPACE, "user-srv-1"))
+        asyncio.run(registrar.register(instance))
+        labels = admin.read_namespaced_pod("user-srv-1", NAMESPACE).metadata.labels
+        assert labels["gomicro-service-app"] == "go-micro.user-srv"
+        asyncio.run(registrar.deregister(instance))
+    pod = admin.read_namespaced_pod("user-srv-1", NAMESPACE)
+    assert "gomicro-service-app" not in pod.metadata.labels
+    assert "gomicro-service-protocols" not in pod.metadata.annotations
