@@ -4,6 +4,8 @@ devcluster, and micro's gRPC server with the identity guard in its chain."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -136,3 +138,27 @@ async def start_guarded(
 def whoami() -> EchoServicer:
     """An EchoService whose Echo answers the calling service's principal ("" for none)."""
     return WhoAmI()
+
+
+Attempt = Callable[[], Awaitable[object]]
+RefusedWithin = Callable[[Attempt, float], Awaitable[grpc.aio.AioRpcError]]
+
+
+@pytest.fixture
+def refused_within() -> RefusedWithin:
+    """`await refused_within(attempt, limit_s)`: the error of the first refused attempt,
+    trying until limit_s (a bound on the wait, not a timing assertion)."""
+
+    async def wait(
+        attempt: Callable[[], Awaitable[object]], limit_s: float
+    ) -> grpc.aio.AioRpcError:
+        deadline = time.monotonic() + limit_s
+        while True:
+            try:
+                await attempt()
+            except grpc.aio.AioRpcError as error:
+                return error
+            assert time.monotonic() < deadline, "still accepted"
+            await asyncio.sleep(0.02)
+
+    return wait

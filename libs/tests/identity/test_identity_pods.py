@@ -3,8 +3,6 @@ and a caller's fresh pod, not yet seen by the watch, is accepted after one GET."
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import grpc
@@ -18,20 +16,8 @@ def pod_token(issuer: Issuer, pods: Any, name: str, uid: str) -> str:
     return sign(issuer, claims(namespace=pods.namespace, pod=name, pod_uid=uid))
 
 
-async def refused_within(guarded: Any, token: str, limit_s: float) -> grpc.aio.AioRpcError:
-    """The refusal of the first call refused, trying until limit_s (a bound, not a timing)."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        try:
-            await guarded.echo(token)
-        except grpc.aio.AioRpcError as error:
-            return error
-        assert time.monotonic() < deadline, "the token was still accepted"
-        await asyncio.sleep(0.02)
-
-
 async def test_a_deleted_pods_token_is_refused(
-    issuer: Issuer, start_guarded: Any, pods: Any
+    issuer: Issuer, start_guarded: Any, pods: Any, refused_within: Any
 ) -> None:
     pods.create("admin-1", labels={"app": "admin-srv"})
     uid = pods.read("admin-1").metadata.uid
@@ -39,7 +25,7 @@ async def test_a_deleted_pods_token_is_refused(
     token = pod_token(issuer, pods, "admin-1", uid)
     assert await guarded.echo(token) == f"system:serviceaccount:{pods.namespace}:admin-srv"
     pods.delete("admin-1", grace_s=0)
-    error = await refused_within(guarded, token, WATCH_LIMIT_S)
+    error = await refused_within(lambda: guarded.echo(token), WATCH_LIMIT_S)
     assert error.code() is grpc.StatusCode.UNAUTHENTICATED
     assert error.details() == f"caller identity: pod {pods.namespace}/admin-1 ({uid}) is gone"
 
