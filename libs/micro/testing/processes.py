@@ -48,8 +48,9 @@ class ServiceProcess:
     """One service process with `config` as its config.yaml in workdir/<package>/configs.
 
     `env` is added to this process's environment (MICRO_BIND_HOST is dropped: tests bind
-    127.0.0.1); server.admin defaults to a free loopback port. The log file is appended
-    to across restarts; each start reads only its own part.
+    127.0.0.1); server.admin defaults to a free loopback port, and caller identity to off
+    (a test process has no projected tokens). The log file is appended to across
+    restarts; each start reads only its own part.
     """
 
     def __init__(
@@ -68,7 +69,8 @@ class ServiceProcess:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         # The admin port on loopback and a free port, unless the config says otherwise.
         server = {"admin": {"addr": "127.0.0.1:0"}, **config.get("server", {})}
-        (self.config_dir / "config.yaml").write_text(yaml.safe_dump({**config, "server": server}))
+        config = {"identity": {"mode": "off"}, **config, "server": server}
+        (self.config_dir / "config.yaml").write_text(yaml.safe_dump(config))
         self.log_path = workdir / f"{package}.log"
         self.env = dict(env or {})
         self.start_timeout_s = start_timeout_s
