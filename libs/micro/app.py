@@ -277,7 +277,7 @@ class App(Generic[C]):
         self.ctx = ctx
         self._unsubscribe.append(handle.subscribe(lambda c: c.client.grpc, ctx.apply_client_config))
         await self._compose(ctx)
-        self._identity = self._identity_guard(cfg)
+        self._identity = self._identity_guard(cfg, handle)
         if self._identity is not None:
             await self._identity.start()
         self._servers = self._build_servers(cfg, ctx)
@@ -295,7 +295,7 @@ class App(Generic[C]):
             self._api = kube_client(cfg.registry.k8s)
         return registry_from_config(cfg.registry, self._api)
 
-    def _identity_guard(self, cfg: ServiceConfig) -> IdentityGuard | None:
+    def _identity_guard(self, cfg: C, handle: ConfigHandle[C]) -> IdentityGuard | None:
         """The caller-identity check of the gRPC port: with identity.mode kubernetes on
         a port that is not public. It shares the registry's API client (made here when
         the registry is static)."""
@@ -304,13 +304,12 @@ class App(Generic[C]):
             return None
         if self._api is None:
             self._api = kube_client(cfg.registry.k8s)
-        assert self._handle is not None
         return identity_guard(
             cfg.identity,
             api=self._api,
             audience=self.name,
             namespace=registry_namespace(cfg.registry),
-            rules=self._handle.view(lambda c: c.identity.allow),
+            rules=handle.view(lambda c: c.identity.allow),
         )
 
     def server(self, kind: str) -> Server | None:

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from micro.identity.issuer import DISCOVERY_PATH, JWKS_PATH
 
@@ -26,7 +26,7 @@ class Issuer:
     HTTP server at the API server's paths; `down` answers 503 to everything."""
 
     def __init__(self) -> None:
-        self.keys: dict[str, ec.EllipticCurvePrivateKey] = {}
+        self.keys: dict[str, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey] = {}
         self.published: list[str] = []  # kids in the JWKS
         self.requests: Counter[str] = Counter()
         self.down = False
@@ -53,8 +53,13 @@ class Issuer:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
-    def add_key(self, kid: str, *, publish: bool = True) -> None:
-        self.keys[kid] = ec.generate_private_key(ec.SECP256R1())
+    def add_key(self, kid: str, *, publish: bool = True, algorithm: str = "ES256") -> None:
+        """A new ES256 (or RS256) key; unpublished, it signs tokens no JWKS lists."""
+        self.keys[kid] = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            if algorithm == "RS256"
+            else ec.generate_private_key(ec.SECP256R1())
+        )
         if publish:
             self.published.append(kid)
 
@@ -65,9 +70,17 @@ class Issuer:
             return {"keys": [self.jwk(kid) for kid in self.published]}
         return None
 
+    def algorithm(self, kid: str) -> str:
+        return "RS256" if isinstance(self.keys[kid], rsa.RSAPrivateKey) else "ES256"
+
     def jwk(self, kid: str) -> dict[str, Any]:
-        public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.keys[kid].public_key()))
-        return {**public, "kid": kid, "use": "sig", "alg": "ES256"}
+        key = self.keys[kid]
+        public = json.loads(
+            jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())
+            if isinstance(key, rsa.RSAPrivateKey)
+            else jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())
+        )
+        return {**public, "kid": kid, "use": "sig", "alg": self.algorithm(kid)}
 
     def close(self) -> None:
         self._server.shutdown()
@@ -105,4 +118,4 @@ def claims(
 
 
 def sign(issuer: Issuer, body: dict[str, Any], kid: str = "key-1") -> str:
-    return jwt.encode(body, issuer.keys[kid], algorithm="ES256", headers={"kid": kid})
+    return jwt.encode(body, issuer.keys[kid], algorithm=issuer.algorithm(kid), headers={"kid": kid})

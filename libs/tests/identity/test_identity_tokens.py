@@ -7,7 +7,10 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
+import jwt
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY
 
 from micro.testing.service_tokens import Issuer, claims, sign
@@ -51,6 +54,30 @@ async def test_expired_other_audience_and_unbound_tokens_are_refused(
         assert error.code() is grpc.StatusCode.UNAUTHENTICATED, rule
         assert rule in (error.details() or ""), rule
         assert token not in (error.details() or "")
+
+
+async def test_rs256_is_accepted_and_hs256_refused(
+    issuer: Issuer, start_guarded: StartGuarded
+) -> None:
+    issuer.add_key("rsa-1", algorithm="RS256")
+    guarded = await start_guarded()
+    assert (await guarded.echo(sign(issuer, claims(), kid="rsa-1"))).endswith(":admin-srv")
+    forged = jwt.encode(
+        claims(), "a shared secret of thirty-two bytes", algorithm="HS256", headers={"kid": "key-1"}
+    )
+    error = await guarded.refusal(forged)
+    assert error.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert error.details() == "caller identity: algorithm 'HS256' is not accepted"
+
+
+async def test_reflection_needs_identity_too(start_guarded: StartGuarded) -> None:
+    guarded = await start_guarded()
+    stub = reflection_pb2_grpc.ServerReflectionStub(guarded.channel)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        async for _ in stub.ServerReflectionInfo(iter([request])):
+            pass
+    assert raised.value.code() is grpc.StatusCode.UNAUTHENTICATED
 
 
 async def test_a_bad_signature_is_refused(issuer: Issuer, start_guarded: StartGuarded) -> None:
