@@ -260,7 +260,9 @@ def test_the_rendered_service_answers_through_discovery_on_the_devcluster(
 ) -> None:
     probe = uv_run(rendered, "python", "tests/new_service_probe.py", SERVICE, str(tmp_path))
     assert probe.returncode == 0, probe.stdout[-3000:] + probe.stderr[-3000:]
-    assert probe.stdout.strip().splitlines()[-1] == "Hello, probe"
+    lines = probe.stdout.strip().splitlines()
+    assert "default deny: PERMISSION_DENIED" in lines, "a caller no rule names is refused"
+    assert lines[-1] == "Hello, probe"
 
 
 @pytest.mark.parametrize(

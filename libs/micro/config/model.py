@@ -247,7 +247,7 @@ class IdentityConfig(Section):
 
     reload_policy = Reload.RESTART  # the verifier and the server layer are built once
 
-    mode: Literal["kubernetes", "off"] = "off"
+    mode: Literal["kubernetes", "off"] = "kubernetes"
     """kubernetes: every non-public gRPC port requires a caller token; off: no token sent,
     none required."""
     token_dir: str = "/var/run/secrets/micro/identity"  # noqa: S105 - a folder, not a secret
