@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from micro.identity.authorization import Authorizer
 from micro.identity.pods import PodLiveness
 from micro.identity.principal import IDENTITY_METADATA_KEY, CallerIdentity
@@ -34,15 +36,18 @@ class IdentityGuard:
         if self.pods is not None:
             await self.pods.stop()
 
-    async def admit(self, method: str, token: str | None) -> CallerIdentity:
+    async def admit(
+        self, method: str, token: str | None, peer: Callable[[], str] = str
+    ) -> CallerIdentity:
         """The caller of `method`; a ServiceError UNAUTHENTICATED or PERMISSION_DENIED
-        (logged and counted) when it may not call."""
+        (logged and counted) when it may not call. `peer()`, read only for a refusal,
+        is the connection's address."""
         try:
             if not token:
                 raise IdentityRefusal("missing", f"missing {IDENTITY_METADATA_KEY} metadata")
             caller = await self.verifier.verify(token)
             self._authorizer.authorize(caller, method)
         except IdentityRefusal as refusal:
-            self._refusals.refused(refusal, method)
+            self._refusals.refused(refusal, method, peer())
             raise refusal.error() from None
         return caller

@@ -122,22 +122,24 @@ class PodLiveness:
             )
         except ApiException as error:
             if error.status != HTTP_NOT_FOUND:
-                return _unanswered(key, f"HTTP {error.status} {error.reason}")
+                return self._unanswered(key, f"HTTP {error.status} {error.reason}")
             exists = False
         except Exception as error:
-            return _unanswered(key, str(error) or type(error).__name__)
+            return self._unanswered(key, str(error) or type(error).__name__)
         else:
             exists = str((pod.get("metadata") or {}).get("uid") or "") == uid
         _remember(self._answers, key, (exists, self._clock()))
         return exists
 
-
-def _unanswered(key: tuple[str, str, str], reason: str) -> bool:
-    namespace, name, _ = key
-    _log.warning(
-        "cannot look up the caller's pod %s/%s (%s): letting it call", namespace, name, reason
-    )
-    return True
+    def _unanswered(self, key: tuple[str, str, str], reason: str) -> bool:
+        """Let the caller through, and keep that answer as long as a real one, so an API
+        outage costs one slow GET and one warning per pod, not one per call."""
+        namespace, name, _ = key
+        _log.warning(
+            "cannot look up the caller's pod %s/%s (%s): letting it call", namespace, name, reason
+        )
+        _remember(self._answers, key, (True, self._clock()))
+        return True
 
 
 def _remember(table: OrderedDict[K, V], key: K, value: V) -> None:

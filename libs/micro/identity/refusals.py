@@ -66,7 +66,9 @@ class RefusalLog:
         # (caller, method, reason) -> (logged at, refusals since)
         self._seen: OrderedDict[tuple[str, str, str], tuple[float, int]] = OrderedDict()
 
-    def refused(self, refusal: IdentityRefusal, method: str) -> None:
+    def refused(self, refusal: IdentityRefusal, method: str, peer: str = "") -> None:
+        """Count; log unless this burst was logged already. `peer` (the connection's
+        address) tells where a caller whose token did not verify calls from."""
         REFUSALS.labels(refusal.reason).inc()
         key = (refusal.caller or "(unknown)", method, refusal.reason)
         now = self._clock()
@@ -79,11 +81,19 @@ class RefusalLog:
         while len(self._seen) > self._max_keys:
             self._seen.popitem(last=False)
         _log.warning(
-            "refused %s from %s: %s (%s)%s",
+            "refused %s from %s at %s: %s (%s)%s",
             method,
             key[0],
+            peer or "(unknown peer)",
             refusal.reason,
             refusal.message,
             f"; {since} more refused like it before" if since else "",
-            extra={"fields": {"caller": key[0], "method": method, "reason": refusal.reason}},
+            extra={
+                "fields": {
+                    "caller": key[0],
+                    "peer": peer,
+                    "method": method,
+                    "reason": refusal.reason,
+                }
+            },
         )

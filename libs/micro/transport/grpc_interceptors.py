@@ -272,7 +272,8 @@ class _Identity(_CallLayer):
         call = self.call
         if call.method.startswith(IDENTITY_EXEMPT_PREFIX):
             return
-        caller = await self._guard.admit(call.method, call.metadata(IDENTITY_METADATA_KEY))
+        token = call.metadata(IDENTITY_METADATA_KEY)
+        caller = await self._guard.admit(call.method, token, call.context.peer)
         trace.get_current_span().set_attribute("micro.caller", caller.principal)
         self._acting = acting_for(caller)
         self._acting.__enter__()

@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+import kubernetes.client
 
+from micro.testing.processes import free_port
 from micro.testing.service_tokens import Issuer, claims, sign
 
 WATCH_LIMIT_S = 10.0
@@ -49,3 +51,19 @@ async def test_a_fresh_pod_is_accepted_and_a_replaced_one_refused(
     for _ in range(3):
         assert (await guarded.refusal(ghost)).code() is grpc.StatusCode.UNAUTHENTICATED
     assert guarded.guard.pods.lookups == before + 1
+
+
+async def test_an_unreachable_api_lets_a_signed_caller_through_with_one_lookup(
+    issuer: Issuer, start_guarded: Any
+) -> None:
+    configuration = kubernetes.client.Configuration()
+    configuration.host = f"http://127.0.0.1:{free_port()}"  # nothing listens
+    api = kubernetes.client.ApiClient(configuration)
+    try:
+        guarded = await start_guarded(pods=api, namespace="default")
+        token = sign(issuer, claims(pod="admin-9"))
+        for _ in range(3):
+            assert (await guarded.echo(token)).endswith(":admin-srv")
+        assert guarded.guard.pods.lookups == 1
+    finally:
+        api.close()  # type: ignore[no-untyped-call]

@@ -184,5 +184,6 @@ async def test_refusals_are_logged_once_per_burst_without_the_token(
     lines = [r.getMessage() for r in caplog.records if r.name == "micro.identity"]
     assert len(lines) == 1
     assert "audience" in lines[0]
+    assert "127.0.0.1" in lines[0]  # where the unverified caller called from
     assert token not in caplog.text
     assert "system:serviceaccount" not in lines[0]  # unverified: no caller is named
