@@ -6,6 +6,8 @@ sight. A TokenReview needs a cluster-wide grant (system:auth-delegator) for ever
 service and one API call per new token, on the call path; the pod watch needs only the
 list/watch of pods the services' Roles already grant, costs a dict lookup per call, and
 refuses a deleted pod's token within the watch's latency rather than at its next token.
+One watch covers every pod of the namespace, not one per allowed account: identity.allow
+is live, and a single watch needs no restart when it changes.
 The watch holds the uids of the pods that exist; a deleted pod's uid is refused from its
 DELETED event on. A uid the watch has not seen (a caller that started after the last
 event, or a pod in another namespace) is looked up once with a GET of the pod by name;
