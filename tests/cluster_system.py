@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
+from devcluster.runner.kubelet.tokens import REFRESH_CAP_ENV
 from devcluster.runner.testing import RunningNode, ready_pods, running_node, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +32,9 @@ SERVICES = tuple(
 )
 LOGIN = {"userName": "thangn", "password": "123456"}
 START_TIMEOUT_S = 120.0
+# The kubelet rewrites every projected token this often (the devcluster's test-only cap;
+# 480s otherwise), so the whole system runs through token rotations under test.
+TOKEN_REFRESH_S = 5.0
 
 
 @dataclass
@@ -72,7 +77,12 @@ def running_system(tmp: Path) -> Iterator[System]:
         check=True,
         capture_output=True,
     )
-    with running_node(tmp, manifest_paths=(REPO_ROOT / ".k8s", secrets)) as node:
+    with contextlib.ExitStack() as stack:
+        with pytest.MonkeyPatch.context() as env:  # the runner inherits it at start only
+            env.setenv(REFRESH_CAP_ENV, str(TOKEN_REFRESH_S))
+            node = stack.enter_context(
+                running_node(tmp, manifest_paths=(REPO_ROOT / ".k8s", secrets))
+            )
         wait_for(
             "every Deployment to be available",
             lambda: (
