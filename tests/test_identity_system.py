@@ -7,6 +7,7 @@ through the official Kubernetes client. Positive controls show each refusal has 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from concurrent import futures
@@ -274,7 +275,9 @@ def test_a_pod_with_user_srv_labels_under_another_account_gets_no_call(
 # the admission policy, against the deployed .k8s -----------------------------------------
 
 
-def as_account(system: System, token: str) -> kubernetes.client.CoreV1Api:
+@contextlib.contextmanager
+def as_account(system: System, token: str) -> Iterator[Any]:
+    """The core API as the holder of `token` (the client's models are Optional: Any)."""
     configuration = kubernetes.client.Configuration()
     source = system.node.api.configuration
     configuration.host = source.host
@@ -282,7 +285,8 @@ def as_account(system: System, token: str) -> kubernetes.client.CoreV1Api:
     configuration.verify_ssl = True
     configuration.api_key = {"authorization": token}
     configuration.api_key_prefix = {"authorization": "Bearer"}
-    return kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(configuration))
+    with kubernetes.client.ApiClient(configuration) as client:
+        yield kubernetes.client.CoreV1Api(client)
 
 
 def patch_status(call: Any) -> tuple[int, str]:
@@ -298,43 +302,43 @@ def test_data_srv_may_patch_only_its_own_registry_metadata(system: System) -> No
     pod's other metadata, are refused by the policy (RBAC alone grants pods patch)."""
     own = first_ready_pod(system, "data-srv")
     target = first_ready_pod(system, "token-srv")
-    core = as_account(system, bound_token(system, "data-srv", "", own))
     image = target.spec.containers[0].image
-    attempts = {
-        "token-srv's registry label": lambda: core.patch_namespaced_pod(
-            target.metadata.name,
-            NAMESPACE,
-            {"metadata": {"labels": {"gomicro-service-app": "go-micro.data-srv"}}},
-        ),
-        "token-srv's image": lambda: core.patch_namespaced_pod(
-            target.metadata.name,
-            NAMESPACE,
-            {"spec": {"containers": [{"name": "token-srv", "image": "devexps/data-srv:k8s"}]}},
-        ),
-        "its own app label": lambda: core.patch_namespaced_pod(
-            own.metadata.name, NAMESPACE, {"metadata": {"labels": {"app": "admin-srv"}}}
-        ),
-        "its own other annotation": lambda: core.patch_namespaced_pod(
-            own.metadata.name,
-            NAMESPACE,
-            {"metadata": {"annotations": {"prometheus.io/port": "9090"}}},
-        ),
-    }
-    answers = {what: patch_status(call) for what, call in attempts.items()}
-    refused = {
-        what
-        for what, (code, body) in answers.items()
-        if code in (403, 422) and "ValidatingAdmissionPolicy" in body
-    }
-    assert refused == set(attempts), answers
-    after = system.node.core.read_namespaced_pod(target.metadata.name, NAMESPACE)
-    assert after.spec.containers[0].image == image
-    # The control: its own registry labels stay its to write (the value it has).
-    version = own.metadata.labels["gomicro-service-version"]
-    own_label = {"metadata": {"labels": {"gomicro-service-version": version}}}
-    assert patch_status(
-        lambda: core.patch_namespaced_pod(own.metadata.name, NAMESPACE, own_label)
-    ) == (200, "")
+    with as_account(system, bound_token(system, "data-srv", "", own)) as core:
+        attempts = {
+            "token-srv's registry label": lambda: core.patch_namespaced_pod(
+                target.metadata.name,
+                NAMESPACE,
+                {"metadata": {"labels": {"gomicro-service-app": "go-micro.data-srv"}}},
+            ),
+            "token-srv's image": lambda: core.patch_namespaced_pod(
+                target.metadata.name,
+                NAMESPACE,
+                {"spec": {"containers": [{"name": "token-srv", "image": "devexps/data-srv:k8s"}]}},
+            ),
+            "its own app label": lambda: core.patch_namespaced_pod(
+                own.metadata.name, NAMESPACE, {"metadata": {"labels": {"app": "admin-srv"}}}
+            ),
+            "its own other annotation": lambda: core.patch_namespaced_pod(
+                own.metadata.name,
+                NAMESPACE,
+                {"metadata": {"annotations": {"prometheus.io/port": "9090"}}},
+            ),
+        }
+        answers = {what: patch_status(call) for what, call in attempts.items()}
+        refused = {
+            what
+            for what, (code, body) in answers.items()
+            if code in (403, 422) and "ValidatingAdmissionPolicy" in body
+        }
+        assert refused == set(attempts), answers
+        after = system.node.core.read_namespaced_pod(target.metadata.name, NAMESPACE)
+        assert after.spec.containers[0].image == image
+        # The control: its own registry labels stay its to write (the value it has).
+        version = own.metadata.labels["gomicro-service-version"]
+        own_label = {"metadata": {"labels": {"gomicro-service-version": version}}}
+        assert patch_status(
+            lambda: core.patch_namespaced_pod(own.metadata.name, NAMESPACE, own_label)
+        ) == (200, "")
 
 
 # rotation ---------------------------------------------------------------------------------
