@@ -106,3 +106,17 @@ def test_only_the_public_edge_asks_no_identity(
     grpc = effective_config(k8s_objects, shipped_service).server.grpc
     if grpc is not None:
         assert grpc.public is (shipped_service == "admin-srv")
+
+
+def test_the_pod_policy_covers_every_service_account(
+    k8s_objects: dict[str, dict[str, Any]], shipped_service: str
+) -> None:
+    """The admission policy picks the services' accounts by name (<service>-srv in the
+    namespace), so a new service is covered without editing it, and no other is."""
+    policy = (REPO_ROOT / ".k8s" / "02-admission-policy.yaml").read_text()
+    (pattern,) = re.findall(r"username\.matches\('([^']+)'\)", policy)
+    account = pod_template(k8s_objects, shipped_service)["spec"]["serviceAccountName"]
+    assert re.match(pattern, f"system:serviceaccount:go-micro:{account}")
+    for other in ("default", "postgres", f"{account}-x-srv-controller"):
+        assert not re.match(pattern, f"system:serviceaccount:go-micro:{other}")
+    assert not re.match(pattern, f"system:serviceaccount:kube-system:{account}")
