@@ -23,7 +23,8 @@ def _grpc_endpoint(service: str, process: ServiceProcess) -> dict[str, Any]:
 
 
 class LoginSystem:
-    """user-srv, token-srv, device-srv and admin-srv, started in order."""
+    """user-srv, token-srv, device-srv and `admin_replicas` admin-srv processes, started in
+    order; the replicas share the backends, as Deployment replicas do."""
 
     def __init__(
         self,
@@ -32,8 +33,12 @@ class LoginSystem:
         bootstrap_users: list[dict[str, str]],
         argon2: dict[str, int] | None = None,
         login_limit: dict[str, Any] | None = None,
+        login_limits: dict[str, Any] | None = None,
+        admin_replicas: int = 1,
     ) -> None:
         data = workdir / "data"
+        # user-srv's login budgets, only when given: the shipped defaults otherwise.
+        budgets = {} if login_limits is None else {"login_limits": login_limits}
         self.user = ServiceProcess(
             "user_srv",
             {
@@ -43,6 +48,7 @@ class LoginSystem:
                 "database": {"data_dir": str(data)},
                 "argon2": argon2 or {},
                 "bootstrap_users": bootstrap_users,
+                **budgets,
             },
             workdir,
         )
@@ -74,7 +80,9 @@ class LoginSystem:
         )
         self._workdir = workdir
         self._login_limit = login_limit or {}
-        self.admin: ServiceProcess | None = None
+        self._admin_replicas = admin_replicas
+        self.admin: ServiceProcess | None = None  # the first replica
+        self.admins: list[ServiceProcess] = []
         self.started: list[ServiceProcess] = []
 
     @property
@@ -87,6 +95,11 @@ class LoginSystem:
         assert self.admin is not None
         return f"127.0.0.1:{self.admin.ports['gRPC']}"
 
+    @property
+    def http_urls(self) -> list[str]:
+        """Every admin-srv replica's HTTP base URL."""
+        return [f"http://127.0.0.1:{admin.ports['HTTP']}" for admin in self.admins]
+
     def __enter__(self) -> LoginSystem:
         try:
             for process in (self.user, self.token, self.device):
@@ -97,27 +110,32 @@ class LoginSystem:
                 _grpc_endpoint("go-micro.token-srv", self.token),
                 _grpc_endpoint("go-micro.device-srv", self.device),
             ]
-            self.admin = ServiceProcess(
-                "admin_srv",
-                {
-                    "server": {
-                        "http": {"addr": "127.0.0.1:0", "timeout": "10s"},
-                        "grpc": {"addr": "127.0.0.1:0", "timeout": "10s"},
-                    },
-                    "client": {"grpc": {"timeout": "10s"}},
-                    "registry": {"type": "static", "services": services},
-                    "shutdown": _QUICK_SHUTDOWN,
-                    "auth": {"audience": ["go-micro"]},
-                    "login_limit": self._login_limit,
-                },
-                self._workdir,
-            )
-            self.admin.start()
-            self.started.append(self.admin)
+            for replica in range(self._admin_replicas):
+                # Each replica its own config folder: they share only the backends.
+                workdir = self._workdir / f"admin-{replica}" if replica else self._workdir
+                workdir.mkdir(exist_ok=True)
+                admin = ServiceProcess("admin_srv", self._admin_config(services), workdir)
+                admin.start()
+                self.started.append(admin)
+                self.admins.append(admin)
+            self.admin = self.admins[0]
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _admin_config(self, services: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "server": {
+                "http": {"addr": "127.0.0.1:0", "timeout": "10s"},
+                "grpc": {"addr": "127.0.0.1:0", "timeout": "10s"},
+            },
+            "client": {"grpc": {"timeout": "10s"}},
+            "registry": {"type": "static", "services": services},
+            "shutdown": _QUICK_SHUTDOWN,
+            "auth": {"audience": ["go-micro"]},
+            "login_limit": self._login_limit,
+        }
 
     def __exit__(
         self,
