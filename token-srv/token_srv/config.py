@@ -35,7 +35,9 @@ class JwtConfig(Section):
     issuer: str = "go-micro.token-srv"
     audience: tuple[str, ...] = ("go-micro",)
     access_ttl: Duration = timedelta(minutes=15)
-    refresh_ttl: Duration = timedelta(days=7)
+    refresh_ttl: Duration = timedelta(days=7)  # sliding: each refresh restarts it
+    # Absolute: a session (a login and all its refreshes) ends this long after the login.
+    session_lifetime: Duration = timedelta(hours=12)
     leeway: Duration = timedelta(seconds=5)  # clock skew allowed between services
     # The first key signs; all of them verify (rotation). Fed by the Secret token-srv-jwt-keys.
     keys: tuple[JwtKeyConfig, ...] = ()

@@ -1,8 +1,11 @@
-"""token-srv's schema steps: the refresh token store and the revoked access tokens."""
+"""token-srv's schema steps: the refresh token store, the revoked access tokens, and the
+refresh families (sessions) that rotations and revocations lock."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Index, MetaData, String, Table
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, Connection, DateTime, Index, MetaData, String, Table, func, select
 
 from micro.db import Migration, create_tables
 
@@ -31,4 +34,30 @@ def _v1_tokens(meta: MetaData) -> None:
     )
 
 
-MIGRATIONS = (Migration(1, "refresh tokens and revoked access tokens", create_tables(_v1_tokens)),)
+def _v2_families(conn: Connection) -> None:
+    meta = MetaData()
+    families = Table(
+        "refresh_families",
+        meta,
+        Column("family_id", String(32), primary_key=True),
+        Column("started_at", DateTime(timezone=True), nullable=False),
+        Column("revoked_at", DateTime(timezone=True), nullable=True),
+    )
+    families.create(conn)
+    tokens = Table("refresh_tokens", MetaData(), autoload_with=conn)
+    # Sessions from before have no recorded start: their absolute lifetime counts from now.
+    now = datetime.now(UTC)
+    rows = conn.execute(
+        select(tokens.c.family_id, func.max(tokens.c.revoked_at)).group_by(tokens.c.family_id)
+    ).all()
+    if rows:
+        conn.execute(
+            families.insert(),
+            [{"family_id": f, "started_at": now, "revoked_at": revoked} for f, revoked in rows],
+        )
+
+
+MIGRATIONS = (
+    Migration(1, "refresh tokens and revoked access tokens", create_tables(_v1_tokens)),
+    Migration(2, "refresh families: one row a session, locked by rotations", _v2_families),
+)

@@ -1,25 +1,51 @@
-"""Refresh tokens and revoked access tokens in a SQL database, behind a small interface."""
+"""Refresh tokens, their sessions (families) and revoked access tokens in a SQL database,
+behind a small interface.
+
+A rotation and a family's revocation both lock the family's row first (PostgreSQL: a row
+lock; SQLite: the file's write lock), so they never interleave: a family revoked by reuse
+detection cannot gain a successor that a rotation was about to insert.
+"""
 
 from __future__ import annotations
 
+import enum
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Column, MetaData, String, Table, delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from micro.db import UtcDateTime
 from token_srv.domain import RefreshRecord, Subject
 
 
+class Rotation(enum.Enum):
+    """How a rotation ended; only ROTATED stored a successor."""
+
+    ROTATED = "rotated"
+    REUSED = "reused"  # the token was spent already: the family is revoked now
+    ENDED = "ended"  # the family is revoked, or past its absolute lifetime
+
+
 class TokenRepository(Protocol):
-    async def add_refresh(self, record: RefreshRecord) -> None: ...
+    async def start_session(self, record: RefreshRecord, started_at: datetime) -> None:
+        """A new family with its first refresh token, in one transaction."""
+        ...
 
     async def find_refresh(self, token_hash: str) -> RefreshRecord | None: ...
 
-    async def spend_refresh(self, token_hash: str, at: datetime) -> bool:
-        """Mark a live token spent; False when it was spent or revoked already (a race)."""
+    async def session_start(self, family_id: str) -> datetime | None:
+        """When the family's login happened; None when it is unknown or revoked."""
+        ...
+
+    async def rotate(
+        self, token_hash: str, successor: RefreshRecord, at: datetime, started_after: datetime
+    ) -> Rotation:
+        """Spend a live token and store its successor in one transaction; a spent token
+        revokes its family instead, as does a family started before `started_after`."""
         ...
 
     async def revoke_family(self, family_id: str, at: datetime) -> None: ...
@@ -47,6 +73,13 @@ refresh_tokens = Table(
     Column("spent_at", UtcDateTime(), nullable=True),
     Column("revoked_at", UtcDateTime(), nullable=True),
 )
+refresh_families = Table(
+    "refresh_families",
+    _meta,
+    Column("family_id", String(32), primary_key=True),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+)
 revoked_access_tokens = Table(
     "revoked_access_tokens",
     _meta,
@@ -66,25 +99,39 @@ def _record(row: Any) -> RefreshRecord:
     )
 
 
+def _token_row(record: RefreshRecord) -> dict[str, Any]:
+    return {
+        "token_hash": record.token_hash,
+        "family_id": record.family_id,
+        "user_id": record.subject.user_id,
+        "user_name": record.subject.user_name,
+        "role": record.subject.role,
+        "platform": record.subject.platform,
+        "expires_at": record.expires_at,
+        "spent_at": record.spent_at,
+        "revoked_at": record.revoked_at,
+    }
+
+
 class SqlTokenRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def add_refresh(self, record: RefreshRecord) -> None:
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that holds SQLite's write lock from its start: the driver would
+        begin only at the first write, after this transaction's reads."""
         async with self._engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
+
+    async def start_session(self, record: RefreshRecord, started_at: datetime) -> None:
+        async with self._writing() as conn:
             await conn.execute(
-                refresh_tokens.insert().values(
-                    token_hash=record.token_hash,
-                    family_id=record.family_id,
-                    user_id=record.subject.user_id,
-                    user_name=record.subject.user_name,
-                    role=record.subject.role,
-                    platform=record.subject.platform,
-                    expires_at=record.expires_at,
-                    spent_at=record.spent_at,
-                    revoked_at=record.revoked_at,
-                )
+                refresh_families.insert().values(family_id=record.family_id, started_at=started_at)
             )
+            await conn.execute(refresh_tokens.insert().values(**_token_row(record)))
 
     async def find_refresh(self, token_hash: str) -> RefreshRecord | None:
         query = select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
@@ -92,28 +139,66 @@ class SqlTokenRepository:
             row = (await conn.execute(query)).first()
         return None if row is None else _record(row)
 
-    async def spend_refresh(self, token_hash: str, at: datetime) -> bool:
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
+    async def session_start(self, family_id: str) -> datetime | None:
+        query = select(refresh_families.c.started_at).where(
+            refresh_families.c.family_id == family_id, refresh_families.c.revoked_at.is_(None)
+        )
+        async with self._engine.connect() as conn:
+            started: datetime | None = (await conn.execute(query)).scalar()
+        return started
+
+    async def rotate(
+        self, token_hash: str, successor: RefreshRecord, at: datetime, started_after: datetime
+    ) -> Rotation:
+        async with self._writing() as conn:
+            family = (
+                await conn.execute(
+                    select(refresh_families)
+                    .where(refresh_families.c.family_id == successor.family_id)
+                    .with_for_update()
+                )
+            ).first()
+            if family is None or family.revoked_at is not None:
+                return Rotation.ENDED
+            if family.started_at < started_after:
+                return Rotation.ENDED
+            spent = await conn.execute(
                 update(refresh_tokens)
                 .where(
                     refresh_tokens.c.token_hash == token_hash,
+                    refresh_tokens.c.family_id == successor.family_id,
                     refresh_tokens.c.spent_at.is_(None),
                     refresh_tokens.c.revoked_at.is_(None),
                 )
                 .values(spent_at=at)
             )
-        return result.rowcount == 1
+            if spent.rowcount != 1:
+                # A spent token offered again means it leaked: end the whole session.
+                await self._revoke_family(conn, successor.family_id, at)
+                return Rotation.REUSED
+            await conn.execute(refresh_tokens.insert().values(**_token_row(successor)))
+        return Rotation.ROTATED
 
     async def revoke_family(self, family_id: str, at: datetime) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(refresh_tokens)
-                .where(
-                    refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None)
-                )
-                .values(revoked_at=at)
+        async with self._writing() as conn:
+            await self._revoke_family(conn, family_id, at)
+
+    @staticmethod
+    async def _revoke_family(conn: AsyncConnection, family_id: str, at: datetime) -> None:
+        # The family row first: on PostgreSQL this waits for a rotation in flight, and
+        # the tokens' update that follows sees the successor it committed.
+        await conn.execute(
+            update(refresh_families)
+            .where(
+                refresh_families.c.family_id == family_id, refresh_families.c.revoked_at.is_(None)
             )
+            .values(revoked_at=at)
+        )
+        await conn.execute(
+            update(refresh_tokens)
+            .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
 
     async def revoke_access(self, jti: str, expires_at: datetime) -> None:
         try:
@@ -130,8 +215,16 @@ class SqlTokenRepository:
             return (await conn.execute(query)).first() is not None
 
     async def purge_expired(self, now: datetime) -> None:
-        async with self._engine.begin() as conn:
+        async with self._writing() as conn:
             await conn.execute(delete(refresh_tokens).where(refresh_tokens.c.expires_at < now))
+            # A family without tokens left can never be refreshed again.
+            await conn.execute(
+                delete(refresh_families).where(
+                    ~select(refresh_tokens.c.token_hash)
+                    .where(refresh_tokens.c.family_id == refresh_families.c.family_id)
+                    .exists()
+                )
+            )
             await conn.execute(
                 delete(revoked_access_tokens).where(revoked_access_tokens.c.expires_at < now)
             )

@@ -24,7 +24,7 @@ from token_srv.domain import (
     refresh_token_hash,
 )
 from token_srv.keys import KeyRing
-from token_srv.repository import TokenRepository
+from token_srv.repository import Rotation, TokenRepository
 
 # Claims every access token carries; a token missing one is refused.
 REQUIRED_CLAIMS = ["sub", "uid", "iat", "nbf", "exp", "iss", "aud", "jti"]
@@ -76,7 +76,10 @@ class TokenUseCases:
         if subject.platform not in PLATFORMS:
             raise invalid_argument("platform", f"must be one of {', '.join(PLATFORMS)}")
         await self._purge_now_and_then()
-        return await self._issue(subject, family_id=uuid.uuid4().hex)
+        started_at = self._now()
+        pair, record = self._issue(subject, uuid.uuid4().hex, started_at)
+        await self._tokens.start_session(record, started_at)
+        return pair
 
     async def verify(self, token: str) -> dict[str, Any]:
         """The claims of a valid, unrevoked access token."""
@@ -95,41 +98,55 @@ class TokenUseCases:
         now = self._now()
         if record is None or record.revoked_at is not None or record.expires_at <= now:
             raise unauthenticated("refreshToken", "invalid, expired or revoked")
-        if record.spent_at is not None or not await self._tokens.spend_refresh(token_hash, now):
-            # A spent token offered again means it leaked: end the whole session.
-            await self._tokens.revoke_family(record.family_id, now)
+        started_at = await self._tokens.session_start(record.family_id)
+        lifetime = self._settings().cfg.session_lifetime
+        if started_at is None or started_at + lifetime <= now:
+            raise unauthenticated("refreshToken", "the session has ended; log in again")
+        pair, successor = self._issue(record.subject, record.family_id, started_at)
+        # Spending and storing the successor commit together (repository.rotate).
+        outcome = await self._tokens.rotate(token_hash, successor, now, now - lifetime)
+        if outcome is Rotation.REUSED:
             raise unauthenticated("refreshToken", "already used; the session is revoked")
-        return await self._issue(record.subject, record.family_id), record.subject
+        if outcome is Rotation.ENDED:
+            raise unauthenticated("refreshToken", "the session has ended; log in again")
+        return pair, record.subject
 
     async def revoke(self, refresh_token: str, access_token: str) -> None:
-        """Logout: end the refresh token's session and, when given, the access token."""
+        """Logout: end the refresh token's session whatever the access token is, then
+        revoke the access token when it is a valid one."""
         if not refresh_token and not access_token:
             raise invalid_argument("refreshToken", "refreshToken or accessToken must be set")
-        now = self._now()
-        if access_token:
-            try:
-                claims = self._decode(access_token, field="accessToken")
-            except ServiceError:
-                # An expired token needs no revocation; anything else is the caller's error.
-                self._decode(access_token, field="accessToken", verify_exp=False)
-            else:
-                expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
-                await self._tokens.revoke_access(str(claims["jti"]), expires)
         if refresh_token:
             record = await self._tokens.find_refresh(refresh_token_hash(refresh_token))
             # Unknown tokens are not an error: logging out twice is fine.
             if record is not None:
-                await self._tokens.revoke_family(record.family_id, now)
+                await self._tokens.revoke_family(record.family_id, self._now())
+        if not access_token:
+            return
+        try:
+            claims = self._decode(access_token, field="accessToken")
+        except ServiceError:
+            # Expired or forged: nothing to revoke. Alone, it is the caller's error.
+            if not refresh_token:
+                raise
+            return
+        expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
+        await self._tokens.revoke_access(str(claims["jti"]), expires)
 
     def jwks(self) -> list[dict[str, str]]:
         return self._settings().keys.jwks
 
-    async def _issue(self, subject: Subject, family_id: str) -> TokenPair:
+    def _issue(
+        self, subject: Subject, family_id: str, started_at: datetime
+    ) -> tuple[TokenPair, RefreshRecord]:
+        """A signed pair and the record of its refresh token, which the caller stores; the
+        refresh token never outlives the session."""
         settings = self._settings()
         cfg = settings.cfg
         now = int(self._clock())
         access_ttl = int(cfg.access_ttl.total_seconds())
-        refresh_ttl = int(cfg.refresh_ttl.total_seconds())
+        session_end = int((started_at + cfg.session_lifetime).timestamp())
+        refresh_ttl = max(0, min(int(cfg.refresh_ttl.total_seconds()), session_end - now))
         claims = {
             "sub": subject.user_name,
             "uid": subject.user_id,
@@ -144,15 +161,14 @@ class TokenUseCases:
             "jti": uuid.uuid4().hex,
         }
         refresh_token = secrets.token_urlsafe(32)
-        await self._tokens.add_refresh(
-            RefreshRecord(
-                token_hash=refresh_token_hash(refresh_token),
-                family_id=family_id,
-                subject=subject,
-                expires_at=datetime.fromtimestamp(now + refresh_ttl, UTC),
-            )
+        record = RefreshRecord(
+            token_hash=refresh_token_hash(refresh_token),
+            family_id=family_id,
+            subject=subject,
+            expires_at=datetime.fromtimestamp(now + refresh_ttl, UTC),
         )
-        return TokenPair(settings.keys.sign(claims), refresh_token, access_ttl, refresh_ttl)
+        pair = TokenPair(settings.keys.sign(claims), refresh_token, access_ttl, refresh_ttl)
+        return pair, record
 
     def _decode(self, token: str, field: str, verify_exp: bool = True) -> dict[str, Any]:
         settings = self._settings()
