@@ -46,6 +46,7 @@ from micro.registry.labels import instance_id
 from micro.registry.names import short_name
 from micro.tracing import flush_tracing, setup_tracing
 from micro.transport.admin import AdminServer
+from micro.transport.client_address import ProxyRules
 from micro.transport.cors import CorsRules
 from micro.transport.grpc import AddToServer, GrpcServer
 from micro.transport.http import HttpServer
@@ -320,7 +321,7 @@ class App(Generic[C]):
 
     def _build_servers(self, cfg: ServiceConfig, ctx: ServiceContext[C]) -> dict[str, Server]:
         """The servers the config asks for, by kind in start order, each with what compose
-        added to it; the HTTP server's CORS rules follow server.http from here on."""
+        added to it; CORS rules and trusted proxies follow the config from here on."""
         if ctx.grpc_services and cfg.server.grpc is None:
             raise StartupError("gRPC services were added but server.grpc is not configured")
         if ctx.routers and cfg.server.http is None:
@@ -334,6 +335,9 @@ class App(Generic[C]):
             )
             for add_to_server, servicer in ctx.grpc_services:
                 grpc.add_service(add_to_server, servicer)
+            self._unsubscribe.append(
+                ctx.config.subscribe(lambda c: ProxyRules.of(c.server.grpc), grpc.proxies.update)
+            )
             servers["grpc"] = grpc
         if cfg.server.http is not None:
             http = HttpServer(
@@ -347,6 +351,9 @@ class App(Generic[C]):
                 http.include_router(router)
             self._unsubscribe.append(
                 ctx.config.subscribe(lambda c: CorsRules.of(c.server.http), http.cors.update)
+            )
+            self._unsubscribe.append(
+                ctx.config.subscribe(lambda c: ProxyRules.of(c.server.http), http.proxies.update)
             )
             servers["http"] = http
         if cfg.server.admin is not None:

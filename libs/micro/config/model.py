@@ -8,6 +8,7 @@ load unchanged.
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import re
 from datetime import timedelta
 from typing import Annotated, ClassVar, Literal
@@ -40,6 +41,21 @@ def parse_duration(value: object) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
+def _networks(cidrs: tuple[str, ...]) -> tuple[str, ...]:
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ValueError(f"not an IP network: {cidr!r} (use e.g. 10.0.0.0/8)") from None
+    return cidrs
+
+
+# Proxies whose header tells the client's address (micro.transport.client_address); a
+# change applies to the next request.
+TrustedProxies = Annotated[tuple[str, ...], AfterValidator(_networks), Reload.LIVE]
+ProxyHeader = Literal["x-forwarded-for", "forwarded", "x-real-ip"]
+
+
 class Section(BaseModel):
     """A config section: unknown keys are errors, so a typo never passes silently.
 
@@ -70,6 +86,11 @@ class HttpServerConfig(Section):
     """Largest request body accepted; a larger one answers 413."""
     docs: bool = True
     """Serve /openapi.json and /docs; false removes both."""
+    trusted_proxies: TrustedProxies = ()
+    """Peers (CIDRs) trusted to tell the client's address in proxy_header; none: the
+    connection's peer is the client and proxy headers are ignored."""
+    proxy_header: Annotated[ProxyHeader, Reload.LIVE] = "x-forwarded-for"
+    """The header the trusted proxies set; its right-most untrusted hop is the client."""
 
 
 class GrpcServerConfig(Section):
@@ -82,6 +103,11 @@ class GrpcServerConfig(Section):
     """Largest message a caller may send (RESOURCE_EXHAUSTED beyond)."""
     public: bool = False
     """This port serves end users: no caller identity is asked here (identity.mode)."""
+    trusted_proxies: TrustedProxies = ()
+    """Peers (CIDRs) trusted to tell the client's address in proxy_header metadata; none:
+    the connection's peer is the client and proxy metadata is ignored."""
+    proxy_header: Annotated[ProxyHeader, Reload.LIVE] = "x-forwarded-for"
+    """The metadata key the trusted proxies set; its right-most untrusted hop is the client."""
 
 
 class AdminServerConfig(Section):

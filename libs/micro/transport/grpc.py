@@ -16,6 +16,7 @@ from micro.descriptors import served_service
 from micro.health import Health
 from micro.identity.guard import IdentityGuard
 from micro.transport.address import join_address, listen_address
+from micro.transport.client_address import ProxyPolicy, ProxyRules
 from micro.transport.grpc_interceptors import LayeredInterceptor, server_layers
 from micro.transport.server import Endpoint
 
@@ -42,6 +43,7 @@ class GrpcServer:
         self._health = health
         self._policy = policy if policy is not None else AccessPolicy()
         self._identity = identity  # None: no caller identity asked (public port, or off)
+        self.proxies = ProxyPolicy(ProxyRules.of(config))
         self._services: list[tuple[AddToServer, Any, str]] = []
         self._server: grpc.aio.Server | None = None
         self.host = ""
@@ -70,7 +72,7 @@ class GrpcServer:
         server = grpc.aio.server(
             interceptors=[
                 LayeredInterceptor(
-                    server_layers(self._config.timeout, self._policy, self._identity)
+                    server_layers(self._config.timeout, self._policy, self._identity, self.proxies)
                 )
             ],
             options=[

@@ -1,5 +1,6 @@
 """The gRPC server's interceptor chain: tracing, access log + metrics, recovery,
-deadline, caller identity (micro.identity) and authentication, outermost first.
+deadline, caller identity (micro.identity), authentication and the client's address
+(micro.transport.client_address), outermost first.
 
 Each layer is an async context manager around the handler, so one chain serves unary and
 streaming methods alike. The layers are small classes rather than @asynccontextmanager
@@ -31,6 +32,7 @@ from micro.auth import AccessPolicy, acting_as
 from micro.errors import INTERNAL_MESSAGE, ServiceError, invalid_argument
 from micro.identity.guard import IdentityGuard
 from micro.identity.principal import IDENTITY_METADATA_KEY, acting_for
+from micro.transport.client_address import ProxyPolicy, ProxyRules, grpc_peer_ip, serving
 
 _log = logging.getLogger("micro.grpc")
 
@@ -407,8 +409,43 @@ class LayeredInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         return wrapped
 
 
+class _ClientAddress(_CallLayer):
+    __slots__ = ("_policy", "_serving")
+
+    def __init__(self, call: GrpcCall, policy: ProxyPolicy) -> None:
+        super().__init__(call)
+        self._policy = policy
+        self._serving: AbstractContextManager[None] | None = None
+
+    async def __aenter__(self) -> None:
+        context = self.call.context
+
+        def values(key: str) -> list[str]:
+            # Every value of a repeated key, in order: the right-most hop counts.
+            pairs = context.invocation_metadata() or ()
+            return [v for k, v in pairs if k == key and isinstance(v, str)]
+
+        self._serving = serving(grpc_peer_ip(context.peer()), values, self._policy.rules)
+        self._serving.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, error: BaseException | None, tb: Any
+    ) -> bool:
+        if self._serving is not None:
+            self._serving.__exit__(exc_type, error, tb)
+        return False
+
+
+def client_address_layer(policy: ProxyPolicy) -> Layer:
+    """micro.transport.client_address.client_address() for the handler."""
+    return lambda call: _ClientAddress(call, policy)
+
+
 def server_layers(
-    timeout: timedelta, policy: AccessPolicy, identity: IdentityGuard | None = None
+    timeout: timedelta,
+    policy: AccessPolicy,
+    identity: IdentityGuard | None = None,
+    proxies: ProxyPolicy | None = None,
 ) -> list[Layer]:
     """The chain, outermost first; the caller's identity (on a non-public port with
     identity on) is checked before the end user's token."""
@@ -419,4 +456,5 @@ def server_layers(
         deadline_layer(timeout),
         *([identity_layer(identity)] if identity is not None else []),
         auth_layer(policy),
+        client_address_layer(proxies if proxies is not None else ProxyPolicy(ProxyRules())),
     ]

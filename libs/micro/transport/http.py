@@ -4,8 +4,8 @@ It serves /healthz (alive), a terse /readyz (503 until ready and from shutdown o
 /openapi.json and /docs unless server.http.docs is false, next to the service's routers
 (/metrics and the detailed /readyz are on the admin port: micro.transport.admin). It
 answers errors as JSON through the one table in micro.errors, and applies CORS, the body
-size limit and the timeout from server.http. CORS follows the config at run time
-(`HttpServer.cors.update`).
+size limit and the timeout from server.http. CORS and the trusted proxies follow the config
+at run time (`HttpServer.cors.update`, `HttpServer.proxies.update`).
 /openapi.json declares what the framework answers on every route (micro.transport.openapi).
 """
 
@@ -32,11 +32,13 @@ from micro.config.model import HttpServerConfig
 from micro.errors import ServiceError, code_for_http_status, invalid_argument
 from micro.health import Health
 from micro.transport.address import bind_socket, join_address, listen_address
+from micro.transport.client_address import ProxyPolicy, ProxyRules
 from micro.transport.cors import CorsPolicy, CorsRules, ReloadableCorsMiddleware
 from micro.transport.http_middleware import (
     QUIET_PATHS,
     AuthMiddleware,
     BodyLimitMiddleware,
+    ClientAddressMiddleware,
     ObserveMiddleware,
     RecoveryMiddleware,
     TimeoutMiddleware,
@@ -154,6 +156,7 @@ def build_app(
     title: str,
     version: str,
     cors: CorsPolicy | None = None,
+    proxies: ProxyPolicy | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title=title,
@@ -166,6 +169,8 @@ def build_app(
     app.include_router(probe_router(health))
     # add_middleware puts each new one outermost: this reads innermost first.
     app.add_middleware(AuthMiddleware, policy=policy)
+    proxies = proxies if proxies is not None else ProxyPolicy(ProxyRules.of(config))
+    app.add_middleware(ClientAddressMiddleware, policy=proxies)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(TimeoutMiddleware, seconds=config.timeout.total_seconds())
     app.add_middleware(RecoveryMiddleware)
@@ -199,6 +204,7 @@ class HttpServer:
     ) -> None:
         self._config = config
         self.cors = CorsPolicy(CorsRules.of(config))
+        self.proxies = ProxyPolicy(ProxyRules.of(config))
         self.app = build_app(
             config,
             health=health,
@@ -206,6 +212,7 @@ class HttpServer:
             title=title,
             version=version,
             cors=self.cors,
+            proxies=self.proxies,
         )
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -235,6 +242,10 @@ class HttpServer:
             log_config=None,
             access_log=False,
             server_header=False,
+            # The client's address is micro's to tell (client_address), from server.http
+            # trusted_proxies only: uvicorn would trust X-Forwarded-For from 127.0.0.1.
+            proxy_headers=False,
+            forwarded_allow_ips=[],
         )
         server = _EmbeddedServer(uv_config)
         self._server = server

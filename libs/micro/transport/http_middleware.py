@@ -1,5 +1,6 @@
 """Pure ASGI middleware of the HTTP server (pure ASGI keeps contextvars and streaming
-intact): tracing, access log + metrics, recovery, timeout, body size limit, auth.
+intact): tracing, access log + metrics, recovery, timeout, body size limit, auth, and the
+client's address.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from micro import metrics, tracing
 from micro.auth import AccessPolicy, acting_as
 from micro.errors import INTERNAL_MESSAGE, ServiceError, code_for_http_status, too_large
+from micro.transport.client_address import ProxyPolicy, parse_ip, serving
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -271,4 +273,26 @@ class AuthMiddleware:
             await send_error(send, error, headers)
             return
         with acting_as(principal):
+            await self.app(scope, receive, send)
+
+
+class ClientAddressMiddleware:
+    """Makes micro.transport.client_address.client_address() answer inside the request."""
+
+    def __init__(self, app: ASGIApp, *, policy: ProxyPolicy) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        peer = parse_ip(str(client[0])) if client else None
+
+        def header_values(name: str) -> list[str]:
+            key = name.encode("latin-1")
+            return [v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == key]
+
+        with serving(peer, header_values, self.policy.rules):
             await self.app(scope, receive, send)
