@@ -9,6 +9,7 @@ from admin_srv.usecases import AuthUseCases, DeviceUseCases, UserAdminUseCases
 from api.admin_srv.v1 import admin_pb2, admin_pb2_grpc
 from micro.auth import bearer_token, require_principal
 from micro.servicer import Context, Servicer
+from micro.transport.client_address import client_address
 from micro.transport.grpc import AddToServer
 
 _SERVICES = admin_pb2.DESCRIPTOR.services_by_name
@@ -18,14 +19,6 @@ USER_SERVICE = _SERVICES["UserService"].full_name
 # Methods ctx.protect() guards: any valid token, or an admin's.
 SIGNED_IN_METHODS = (f"/{AUTHENTICATION_SERVICE}/GetMe", DEVICE_SERVICE)
 ADMIN_METHODS = (USER_SERVICE,)
-
-
-def client_address(context: Context) -> str:
-    """The peer's host: "ipv4:127.0.0.1:5000" -> "127.0.0.1", "ipv6:[::1]:5000" -> "::1"."""
-    peer = context.peer() or "unknown"
-    _, _, address = peer.partition(":")
-    host, _, _ = address.rpartition(":")
-    return host.strip("[]") or peer
 
 
 def _authorization(context: Context) -> str:
@@ -40,7 +33,7 @@ class AuthenticationServicer(Servicer[AuthUseCases], admin_pb2_grpc.Authenticati
         self, request: admin_pb2.LoginRequest, context: Context
     ) -> admin_pb2.LoginReply:
         session = await self.usecases.login(
-            request.user_name, request.password, request.platform, client_address(context)
+            request.user_name, request.password, request.platform, client_address()
         )
         return messages.login_reply(session)
 

@@ -17,6 +17,7 @@ from admin_srv.usecases import AuthUseCases, DeviceUseCases, UserAdminUseCases
 from api.admin_srv.v1 import admin_pb2
 from micro.auth import bearer_token, require_principal
 from micro.paging import MAX_REQUESTED_PAGE_SIZE
+from micro.transport.client_address import client_address
 from micro.transport.openapi import OPTIONAL_BEARER, error_response, error_responses
 from micro.transport.proto_schema import json_reply, json_request_body
 
@@ -30,10 +31,6 @@ PAGE_SIZE = (
     f"Users per page: 0 asks for {schemas.USERS_DEFAULT_PAGE_SIZE}, and a size above "
     f"{schemas.USERS_MAX_PAGE_SIZE} is lowered to {schemas.USERS_MAX_PAGE_SIZE} (AIP-158)"
 )
-
-
-def _client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 def build_router(
@@ -53,9 +50,7 @@ def build_router(
     )
     async def login(request: Request) -> Any:
         body = parse_message(await request.body(), admin_pb2.LoginRequest())
-        session = await auth.login(
-            body.user_name, body.password, body.platform, _client_address(request)
-        )
+        session = await auth.login(body.user_name, body.password, body.platform, client_address())
         return message_json(messages.login_reply(session))
 
     @router.post(
