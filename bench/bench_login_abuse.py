@@ -1,0 +1,277 @@
+"""Login under abuse: what an attacker gets, how soon logout bites, what honest users keep.
+
+Every service as its own process (tests/login_system.py), clients over admin-srv's HTTP
+API. The attacker rotates over 64 loopback addresses of its own (127.0.2.0/24), as a
+botnet would, so the per-account budget is what binds it; honest users come from
+127.0.0.1.
+
+- Guesses per account per hour, with 1 and with 3 admin-srv replicas: the attacker
+  floods one account with wrong passwords over every replica for --attack-seconds under
+  a short-lockout budget config; a guess counts when it was checked (401, not 429). The
+  count is compared with the bound computed from that config for the same span, and
+  scaled by the ratio to the shipped config's bound for an hour; the bound itself is
+  reported too.
+- Revocation delay p50/p99: log in, log out, then poll GET /admin/v1/me on every replica
+  with the old access token until each answers 401.
+- Honest logins/s while the attacker floods one account, against no flood, same run.
+
+    uv run python bench/bench_login_abuse.py [--attack-seconds 12] [--phase-seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from bench.results import merge_results, percentile  # noqa: E402
+from tests.login_system import LoginSystem  # noqa: E402
+from user_srv.config import LoginLimitsConfig  # noqa: E402
+
+HONEST = [
+    {"user_name": f"honest{i}", "password": f"honest-password-{i}", "role": "user"}
+    for i in range(8)
+]
+VICTIMS = [
+    {"user_name": f"victim{i}", "password": f"victim-password-{i}", "role": "user"}
+    for i in range(3)
+]
+ATTACKER_ADDRESSES = [f"127.0.2.{i}" for i in range(1, 65)]
+HONEST_ADDRESS = "127.0.0.1"
+# Lockouts short enough that a bounded run sees several of them escalate.
+SHORT_LIMITS = {"first_lockout": "1s", "max_lockout": "4s"}
+HOUR = timedelta(hours=1)
+POLL_S = 0.005
+REVOCATION_TIMEOUT_S = 10.0
+
+
+def shipped_limits() -> LoginLimitsConfig:
+    """user-srv's login_limits as .k8s/user-srv.yaml configures them (defaults otherwise)."""
+    for document in yaml.safe_load_all((REPO_ROOT / ".k8s/user-srv.yaml").read_text()):
+        if document and document.get("kind") == "ConfigMap":
+            config = yaml.safe_load(document["data"]["config.yaml"]) or {}
+            return LoginLimitsConfig.model_validate(config.get("login_limits", {}))
+    return LoginLimitsConfig()
+
+
+def guesses_within(cfg: LoginLimitsConfig, span: timedelta) -> int:
+    """The checked guesses an unknown client gets on one account within `span`: a full
+    budget, then a lockout that doubles each time up to max_lockout, again and again."""
+    elapsed, lockouts, guesses = timedelta(0), 0, 0
+    while elapsed < span:
+        guesses += cfg.unknown_max_failures
+        elapsed += min(cfg.first_lockout * (1 << min(lockouts, 62)), cfg.max_lockout)
+        lockouts += 1
+    return guesses
+
+
+def clients(urls: list[str], addresses: list[str]) -> list[httpx.AsyncClient]:
+    """A client per replica and source address: the socket is bound to that address."""
+    return [
+        httpx.AsyncClient(
+            base_url=url,
+            timeout=30.0,
+            transport=httpx.AsyncHTTPTransport(local_address=address),
+        )
+        for address in addresses
+        for url in urls
+    ]
+
+
+async def flood(
+    attackers: list[httpx.AsyncClient], victim: str, concurrency: int, stop: asyncio.Event
+) -> dict[int, int]:
+    """Wrong passwords for `victim` over every replica until `stop`; answers by status."""
+    statuses: dict[int, int] = {}
+    replicas = itertools.cycle(attackers)
+    guess = itertools.count()
+
+    async def worker() -> None:
+        while not stop.is_set():
+            client = next(replicas)
+            body = {"userName": victim, "password": f"guess-{next(guess)}"}
+            reply = await client.post("/admin/v1/login", json=body)
+            statuses[reply.status_code] = statuses.get(reply.status_code, 0) + 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return statuses
+
+
+async def honest_logins(
+    honest: list[httpx.AsyncClient], seconds: float, concurrency: int
+) -> tuple[float, dict[int, int]]:
+    """Successful logins/s of the honest users, round robin over users and replicas;
+    every answer by status."""
+    deadline = time.monotonic() + seconds
+    users: Iterator[dict[str, str]] = itertools.cycle(HONEST)
+    replicas = itertools.cycle(honest)
+    statuses: dict[int, int] = {}
+
+    async def worker() -> None:
+        while time.monotonic() < deadline:
+            user = next(users)
+            body = {"userName": user["user_name"], "password": user["password"]}
+            reply = await next(replicas).post("/admin/v1/login", json=body)
+            statuses[reply.status_code] = statuses.get(reply.status_code, 0) + 1
+
+    start = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return statuses.get(200, 0) / (time.monotonic() - start), statuses
+
+
+async def attack(system: LoginSystem, victim: str, seconds: float, concurrency: int) -> int:
+    """The guesses checked (401) in `seconds` of flooding; a 5xx fails the bench."""
+    attackers = clients(system.http_urls, ATTACKER_ADDRESSES)
+    stop = asyncio.Event()
+    try:
+        running = asyncio.ensure_future(flood(attackers, victim, concurrency, stop))
+        await asyncio.sleep(seconds)  # the measured span itself
+        stop.set()
+        statuses = await running
+    finally:
+        for client in attackers:
+            await client.aclose()
+    if any(status >= 500 for status in statuses):
+        raise RuntimeError(f"server errors under the flood: {statuses}")
+    print(f"  answers to {victim}'s attacker: {dict(sorted(statuses.items()))}")
+    return statuses.get(401, 0)
+
+
+async def flood_ratio(
+    system: LoginSystem, seconds: float, concurrency: int, attacking: int
+) -> tuple[float, float]:
+    """Honest logins/s without, then with, an attacker flooding one account."""
+    honest = clients(system.http_urls, [HONEST_ADDRESS])
+    attackers = clients(system.http_urls, ATTACKER_ADDRESSES)
+    stop = asyncio.Event()
+    try:
+        quiet, quiet_answers = await honest_logins(honest, seconds, concurrency)
+        running = asyncio.ensure_future(flood(attackers, VICTIMS[-1]["user_name"], attacking, stop))
+        flooded, flooded_answers = await honest_logins(honest, seconds, concurrency)
+        stop.set()
+        statuses = await running
+    finally:
+        for client in (*honest, *attackers):
+            await client.aclose()
+    print(f"  honest answers: quiet {quiet_answers}, flooded {flooded_answers}")
+    print(f"  flood answers: {dict(sorted(statuses.items()))}")
+    return quiet, flooded
+
+
+async def revocation_delays(system: LoginSystem, rounds: int) -> list[float] | None:
+    """Seconds from a logout's answer until every replica refuses its access token; None
+    when one still allows it after REVOCATION_TIMEOUT_S."""
+    honest = clients(system.http_urls, [HONEST_ADDRESS])
+    user = HONEST[0]
+    delays = []
+    try:
+        for _ in range(rounds):
+            login = await honest[0].post(
+                "/admin/v1/login",
+                json={"userName": user["user_name"], "password": user["password"]},
+            )
+            login.raise_for_status()
+            session: dict[str, Any] = login.json()
+            auth = {"Authorization": f"Bearer {session['token']}"}
+            logout = await honest[0].post(
+                "/admin/v1/logout", json={"refreshToken": session["refreshToken"]}, headers=auth
+            )
+            logout.raise_for_status()
+            ended = time.monotonic()
+            waiting = list(honest)
+            while waiting:
+                if time.monotonic() - ended > REVOCATION_TIMEOUT_S:
+                    return None
+                answers = [await c.get("/admin/v1/me", headers=auth) for c in waiting]
+                waiting = [c for c, a in zip(waiting, answers, strict=True) if a.status_code != 401]
+                if waiting:
+                    await asyncio.sleep(POLL_S)  # the poll interval, not a wait for a result
+            delays.append(time.monotonic() - ended)
+    finally:
+        for client in honest:
+            await client.aclose()
+    return delays
+
+
+def revocation(system: LoginSystem, rounds: int, figures: dict[str, float]) -> None:
+    delays = asyncio.run(revocation_delays(system, rounds))
+    if delays is None:
+        print(f"  revocation: access still allowed {REVOCATION_TIMEOUT_S:.0f} s after logout")
+        return
+    p50, p99 = percentile(delays, 0.5) * 1000, percentile(delays, 0.99) * 1000
+    print(f"  revocation delay p50 {p50:.1f} ms, p99 {p99:.1f} ms (every replica)")
+    figures["login_abuse_revocation_p50_ms"] = round(p50, 1)
+    figures["login_abuse_revocation_p99_ms"] = round(p99, 1)
+
+
+def run(args: argparse.Namespace) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    short = LoginLimitsConfig.model_validate(SHORT_LIMITS)
+    span = timedelta(seconds=args.attack_seconds)
+    short_bound = guesses_within(short, span)
+    shipped = shipped_limits()
+    hour_bound = guesses_within(shipped, HOUR)
+    steady = shipped.unknown_max_failures * (HOUR / shipped.max_lockout)
+    print(
+        f"bound from the shipped config: {hour_bound} guesses in the first hour, then "
+        f"{steady:.0f} an hour; short config over {span.total_seconds():.0f} s: {short_bound}"
+    )
+    figures["login_abuse_bound_first_hour"] = hour_bound
+    for replicas in (1, 3):
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-login-abuse-") as folder,
+            LoginSystem(
+                Path(folder),
+                bootstrap_users=[*HONEST, *VICTIMS],
+                login_limits=SHORT_LIMITS,
+                admin_replicas=replicas,
+            ) as system,
+        ):
+            print(f"{replicas} admin-srv replica(s):")
+            victim = VICTIMS[0 if replicas == 1 else 1]["user_name"]
+            checked = asyncio.run(attack(system, victim, args.attack_seconds, args.attackers))
+            per_hour = checked * hour_bound / short_bound
+            print(f"  checked guesses {checked} (bound {short_bound}): {per_hour:.0f} an hour")
+            figures[f"login_abuse_guesses_per_hour_{replicas}_replica"] = round(per_hour, 1)
+            if replicas == 3:
+                revocation(system, args.revocations, figures)
+                quiet, flooded = asyncio.run(
+                    flood_ratio(system, args.phase_seconds, args.concurrency, args.attackers)
+                )
+                print(
+                    f"  honest logins/s {quiet:.1f} quiet, {flooded:.1f} under a flood: "
+                    f"ratio {flooded / quiet:.3f}"
+                )
+                figures["login_abuse_honest_per_second"] = round(quiet, 1)
+                figures["login_abuse_honest_flooded_per_second"] = round(flooded, 1)
+                figures["login_abuse_flood_ratio"] = round(flooded / quiet, 3)
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--attack-seconds", type=float, default=12.0)
+    parser.add_argument("--attackers", type=int, default=16, help="concurrent guesses")
+    parser.add_argument("--phase-seconds", type=float, default=8.0)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--revocations", type=int, default=100)
+    args = parser.parse_args()
+    merge_results(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
