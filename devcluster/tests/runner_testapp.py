@@ -1,7 +1,7 @@
 """A small HTTP server that the runner's tests run as pods (image devcluster-test/app).
 
 It binds MICRO_BIND_HOST:PORT like the services do and answers:
-  GET /        {"pod", "ip", "version"}       (VERSION env)
+  GET /        {"pod", "ip", "version", "peer"}  (VERSION env; peer: the caller's address)
   GET /healthz 200, or 500 when HEALTH=fail   (liveness)
   GET /ready   200 once up, 503 while draining or when READY=fail (readiness)
   GET /env     the process environment
@@ -65,6 +65,7 @@ class Handler(BaseHTTPRequestHandler):
                     "pod": os.environ.get("POD_NAME", ""),
                     "ip": os.environ.get("MICRO_BIND_HOST", ""),
                     "version": os.environ.get("VERSION", ""),
+                    "peer": self.client_address[0],
                 },
             )
 

@@ -7,6 +7,7 @@ of its own and talks to the cluster only through the official client.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import pathlib
 import random
@@ -166,7 +167,9 @@ def test_rolling_update_keeps_every_replica_available(node: RunningNode, namespa
     )
 
 
-def service(name: str, namespace: str, node_port: int | None = None) -> dict[str, Any]:
+def service(
+    name: str, namespace: str, node_port: int | None = None, traffic_policy: str = ""
+) -> dict[str, Any]:
     port: dict[str, Any] = {"name": "http", "port": 80, "targetPort": "http"}
     if node_port:
         port["nodePort"] = node_port
@@ -178,6 +181,7 @@ def service(name: str, namespace: str, node_port: int | None = None) -> dict[str
             "type": "NodePort" if node_port else "ClusterIP",
             "selector": {"app": name},
             "ports": [port],
+            **({"externalTrafficPolicy": traffic_policy} if traffic_policy else {}),
         },
     }
 
@@ -244,6 +248,49 @@ def test_nodeport_proxy_forwards_over_ready_endpoints(node: RunningNode, namespa
 
     pods = wait_for("both pods behind the NodePort", lambda: len(a := answers()) == 2 and a)
     assert pods == {p.metadata.name for p in ready_pods(node.core, namespace, "app=front")}
+
+
+def peer_seen_from(source: str, host: str, port: int) -> str | None:
+    """The address the pod saw for a request sent from `source`; None while not served."""
+    connection = http.client.HTTPConnection(host, port, timeout=3, source_address=(source, 0))
+    try:
+        connection.request("GET", "/")
+        peer = json.loads(connection.getresponse().read())["peer"]
+        return str(peer)
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+    finally:
+        connection.close()
+
+
+def test_nodeport_with_local_traffic_policy_keeps_the_client_address(
+    node: RunningNode, namespace: str
+) -> None:
+    """externalTrafficPolicy: Local, as kube-proxy: the pod sees each client's own address;
+    Cluster (the default) shows the node's for every client."""
+    local_port, cluster_port = random.sample(range(30000, 32768), 2)
+    node.apply(json.dumps(deployment("keep", namespace, replicas=1)))
+    node.apply(json.dumps(service("keep", namespace, local_port, traffic_policy="Local")))
+    node.apply(
+        json.dumps(
+            {
+                **service("keep", namespace, cluster_port),
+                "metadata": {"name": "keep-cluster", "namespace": namespace},
+            }
+        )
+    )
+    wait_for("a ready pod", lambda: ready_pods(node.core, namespace, "app=keep"))
+    host = node.node_address
+
+    def peer_through(port: int, source: str) -> str:
+        return str(wait_for(f"an answer from {source}", lambda: peer_seen_from(source, host, port)))
+
+    sources = ("127.0.0.2", "127.0.0.3")
+    seen = {source: peer_through(local_port, source) for source in sources}
+    assert seen == {"127.0.0.2": "127.0.0.2", "127.0.0.3": "127.0.0.3"}
+    through_cluster = {peer_through(cluster_port, source) for source in sources}
+    assert len(through_cluster) == 1
+    assert through_cluster.isdisjoint(seen.values())
 
 
 def test_failing_liveness_probe_restarts_with_back_off(node: RunningNode, namespace: str) -> None:

@@ -88,7 +88,9 @@ class Node:
             images=ImageMap.load(options.images),
             backoff=Backoff(initial_s=options.restart_backoff_s),
         )
-        self.proxy = NodePortProxy(kube, options.node_address, self.services, self.slices)
+        self.proxy = NodePortProxy(
+            kube, options.node_address, self.services, self.slices, options.node_name
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     @property

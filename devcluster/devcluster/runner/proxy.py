@@ -4,6 +4,11 @@ A TCP listener per nodePort forwards each connection to one ready endpoint of th
 Service port (round robin over the EndpointSlices), trying the next one when a connect
 fails; with no ready endpoint the connection is closed at once. LoadBalancer Services
 also get the node address as their status.loadBalancer.ingress.
+
+externalTrafficPolicy: Local keeps the client's address, as kube-proxy does: only
+endpoints on this node are used, and the upstream socket is bound to the client's own
+source address (any 127.x address is ours on loopback), so the pod sees the client.
+Cluster (the default) connects from the node, as before.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ipaddress
 import itertools
 import logging
 from dataclasses import dataclass, field
@@ -20,6 +26,8 @@ from devcluster.runner.informer import Informer, key_of
 from devcluster.runner.kube import MERGE_PATCH, SERVICE, Kube, Obj
 
 log = logging.getLogger(__name__)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 CONNECT_TIMEOUT_S = 3.0
 CHUNK = 64 * 1024
@@ -35,9 +43,17 @@ class Listener:
 
 
 class NodePortProxy:
-    def __init__(self, kube: Kube, address: str, services: Informer, slices: Informer) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        address: str,
+        services: Informer,
+        slices: Informer,
+        node_name: str = "devcluster",
+    ) -> None:
         self.kube = kube
         self.address = address
+        self.node_name = node_name
         self.services = services
         self.slices = slices
         self.listeners: dict[int, Listener] = {}
@@ -112,7 +128,14 @@ class NodePortProxy:
             content_type=MERGE_PATCH,
         )
 
-    def ready_endpoints(self, service_key: str, port_name: str) -> list[tuple[str, int]]:
+    def keeps_client_address(self, service_key: str) -> bool:
+        """externalTrafficPolicy: Local, read at each connection so a change applies."""
+        service = self.services.get(service_key) or {}
+        return (service.get("spec") or {}).get("externalTrafficPolicy") == "Local"
+
+    def ready_endpoints(
+        self, service_key: str, port_name: str, *, local_only: bool = False
+    ) -> list[tuple[str, int]]:
         namespace, name = service_key.split("/", 1)
         found = []
         for endpoint_slice in self.slices.objects(namespace):
@@ -127,6 +150,8 @@ class NodePortProxy:
             for endpoint in endpoint_slice.get("endpoints") or []:
                 if (endpoint.get("conditions") or {}).get("ready") is False:
                     continue
+                if local_only and endpoint.get("nodeName") != self.node_name:
+                    continue
                 for address in endpoint.get("addresses") or []:
                     found.append((address, int(port["port"])))
         return sorted(found)
@@ -137,13 +162,18 @@ class NodePortProxy:
         listener = self.listeners.get(node_port)
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         if listener is not None:
-            endpoints = self.ready_endpoints(listener.service_key, listener.port_name)
+            local = self.keeps_client_address(listener.service_key)
+            endpoints = self.ready_endpoints(
+                listener.service_key, listener.port_name, local_only=local
+            )
+            source = _client_source(writer) if local else None
             start = next(listener.turn)
             for step in range(len(endpoints)):
                 host, port = endpoints[(start + step) % len(endpoints)]
                 try:
                     upstream = await asyncio.wait_for(
-                        asyncio.open_connection(host, port), CONNECT_TIMEOUT_S
+                        asyncio.open_connection(host, port, local_addr=_bind(source, host)),
+                        CONNECT_TIMEOUT_S,
                     )
                     break
                 except (OSError, TimeoutError):
@@ -167,6 +197,31 @@ class NodePortProxy:
         for task in list(self._connections):
             task.cancel()
         self.listeners.clear()
+
+
+def _client_source(writer: asyncio.StreamWriter) -> IPAddress | None:
+    """The client's address when it is on loopback; None otherwise: the node cannot send
+    from a remote client's address, and that connection comes from the node, as Cluster."""
+    peer = writer.get_extra_info("peername")
+    if not isinstance(peer, tuple) or not peer:
+        return None
+    try:
+        address = ipaddress.ip_address(peer[0])
+    except ValueError:
+        return None
+    return address if address.is_loopback else None
+
+
+def _bind(source: IPAddress | None, host: str) -> tuple[str, int] | None:
+    """Where to bind the upstream socket: the client's address, any port, when the
+    endpoint is of the same IP family."""
+    if source is None:
+        return None
+    try:
+        same_family = ipaddress.ip_address(host).version == source.version
+    except ValueError:
+        return None
+    return (str(source), 0) if same_family else None
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
