@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,8 @@ from token_srv.grpc_api import TokenServicer
 from token_srv.migrations import MIGRATIONS as TOKEN_MIGRATIONS
 from token_srv.repository import SqlTokenRepository
 from token_srv.usecases import JwtSettings, TokenUseCases
-from user_srv.config import Argon2Config, BootstrapUser
+from user_srv.attempts import LoginBudgets
+from user_srv.config import Argon2Config, BootstrapUser, LoginLimitsConfig
 from user_srv.grpc_api import UserServicer
 from user_srv.migrations import MIGRATIONS as USER_MIGRATIONS
 from user_srv.passwords import Argon2PasswordHasher
@@ -115,7 +117,8 @@ async def backends(
         f"sqlite+aiosqlite:///{tmp_path}/devices.db", DEVICE_MIGRATIONS, "device-srv"
     )
     hasher = Argon2PasswordHasher(Argon2Config(**FAST_ARGON2))
-    users = UserUseCases(SqlUserRepository(user_engine), hasher)
+    budgets = LoginBudgets(user_engine, LoginLimitsConfig, time.time)
+    users = UserUseCases(SqlUserRepository(user_engine), hasher, budgets)
     await users.bootstrap(USERS)
     devices = DeviceUseCases(SqlDeviceRepository(device_engine))
     await devices.seed(DEVICES)

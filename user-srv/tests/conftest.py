@@ -3,6 +3,7 @@ the database and the loopback server come from micro.testing.fixtures."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.user_srv.v1 import user_pb2_grpc
 from micro.testing.fixtures import FAST_ARGON2, ServeGrpc, schema_fixture
-from user_srv.config import Argon2Config
+from user_srv.attempts import LoginBudgets
+from user_srv.config import Argon2Config, LoginLimitsConfig
 from user_srv.grpc_api import UserServicer
 from user_srv.migrations import MIGRATIONS
 from user_srv.passwords import Argon2PasswordHasher
@@ -38,8 +40,15 @@ def hasher() -> Iterator[Argon2PasswordHasher]:
 
 
 @pytest.fixture
-def usecases(repository: SqlUserRepository, hasher: Argon2PasswordHasher) -> UserUseCases:
-    return UserUseCases(repository, hasher)
+def budgets(engine: AsyncEngine) -> LoginBudgets:
+    return LoginBudgets(engine, LoginLimitsConfig, time.time)
+
+
+@pytest.fixture
+def usecases(
+    repository: SqlUserRepository, hasher: Argon2PasswordHasher, budgets: LoginBudgets
+) -> UserUseCases:
+    return UserUseCases(repository, hasher, budgets)
 
 
 @pytest.fixture

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from micro.db import schema_versions
 from micro.errors import ServiceError
+from user_srv.attempts import LoginBudgets
+from user_srv.config import LoginLimitsConfig
 from user_srv.migrations import MIGRATIONS
 from user_srv.passwords import Argon2PasswordHasher
 from user_srv.repository import SqlUserRepository
@@ -24,7 +28,8 @@ async def test_concurrent_starts_apply_each_migration_once(postgres_engine: Asyn
 async def test_use_cases_on_postgres(
     postgres_engine: AsyncEngine, hasher: Argon2PasswordHasher
 ) -> None:
-    usecases = UserUseCases(SqlUserRepository(postgres_engine), hasher)
+    budgets = LoginBudgets(postgres_engine, LoginLimitsConfig, time.time)
+    usecases = UserUseCases(SqlUserRepository(postgres_engine), hasher, budgets)
 
     first = await usecases.create_user("thangn", "123456")
     with pytest.raises(ServiceError) as duplicate:

@@ -7,6 +7,7 @@ import pytest
 from pydantic import SecretStr
 
 from micro.errors import ServiceError
+from user_srv.attempts import LoginBudgets
 from user_srv.config import Argon2Config, BootstrapUser
 from user_srv.domain import Role
 from user_srv.passwords import Argon2PasswordHasher
@@ -89,7 +90,7 @@ async def test_oversized_offered_password_is_refused_before_hashing(
 
 
 async def test_hash_is_upgraded_when_parameters_change(
-    repository: SqlUserRepository, usecases: UserUseCases
+    repository: SqlUserRepository, usecases: UserUseCases, budgets: LoginBudgets
 ) -> None:
     await usecases.create_user("carol", "password1")
     old_hash = (await repository.by_name("carol")).password_hash  # type: ignore[union-attr]
@@ -97,7 +98,7 @@ async def test_hash_is_upgraded_when_parameters_change(
         Argon2Config(time_cost=2, memory_kib=2048, parallelism=1, max_concurrency=1)
     )
     try:
-        upgraded = UserUseCases(repository, stronger)
+        upgraded = UserUseCases(repository, stronger, budgets)
 
         await upgraded.verify_password("carol", "password1")
 
@@ -198,10 +199,10 @@ class CountingHasher(Argon2PasswordHasher):
 
 
 async def test_unknown_user_costs_one_verification_like_a_wrong_password(
-    repository: SqlUserRepository,
+    repository: SqlUserRepository, budgets: LoginBudgets
 ) -> None:
     hasher = CountingHasher()
-    usecases = UserUseCases(repository, hasher)
+    usecases = UserUseCases(repository, hasher, budgets)
     try:
         await usecases.create_user("thangn", "123456")
         costs = []

@@ -1,7 +1,8 @@
-"""Users and the rules their names and passwords follow."""
+"""Users and the rules their names, passwords and login clients follow."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,3 +56,25 @@ def check_offered_password(password: str) -> None:
         raise invalid_argument("password", "must not be empty")
     if len(password) > PASSWORD_MAX:
         raise invalid_argument("password", f"must be at most {PASSWORD_MAX} characters")
+
+
+CLIENT_KEY_RULES = "empty (an unknown client) or 1-64 characters: ASCII letters, digits, '_' or '-'"
+_CLIENT_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_client_key(client_key: str) -> None:
+    if client_key and _CLIENT_KEY.fullmatch(client_key) is None:
+        raise invalid_argument("clientKey", f"must be {CLIENT_KEY_RULES}")
+
+
+def client_address(text: str) -> str:
+    """The address in one canonical spelling (a budget key), "" for none; refuses anything
+    that is not an IP address."""
+    if not text:
+        return ""
+    if len(text) > 45 or "%" in text:  # the longest IPv6 spelling; no zone ids as keys
+        raise invalid_argument("clientAddress", "must be an IPv4 or IPv6 address")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise invalid_argument("clientAddress", "must be an IPv4 or IPv6 address") from None

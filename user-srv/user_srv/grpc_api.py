@@ -31,7 +31,9 @@ class UserServicer(Servicer[UserUseCases], user_pb2_grpc.UserServiceServicer):
     async def VerifyPassword(
         self, request: user_pb2.VerifyPasswordRequest, context: Context
     ) -> user_pb2.VerifyPasswordResponse:
-        user = await self.usecases.verify_password(request.user_name, request.password)
+        user = await self.usecases.verify_password(
+            request.user_name, request.password, request.client_key, request.client_address
+        )
         return user_pb2.VerifyPasswordResponse(user=user_message(user))
 
     async def GetUser(

@@ -1,4 +1,5 @@
-"""argon2id hashing off the event loop, with a bounded number of hashes at once."""
+"""argon2id hashing off the event loop, with a bounded number of hashes at once and a
+bounded wait: beyond it a hash is shed rather than queued."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import asyncio
 import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Protocol, TypeVar
 
 from argon2 import PasswordHasher as Argon2Hasher
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from micro.errors import overloaded
 from user_srv.config import Argon2Config
 
 T = TypeVar("T")
@@ -42,18 +45,33 @@ def argon2id(cfg: Argon2Config) -> Argon2Hasher:
 class Argon2PasswordHasher:
     """argon2-cffi releases the GIL while hashing, so a small thread pool runs hashes in
     parallel; the semaphore keeps waiting requests in asyncio, where they can be cancelled
-    before they ever occupy a worker."""
+    before they ever occupy a worker. At most max_waiting wait: a burst cannot build a
+    queue that every other login has to sit behind."""
 
     def __init__(self, cfg: Argon2Config) -> None:
         self._hasher = argon2id(cfg)
         self._pool = ThreadPoolExecutor(cfg.max_concurrency, thread_name_prefix="argon2")
         self._slots = asyncio.Semaphore(cfg.max_concurrency)
+        self._max_waiting = cfg.max_waiting
+        self._waiting = 0
         # Verified against for unknown users, so they cost what a wrong password costs.
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        async with self._slots:
+        if self._slots.locked():
+            if self._waiting >= self._max_waiting:
+                raise overloaded("every password slot is busy: try again", timedelta(seconds=1))
+            self._waiting += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self._waiting -= 1
+        else:
+            await self._slots.acquire()
+        try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+        finally:
+            self._slots.release()
 
     async def hash(self, password: str) -> str:
         return await self._run(lambda: self._hasher.hash(password))

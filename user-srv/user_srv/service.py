@@ -3,10 +3,13 @@ framework."""
 
 from __future__ import annotations
 
+import time
+
 from api.user_srv.v1 import user_pb2_grpc
 from micro.app import ServiceContext, run
 from micro.db import open_service_database
 from micro.registry.names import package_registry_name
+from user_srv.attempts import LoginBudgets
 from user_srv.config import UserSrvConfig
 from user_srv.grpc_api import UserServicer
 from user_srv.migrations import MIGRATIONS
@@ -26,7 +29,9 @@ async def compose(ctx: ServiceContext[UserSrvConfig]) -> None:
         hasher.close()
 
     ctx.on_shutdown(close_hasher)
-    users = UserUseCases(SqlUserRepository(engine), hasher)
+    # Wall-clock time: the budgets' rows are shared by replicas on different hosts.
+    budgets = LoginBudgets(engine, ctx.config.view(lambda c: c.login_limits), time.time)
+    users = UserUseCases(SqlUserRepository(engine), hasher, budgets)
     await users.bootstrap(cfg.bootstrap_users)
     ctx.config.follow(lambda c: c.bootstrap_users, users.bootstrap, what="bootstrap users")
     ctx.add_grpc_service(user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(users))

@@ -9,13 +9,16 @@ import grpc
 
 from micro import paging
 from micro.errors import ServiceError, invalid_argument, not_found, unauthenticated
+from user_srv.attempts import LoginBudgets
 from user_srv.config import BootstrapUser
 from user_srv.domain import (
     Role,
     User,
+    check_client_key,
     check_new_password,
     check_offered_password,
     check_user_name,
+    client_address,
 )
 from user_srv.passwords import PasswordHasher
 from user_srv.repository import UserExistsError, UserRepository
@@ -29,14 +32,52 @@ BAD_CREDENTIALS = "wrong user name or password"
 log = logging.getLogger(__name__)
 
 
+# Idle budget keys are deleted once per this many login attempts of a replica.
+FORGET_IDLE_EVERY = 1000
+
+
 class UserUseCases:
-    def __init__(self, users: UserRepository, hasher: PasswordHasher) -> None:
+    def __init__(
+        self, users: UserRepository, hasher: PasswordHasher, budgets: LoginBudgets
+    ) -> None:
         self._users = users
         self._hasher = hasher
+        self._budgets = budgets
+        self._attempts = 0
 
-    async def verify_password(self, user_name: str, password: str) -> User:
+    async def verify_password(
+        self, user_name: str, password: str, client_key: str = "", address: str = ""
+    ) -> User:
+        """The user, when the password is right; the attempt is reserved on the client's
+        budgets before any password work and settled after it."""
         check_user_name(user_name)
         check_offered_password(password)
+        check_client_key(client_key)
+        budgets = self._budgets.budgets(user_name, client_key, client_address(address))
+        await self._budgets.reserve(budgets)
+        checked, success = False, False
+        try:
+            user = await self._check_password(user_name, password)
+            checked = success = True
+            return user
+        except ServiceError as error:
+            # Shed before any check (overloaded): the attempt only frees its hold.
+            checked = error.code is not grpc.StatusCode.RESOURCE_EXHAUSTED
+            raise
+        except BaseException:
+            # Cancelled or failed mid-check: it may have run, so it counts as a failure.
+            checked = True
+            raise
+        finally:
+            await self._budgets.settle(budgets, checked=checked, success=success)
+            await self._forget_idle_now_and_then()
+
+    async def _forget_idle_now_and_then(self) -> None:
+        self._attempts += 1
+        if self._attempts % FORGET_IDLE_EVERY == 0:
+            await self._budgets.forget_idle()
+
+    async def _check_password(self, user_name: str, password: str) -> User:
         stored = await self._users.by_name(user_name)
         if stored is None:
             await self._hasher.burn(password)

@@ -72,17 +72,28 @@ class VerifyPasswordRequest(_message.Message):
 
     USER_NAME_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
+    CLIENT_KEY_FIELD_NUMBER: _builtins.int
+    CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
     user_name: _builtins.str
     password: _builtins.str
+    client_key: _builtins.str
+    """The client the attempt is budgeted on: a device id from a device token the caller
+    verified, or empty for an unknown client (all unknown clients share one budget per
+    account). At most 64 characters of [A-Za-z0-9_-].
+    """
+    client_address: _builtins.str
+    """The client's validated IP address, budgeted across accounts; empty: none known."""
     def __init__(
         self,
         *,
         user_name: _builtins.str = ...,
         password: _builtins.str = ...,
+        client_key: _builtins.str = ...,
+        client_address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["password", b"password", "user_name", b"user_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "client_key", b"client_key", "password", b"password", "user_name", b"user_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

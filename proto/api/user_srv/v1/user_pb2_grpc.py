@@ -62,6 +62,9 @@ class UserServiceServicer:
     def VerifyPassword(self, request, context):
         """VerifyPassword answers the user when the password is right, and the same
         UNAUTHENTICATED error, in about the same time, for an unknown user or a wrong password.
+        RESOURCE_EXHAUSTED (rate limited, with retry-after) when the client's login budget is
+        used up, before any password work; RESOURCE_EXHAUSTED (overloaded) when every
+        password slot is busy.
         IDEMPOTENT, not NO_SIDE_EFFECTS: it rewrites a hash made with outdated parameters.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -34,6 +34,9 @@ class UserServiceStub:
     VerifyPassword: _grpc.UnaryUnaryMultiCallable[_user_pb2.VerifyPasswordRequest, _user_pb2.VerifyPasswordResponse]
     """VerifyPassword answers the user when the password is right, and the same
     UNAUTHENTICATED error, in about the same time, for an unknown user or a wrong password.
+    RESOURCE_EXHAUSTED (rate limited, with retry-after) when the client's login budget is
+    used up, before any password work; RESOURCE_EXHAUSTED (overloaded) when every
+    password slot is busy.
     IDEMPOTENT, not NO_SIDE_EFFECTS: it rewrites a hash made with outdated parameters.
     """
     GetUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.GetUserResponse]
@@ -47,6 +50,9 @@ class UserServiceAsyncStub(UserServiceStub):
     VerifyPassword: _aio.UnaryUnaryMultiCallable[_user_pb2.VerifyPasswordRequest, _user_pb2.VerifyPasswordResponse]  # type: ignore[assignment]
     """VerifyPassword answers the user when the password is right, and the same
     UNAUTHENTICATED error, in about the same time, for an unknown user or a wrong password.
+    RESOURCE_EXHAUSTED (rate limited, with retry-after) when the client's login budget is
+    used up, before any password work; RESOURCE_EXHAUSTED (overloaded) when every
+    password slot is busy.
     IDEMPOTENT, not NO_SIDE_EFFECTS: it rewrites a hash made with outdated parameters.
     """
     GetUser: _aio.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.GetUserResponse]  # type: ignore[assignment]
@@ -63,6 +69,9 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_user_pb2.VerifyPasswordResponse, _abc.Awaitable[_user_pb2.VerifyPasswordResponse]]:
         """VerifyPassword answers the user when the password is right, and the same
         UNAUTHENTICATED error, in about the same time, for an unknown user or a wrong password.
+        RESOURCE_EXHAUSTED (rate limited, with retry-after) when the client's login budget is
+        used up, before any password work; RESOURCE_EXHAUSTED (overloaded) when every
+        password slot is busy.
         IDEMPOTENT, not NO_SIDE_EFFECTS: it rewrites a hash made with outdated parameters.
         """
 

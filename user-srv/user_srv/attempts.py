@@ -1,0 +1,197 @@
+"""Login budgets in the database: reserve before a password check, settle after it.
+
+One row per budget key (an account and client, or a client address). A reservation is a
+conditional UPDATE that takes the row's write lock (PostgreSQL row lock, SQLite's single
+writer), so every replica sees the same count and checks in flight use the budget too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, case, delete, select
+from sqlalchemy import update as sql_update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
+
+from micro.errors import ServiceError, rate_limited
+from user_srv.config import LoginLimitsConfig
+
+# Budget keys are at most this long: a prefix, a user name (64) and a client key (64).
+MAX_KEY_LENGTH = 160
+
+_meta = MetaData()
+# Times are Unix seconds: the comparisons and the backoff arithmetic stay portable SQL.
+login_budgets = Table(
+    "login_budgets",
+    _meta,
+    Column("key", String(MAX_KEY_LENGTH), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("lockouts", Integer, nullable=False),
+    Column("locked_until", Float, nullable=False),
+    Column("in_flight", Integer, nullable=False),
+    Column("reserved_at", Float, nullable=False),
+    Column("touched", Float, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One key and the failures it may have before a lockout."""
+
+    key: str
+    max_failures: int
+    # A success resets this key's failures and lockouts (a client's own key, not an
+    # address, which an attacker could otherwise reset with an account of their own).
+    reset_on_success: bool
+
+
+def lockout(cfg: LoginLimitsConfig, lockouts_before: int) -> timedelta:
+    """The lockout after lockouts_before lockouts in a row: doubling, at most max_lockout."""
+    # Float seconds: a long run of lockouts must not overflow timedelta's arithmetic.
+    seconds = cfg.first_lockout.total_seconds() * 2.0 ** min(lockouts_before, 1000)
+    return timedelta(seconds=min(seconds, cfg.max_lockout.total_seconds()))
+
+
+class LoginBudgets:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        cfg: Callable[[], LoginLimitsConfig],
+        clock: Callable[[], float],
+    ) -> None:
+        self._engine = engine
+        self._cfg = cfg
+        self._clock = clock
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert = insert
+
+    def budgets(self, user_name: str, client_key: str, address: str) -> list[Budget]:
+        """A known device has its own budget per account; unknown clients share the
+        account's and, with a known address, the address's. A device's login skips the
+        address budget: a shared address (NAT, a proxy) must not lock out its owner."""
+        cfg = self._cfg()
+        if client_key:
+            return [Budget(f"dev:{user_name}:{client_key}", cfg.device_max_failures, True)]
+        found = [Budget(f"acct:{user_name}", cfg.unknown_max_failures, True)]
+        if address:
+            found.append(Budget(f"addr:{address}", cfg.address_max_failures, False))
+        return found
+
+    async def reserve(self, budgets: Sequence[Budget]) -> None:
+        """Count one attempt in flight on every budget, all or none; a used-up budget
+        raises RESOURCE_EXHAUSTED (rate limited) with the seconds until it frees up."""
+        cfg = self._cfg()
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            for budget in budgets:
+                refusal = await self._reserve_one(conn, budget, cfg, now)
+                if refusal is not None:
+                    # Leaving the block by an exception rolls back the other keys' holds.
+                    raise refusal
+
+    async def settle(self, budgets: Sequence[Budget], *, checked: bool, success: bool) -> None:
+        """End the attempt: a checked failure stays counted (and may lock the key), a
+        success resets the client's key; unchecked (shed) attempts only free their hold."""
+        cfg = self._cfg()
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            for budget in budgets:
+                await self._settle_one(conn, budget, cfg, now, checked=checked, success=success)
+
+    async def forget_idle(self) -> int:
+        """Delete keys untouched for forget_after and not locked; answers how many."""
+        cfg = self._cfg()
+        now = self._clock()
+        idle = now - cfg.forget_after.total_seconds()
+        t = login_budgets.c
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                delete(login_budgets).where(t.touched < idle, t.locked_until <= now)
+            )
+        return int(result.rowcount)
+
+    async def _reserve_one(
+        self, conn: AsyncConnection, budget: Budget, cfg: LoginLimitsConfig, now: float
+    ) -> ServiceError | None:
+        t = login_budgets.c
+        await conn.execute(
+            self._insert(login_budgets)
+            .values(
+                key=budget.key,
+                failures=0,
+                lockouts=0,
+                locked_until=0.0,
+                in_flight=0,
+                reserved_at=0.0,
+                touched=now,
+            )
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+        in_flight = _live_in_flight(cfg, now)
+        result = await conn.execute(
+            sql_update(login_budgets)
+            .where(
+                t.key == budget.key,
+                t.locked_until <= now,
+                in_flight < cfg.max_in_flight,
+                t.failures + in_flight < budget.max_failures,
+            )
+            .values(in_flight=in_flight + 1, reserved_at=now, touched=now)
+        )
+        if result.rowcount == 1:
+            return None
+        row = (await conn.execute(select(t.locked_until).where(t.key == budget.key))).one()
+        wait = max(1, math.ceil(row.locked_until - now))
+        return rate_limited(
+            f"too many login attempts: retry after {wait} s", timedelta(seconds=wait)
+        )
+
+    async def _settle_one(
+        self,
+        conn: AsyncConnection,
+        budget: Budget,
+        cfg: LoginLimitsConfig,
+        now: float,
+        *,
+        checked: bool,
+        success: bool,
+    ) -> None:
+        t = login_budgets.c
+        freed = case((t.in_flight > 0, t.in_flight - 1), else_=0)
+        if not checked:
+            values: dict[str, object] = {"in_flight": freed}
+        elif success and budget.reset_on_success:
+            values = {"in_flight": freed, "failures": 0, "lockouts": 0}
+        elif success:
+            values = {"in_flight": freed}
+        else:
+            values = {"in_flight": freed, "failures": t.failures + 1}
+        await conn.execute(
+            sql_update(login_budgets).where(t.key == budget.key).values(touched=now, **values)
+        )
+        if not checked or success:
+            return
+        # The UPDATE above holds the row's write lock: this read and the lockout are safe.
+        row = (
+            await conn.execute(select(t.failures, t.lockouts).where(t.key == budget.key))
+        ).first()
+        if row is None or row.failures < budget.max_failures:
+            return
+        until = now + lockout(cfg, row.lockouts).total_seconds()
+        await conn.execute(
+            sql_update(login_budgets)
+            .where(t.key == budget.key)
+            .values(failures=0, lockouts=t.lockouts + 1, locked_until=until)
+        )
+
+
+def _live_in_flight(cfg: LoginLimitsConfig, now: float) -> ColumnElement[int]:
+    """in_flight, or 0 when the last reservation is stale (its replica died mid-check)."""
+    t = login_budgets.c
+    stale = now - cfg.stale_in_flight.total_seconds()
+    return case((t.reserved_at <= stale, 0), else_=t.in_flight)
