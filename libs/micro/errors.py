@@ -89,6 +89,9 @@ RETRY_AFTER_KEY = "retry-after"
 PUSHBACK_KEY = "grpc-retry-pushback-ms"
 # The ErrorInfo domain of the causes this module sends.
 ERROR_DOMAIN = "micro"
+# The ErrorInfo reason of a call refused for the calling service's identity.
+CALLER_IDENTITY_REFUSED = "CALLER_IDENTITY_REFUSED"
+IDENTITY_REFUSED_MESSAGE = "an internal call was refused this service's identity"
 
 INTERNAL_MESSAGE = "internal error"
 
@@ -170,22 +173,24 @@ class ServiceError(Exception):
                 (PUSHBACK_KEY, str(millis).encode()),
                 (RETRY_AFTER_KEY, str(self.retry_after_seconds).encode()),
             )
-        details = []
+        details: list[Message] = []
         if self.field is not None:
             violation = error_details_pb2.BadRequest.FieldViolation(
                 field=self.field, description=self.message
             )
             details.append(error_details_pb2.BadRequest(field_violations=[violation]))
-        if self.cause is not None:
-            details.append(
-                error_details_pb2.ErrorInfo(reason=self.cause.value, domain=ERROR_DOMAIN)
-            )
+        reason = self._error_info_reason()
+        if reason is not None:
+            details.append(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
         if not details:
             return retry
         status = status_pb2.Status(
             code=self.code.value[0], message=self.message, details=map(_packed, details)
         )
         return ((STATUS_DETAILS_KEY, status.SerializeToString()), *retry)
+
+    def _error_info_reason(self) -> str | None:
+        return None if self.cause is None else self.cause.value
 
     @classmethod
     def from_rpc_error(cls, error: grpc.RpcError) -> ServiceError:
@@ -198,7 +203,13 @@ class ServiceError(Exception):
         if code is grpc.StatusCode.OK:
             code = grpc.StatusCode.UNKNOWN
         trailers = trailers or ()
-        field, cause = _details_from_trailers(trailers)
+        field, reason = _details_from_trailers(trailers)
+        if reason == CALLER_IDENTITY_REFUSED:
+            # This service's own identity was refused: its callers' credentials are not
+            # at fault, so they must not see a 401 or 403 of their own, nor the internal
+            # names in the message (the refusing service logs it).
+            return cls(grpc.StatusCode.UNAVAILABLE, IDENTITY_REFUSED_MESSAGE)
+        cause = next((c for c in Exhausted if c.value == reason), None)
         return cls(
             code,
             message,
@@ -226,6 +237,15 @@ def invalid_argument(field: str | None, rule: str) -> ServiceError:
 def unauthenticated(field: str | None, rule: str) -> ServiceError:
     """UNAUTHENTICATED "<field>: <rule>" carrying field; without a field, the rule alone."""
     return ServiceError(grpc.StatusCode.UNAUTHENTICATED, _naming(field, rule), field=field)
+
+
+class CallerIdentityRefused(ServiceError):
+    """UNAUTHENTICATED or PERMISSION_DENIED for the calling service's identity (not its
+    end user's): marked in the status details, so that the caller passes it on as
+    UNAVAILABLE rather than as a 401 or 403 of its own user (from_rpc_error)."""
+
+    def _error_info_reason(self) -> str | None:
+        return CALLER_IDENTITY_REFUSED
 
 
 def permission_denied(message: str) -> ServiceError:
@@ -284,10 +304,10 @@ def _retry_after_from_trailers(trailers: Sequence[tuple[str, str | bytes]]) -> t
 
 def _details_from_trailers(
     trailers: Sequence[tuple[str, str | bytes]],
-) -> tuple[str | None, Exhausted | None]:
-    """The field (first BadRequest violation) and cause (ErrorInfo of our domain) sent."""
+) -> tuple[str | None, str | None]:
+    """The field (first BadRequest violation) and reason (ErrorInfo of our domain) sent."""
     field: str | None = None
-    cause: Exhausted | None = None
+    reason: str | None = None
     for key, value in trailers:
         if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
             continue
@@ -300,6 +320,6 @@ def _details_from_trailers(
             info = error_details_pb2.ErrorInfo()
             if detail.Unpack(bad_request) and bad_request.field_violations and field is None:
                 field = str(bad_request.field_violations[0].field)
-            elif detail.Unpack(info) and info.domain == ERROR_DOMAIN and cause is None:
-                cause = next((c for c in Exhausted if c.value == info.reason), None)
-    return field, cause
+            elif detail.Unpack(info) and info.domain == ERROR_DOMAIN and reason is None:
+                reason = str(info.reason)
+    return field, reason

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import grpc
 from prometheus_client import Counter
 
-from micro.errors import ServiceError, permission_denied, unauthenticated
+from micro.errors import CallerIdentityRefused, ServiceError
 
 REFUSALS = Counter(
     "micro_identity_refusals",
@@ -45,8 +45,8 @@ class IdentityRefusal(Exception):
 
     def error(self) -> ServiceError:
         if self.code is grpc.StatusCode.PERMISSION_DENIED:
-            return permission_denied(self.message)
-        return unauthenticated(None, f"caller identity: {self.message}")
+            return CallerIdentityRefused(self.code, self.message)
+        return CallerIdentityRefused(self.code, f"caller identity: {self.message}")
 
 
 class RefusalLog:
