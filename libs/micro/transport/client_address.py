@@ -26,8 +26,11 @@ UNKNOWN = "unknown"
 
 def parse_ip(text: str) -> IPAddress | None:
     """An address from "1.2.3.4", "1.2.3.4:80", "::1", "[::1]:80" or a quoted form;
-    IPv4-mapped IPv6 as IPv4. None for anything else (names, "unknown", garbage)."""
+    IPv4-mapped IPv6 as IPv4, any zone dropped, so its text is at most 39 characters.
+    None for anything else (names, "unknown", garbage)."""
     text = text.strip().strip('"')
+    # An IPv6 zone ("%eth0") is free text and names our interface, not the client.
+    text = text.replace("%", "]", 1) if text.startswith("[") else text.partition("%")[0]
     if text.startswith("["):
         text = text[1 : text.find("]")] if "]" in text else ""
     elif text.count(":") == 1:

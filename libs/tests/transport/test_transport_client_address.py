@@ -89,6 +89,11 @@ async def test_http_trusted_proxy_gives_the_right_most_untrusted_hop(
     # A hop that is no IP address is never used: the proxy that passed it is.
     garbage = {"X-Forwarded-For": "203.0.113.9, not-an-ip"}
     assert await whoami(proxy, server, **garbage) == "127.0.0.1"
+    # A zone is free text: dropped, so the answer stays a short canonical address.
+    zoned = {"X-Forwarded-For": "fe80::1%" + "x" * 4000}
+    assert await whoami(proxy, server, **zoned) == "fe80::1"
+    mapped = {"X-Forwarded-For": "[::ffff:203.0.113.9]:443"}
+    assert await whoami(proxy, server, **mapped) == "203.0.113.9"
     # Every hop trusted: the farthest one is the client.
     assert await whoami(proxy, server, **{"X-Forwarded-For": "10.9.9.9"}) == "10.9.9.9"
 
