@@ -10,6 +10,7 @@ tests/test_e2e_login.py and bench/bench_login.py; whoever starts a LoginSystem s
 from __future__ import annotations
 
 import pathlib
+import secrets
 from types import TracebackType
 from typing import Any
 
@@ -32,7 +33,6 @@ class LoginSystem:
         *,
         bootstrap_users: list[dict[str, str]],
         argon2: dict[str, int] | None = None,
-        login_limit: dict[str, Any] | None = None,
         login_limits: dict[str, Any] | None = None,
         admin_replicas: int = 1,
     ) -> None:
@@ -79,7 +79,8 @@ class LoginSystem:
             workdir,
         )
         self._workdir = workdir
-        self._login_limit = login_limit or {}
+        # One device-token key for all admin-srv replicas, as they share the Secret.
+        self._device_token_key = secrets.token_urlsafe(32)
         self._admin_replicas = admin_replicas
         self.admin: ServiceProcess | None = None  # the first replica
         self.admins: list[ServiceProcess] = []
@@ -134,7 +135,7 @@ class LoginSystem:
             "registry": {"type": "static", "services": services},
             "shutdown": _QUICK_SHUTDOWN,
             "auth": {"audience": ["go-micro"]},
-            "login_limit": self._login_limit,
+            "device_tokens": {"key": self._device_token_key},
         }
 
     def __exit__(

@@ -14,6 +14,7 @@ from api.token_srv.v1 import token_pb2, token_pb2_grpc
 from api.user_srv.v1 import user_pb2, user_pb2_grpc
 from micro.auth import Principal
 from micro.client.reply import reply
+from micro.transport.client_address import parse_ip
 
 ROLE_NAMES = {user_pb2.USER_ROLE_USER: "user", user_pb2.USER_ROLE_ADMIN: "admin"}
 # An empty role is a plain user, as user-srv has it.
@@ -33,8 +34,16 @@ class GrpcAccounts:
     def __init__(self, stub: user_pb2_grpc.UserServiceAsyncStub) -> None:
         self._stub = stub
 
-    async def verify_password(self, user_name: str, password: str) -> Account:
-        request = user_pb2.VerifyPasswordRequest(user_name=user_name, password=password)
+    async def verify_password(
+        self, user_name: str, password: str, client_key: str, client_address: str
+    ) -> Account:
+        request = user_pb2.VerifyPasswordRequest(
+            user_name=user_name,
+            password=password,
+            client_key=client_key,
+            # An address micro could not tell ("unknown") is none: user-srv wants an IP.
+            client_address="" if parse_ip(client_address) is None else client_address,
+        )
         return _account((await reply(self._stub.VerifyPassword(request))).user)
 
     async def get(self, user_id: str) -> Account:

@@ -1,10 +1,10 @@
-"""admin-srv's typed configuration: the shared sections plus auth, login limits, upstreams."""
+"""admin-srv's typed configuration: the shared sections plus auth, device tokens, upstreams."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from api.device_srv.v1.device_pb2_grpc import DevSvcStub
 from api.token_srv.v1.token_pb2_grpc import TokenServiceStub
@@ -24,15 +24,17 @@ class AdminAuthConfig(AuthConfig):
     remote_verify: bool = False
 
 
-class LoginLimitConfig(Section):
-    """Failed logins allowed per window before 429 / RESOURCE_EXHAUSTED (per replica)."""
+class DeviceTokenConfig(Section):
+    """Device tokens given at login (login budgets themselves live in user-srv)."""
 
-    reload_policy = Reload.LIVE  # the limiter reads the current section on every login
+    reload_policy = Reload.LIVE  # read on every login
 
-    max_failures_per_user: int = Field(default=5, ge=1)
-    max_failures_per_address: int = Field(default=20, ge=1)
-    window: Duration = timedelta(minutes=5)
-    max_tracked_keys: int = Field(default=100_000, ge=100)
+    # The HMAC-SHA256 key, from the Secret admin-srv-device-key (make secrets); never in a
+    # ConfigMap. Unset: a random key per process, so devices are known only until restart
+    # and only to the replica that issued their token.
+    key: SecretStr | None = Field(default=None, min_length=32)
+    # How long a device stays known after its last successful login.
+    lifetime: Duration = timedelta(days=30)
 
 
 class UpstreamsConfig(Section):
@@ -48,7 +50,7 @@ class UpstreamsConfig(Section):
 
 class AdminSrvConfig(ServiceConfig):
     auth: AdminAuthConfig = AdminAuthConfig(audience=("go-micro",))
-    login_limit: LoginLimitConfig = LoginLimitConfig()
+    device_tokens: DeviceTokenConfig = DeviceTokenConfig()
     upstreams: UpstreamsConfig = UpstreamsConfig()
 
     @model_validator(mode="after")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from admin_srv import messages
+from admin_srv.device_tokens import METADATA_KEY
 from admin_srv.usecases import AuthUseCases, DeviceUseCases, UserAdminUseCases
 from api.admin_srv.v1 import admin_pb2, admin_pb2_grpc
 from micro.auth import bearer_token, require_principal
@@ -21,21 +22,31 @@ SIGNED_IN_METHODS = (f"/{AUTHENTICATION_SERVICE}/GetMe", DEVICE_SERVICE)
 ADMIN_METHODS = (USER_SERVICE,)
 
 
-def _authorization(context: Context) -> str:
+def _metadata(context: Context, wanted: str) -> str:
+    """The first text value of a request metadata key, "" when absent."""
     for key, value in context.invocation_metadata() or ():
-        if key == "authorization" and isinstance(value, str):
-            return bearer_token(value) or ""
+        if key == wanted and isinstance(value, str):
+            return value
     return ""
+
+
+def _authorization(context: Context) -> str:
+    return bearer_token(_metadata(context, "authorization")) or ""
 
 
 class AuthenticationServicer(Servicer[AuthUseCases], admin_pb2_grpc.AuthenticationServiceServicer):
     async def Login(
         self, request: admin_pb2.LoginRequest, context: Context
     ) -> admin_pb2.LoginReply:
-        session = await self.usecases.login(
-            request.user_name, request.password, request.platform, client_address()
+        signed_in = await self.usecases.login(
+            request.user_name,
+            request.password,
+            request.platform,
+            client_address(),
+            _metadata(context, METADATA_KEY),
         )
-        return messages.login_reply(session)
+        await context.send_initial_metadata(((METADATA_KEY, signed_in.device_token),))
+        return messages.login_reply(signed_in.session)
 
     async def Logout(
         self, request: admin_pb2.LogoutRequest, context: Context

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from admin_srv import http_schemas as schemas
 from admin_srv import messages
+from admin_srv.device_tokens import COOKIE_NAME
 from admin_srv.json_body import message_json, parse_message
 from admin_srv.usecases import AuthUseCases, DeviceUseCases, UserAdminUseCases
 from api.admin_srv.v1 import admin_pb2
@@ -22,6 +23,7 @@ from micro.transport.openapi import OPTIONAL_BEARER, error_response, error_respo
 from micro.transport.proto_schema import json_reply, json_request_body
 
 PREFIX = "/admin/v1"
+LOGIN_PATH = f"{PREFIX}/login"
 # Paths ctx.protect() guards: any valid token, or an admin's.
 SIGNED_IN_PATHS = (f"{PREFIX}/me", f"{PREFIX}/devices")
 ADMIN_PATHS = (f"{PREFIX}/users",)
@@ -48,10 +50,23 @@ def build_router(
             401: WRONG_CREDENTIALS,
         },
     )
-    async def login(request: Request) -> Any:
+    async def login(request: Request, response: Response) -> Any:
         body = parse_message(await request.body(), admin_pb2.LoginRequest())
-        session = await auth.login(body.user_name, body.password, body.platform, client_address())
-        return message_json(messages.login_reply(session))
+        device_token = request.cookies.get(COOKIE_NAME, "")
+        signed_in = await auth.login(
+            body.user_name, body.password, body.platform, client_address(), device_token
+        )
+        # Sent back only to the login path, never readable by scripts or other sites.
+        response.set_cookie(
+            COOKIE_NAME,
+            signed_in.device_token,
+            max_age=int(signed_in.device_token_lifetime.total_seconds()),
+            path=LOGIN_PATH,
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
+        return message_json(messages.login_reply(signed_in.session))
 
     @router.post(
         "/logout",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from admin_srv import grpc_api, http_api
 from admin_srv.adapters import GrpcAccounts, GrpcDeviceDirectory, GrpcTokens
 from admin_srv.config import AdminSrvConfig
-from admin_srv.login_limit import FailedLoginLimiter
+from admin_srv.device_tokens import DeviceTokenSigner
 from admin_srv.usecases import AuthUseCases, DeviceUseCases, UserAdminUseCases
 from admin_srv.verifier import build_verifier
 from api.device_srv.v1.device_pb2_grpc import DevSvcStub
@@ -24,8 +24,8 @@ async def compose(ctx: ServiceContext[AdminSrvConfig]) -> None:
     accounts = GrpcAccounts(ctx.client(UserServiceStub, names.user_service))
     tokens = GrpcTokens(ctx.client(TokenServiceStub, names.token_service))
     directory = GrpcDeviceDirectory(ctx.client(DevSvcStub, names.device_service))
-    limiter = FailedLoginLimiter(ctx.config.view(lambda c: c.login_limit))
-    auth = AuthUseCases(accounts, tokens, limiter)
+    signer = DeviceTokenSigner(ctx.config.view(lambda c: c.device_tokens))
+    auth = AuthUseCases(accounts, tokens, signer)
     devices, users = DeviceUseCases(directory), UserAdminUseCases(accounts)
     # The auth section is read once (a verifier keeps its JWKS cache); restart to change it.
     ctx.set_verifier(build_verifier(cfg.auth, tokens))

@@ -7,14 +7,12 @@ their errors pass on as ServiceErrors with their code and field.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
-import grpc
-
-from admin_srv.login_limit import FailedLoginLimiter
+from admin_srv.device_tokens import DeviceTokenSigner
 from micro.auth import Principal
-from micro.errors import ServiceError, invalid_argument
+from micro.errors import invalid_argument
 
 ROLES = ("user", "admin")
 
@@ -32,6 +30,15 @@ class Session:
 
 
 @dataclass(frozen=True)
+class SignedIn:
+    """A login's session and the device token the client keeps for its next login."""
+
+    session: Session
+    device_token: str
+    device_token_lifetime: timedelta
+
+
+@dataclass(frozen=True)
 class Account:
     id: str
     user_name: str
@@ -46,7 +53,12 @@ class DeviceState:
 
 
 class Accounts(Protocol):
-    async def verify_password(self, user_name: str, password: str) -> Account: ...
+    async def verify_password(
+        self, user_name: str, password: str, client_key: str, client_address: str
+    ) -> Account:
+        """user-srv budgets the attempt on client_key (a device id, "" for unknown)."""
+        ...
+
     async def get(self, user_id: str) -> Account: ...
     async def create(self, user_name: str, password: str, role: str) -> Account: ...
     async def list(self, page_size: int, page_token: str) -> tuple[list[Account], str]: ...
@@ -63,25 +75,30 @@ class DeviceDirectory(Protocol):
 
 
 class AuthUseCases:
-    def __init__(self, accounts: Accounts, tokens: Tokens, limiter: FailedLoginLimiter) -> None:
+    def __init__(self, accounts: Accounts, tokens: Tokens, devices: DeviceTokenSigner) -> None:
         self._accounts = accounts
         self._tokens = tokens
-        self._limiter = limiter
+        self._devices = devices
 
     async def login(
-        self, user_name: str, password: str, platform: int, client_address: str
-    ) -> Session:
+        self,
+        user_name: str,
+        password: str,
+        platform: int,
+        client_address: str,
+        device_token: str = "",
+    ) -> SignedIn:
+        """user-srv limits the attempts (budgets in its database, shared by every replica);
+        a valid device token for this account gets the device's own budget."""
         if not user_name:
             raise invalid_argument("userName", "must not be empty")
-        self._limiter.check(user_name, client_address)
-        try:
-            account = await self._accounts.verify_password(user_name, password)
-        except ServiceError as error:
-            if error.code is grpc.StatusCode.UNAUTHENTICATED:
-                self._limiter.record_failure(user_name, client_address)
-            raise
-        self._limiter.clear_user(user_name)
-        return await self._tokens.issue(account, platform)
+        device_id = self._devices.device_id(device_token, user_name)
+        account = await self._accounts.verify_password(
+            user_name, password, device_id, client_address
+        )
+        session = await self._tokens.issue(account, platform)
+        token = self._devices.issue(user_name, device_id)
+        return SignedIn(session, token, self._devices.lifetime)
 
     async def refresh(self, refresh_token: str) -> Session:
         if not refresh_token:

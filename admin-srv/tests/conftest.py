@@ -4,6 +4,7 @@ config file, finding them through a static registry."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import time
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
-from admin_srv.config import AdminAuthConfig, AdminSrvConfig, LoginLimitConfig
+from admin_srv.config import AdminAuthConfig, AdminSrvConfig
 from admin_srv.service import NAME as ADMIN_SRV
 from admin_srv.service import compose as compose_admin_srv
 from api.admin_srv.v1 import admin_pb2_grpc
@@ -61,6 +62,8 @@ if TYPE_CHECKING:
     from api.token_srv.v1.token_pb2_grpc import TokenServiceAsyncStub
     from api.user_srv.v1.user_pb2_grpc import UserServiceAsyncStub as BackendUserStub
 
+# The HMAC key of device tokens (a Secret in a cluster); test-only.
+DEVICE_TOKEN_KEY = "test-device-token-key-" + "k" * 16
 USERS = (
     BootstrapUser(user_name="thangn", password=SecretStr("123456")),
     BootstrapUser(user_name="root", password=SecretStr("rootpass"), role="admin"),
@@ -104,7 +107,10 @@ def jwt_cfg(signing_key: Ed25519PrivateKey) -> JwtConfig:
 
 @pytest.fixture
 async def backends(
-    tmp_path: pathlib.Path, signing_key: Ed25519PrivateKey, jwt_cfg: JwtConfig
+    tmp_path: pathlib.Path,
+    signing_key: Ed25519PrivateKey,
+    jwt_cfg: JwtConfig,
+    login_limits: LoginLimitsConfig,
 ) -> AsyncIterator[Backends]:
     settings = JwtSettings.load(jwt_cfg, str(tmp_path))
     user_engine = await open_database(
@@ -117,7 +123,7 @@ async def backends(
         f"sqlite+aiosqlite:///{tmp_path}/devices.db", DEVICE_MIGRATIONS, "device-srv"
     )
     hasher = Argon2PasswordHasher(Argon2Config(**FAST_ARGON2))
-    budgets = LoginBudgets(user_engine, LoginLimitsConfig, time.time)
+    budgets = LoginBudgets(user_engine, lambda: login_limits, time.time)
     users = UserUseCases(SqlUserRepository(user_engine), hasher, budgets)
     await users.bootstrap(USERS)
     devices = DeviceUseCases(SqlDeviceRepository(device_engine))
@@ -158,8 +164,9 @@ def auth_config() -> AdminAuthConfig:
 
 
 @pytest.fixture
-def login_limit() -> LoginLimitConfig:
-    return LoginLimitConfig(max_failures_per_user=3, max_failures_per_address=6)
+def login_limits() -> LoginLimitsConfig:
+    """user-srv's login budgets behind admin-srv in these tests."""
+    return LoginLimitsConfig(unknown_max_failures=3, device_max_failures=3, address_max_failures=6)
 
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
@@ -187,11 +194,9 @@ def grpc_config(file_config: AdminSrvConfig) -> GrpcServerConfig:
     return grpc_server
 
 
-def _admin_env(
-    backends: Backends, auth_config: AdminAuthConfig, login_limit: LoginLimitConfig
-) -> dict[str, str]:
+def _admin_env(backends: Backends, auth_config: AdminAuthConfig) -> dict[str, str]:
     """Overrides of admin-srv's config file: free loopback ports, the backends in a static
-    registry, the test's auth and login limit sections, and no drain on shutdown."""
+    registry, the test's auth section, a device token key, and no drain on shutdown."""
     services = [{"name": name, "endpoints": [e]} for name, e in backends.endpoints.items()]
     return {
         "MICRO__SERVER__HTTP__ADDR": "127.0.0.1:0",
@@ -199,19 +204,18 @@ def _admin_env(
         "MICRO__REGISTRY__TYPE": "static",
         "MICRO__REGISTRY__SERVICES": json.dumps(services),
         "MICRO__AUTH": auth_config.model_dump_json(exclude_unset=True),
-        "MICRO__LOGIN_LIMIT": login_limit.model_dump_json(exclude_unset=True),
+        # One key for every admin-srv a test runs, as replicas share the Secret.
+        "MICRO__DEVICE_TOKENS__KEY": DEVICE_TOKEN_KEY,
         "MICRO__SHUTDOWN__DRAIN_DELAY": "0s",
         "MICRO__SHUTDOWN__GRACE_PERIOD": "0s",
     }
 
 
-@pytest.fixture
-async def admin(
-    backends: Backends, auth_config: AdminAuthConfig, login_limit: LoginLimitConfig
-) -> AsyncIterator[Admin]:
+@contextlib.asynccontextmanager
+async def serve_admin(backends: Backends, auth_config: AdminAuthConfig) -> AsyncIterator[Admin]:
     """admin-srv as its process runs it (its compose, config file and servers), in this
-    process."""
-    env = _admin_env(backends, auth_config, login_limit)
+    process; several at once are replicas sharing the backends."""
+    env = _admin_env(backends, auth_config)
     async with running_app(
         ADMIN_SRV, AdminSrvConfig, compose_admin_srv, config_dir=CONFIG_DIR, env=env
     ) as app:
@@ -228,6 +232,12 @@ async def admin(
                 user=admin_pb2_grpc.UserServiceStub(channel),
                 verifier=app.ctx.policy.verifier,
             )
+
+
+@pytest.fixture
+async def admin(backends: Backends, auth_config: AdminAuthConfig) -> AsyncIterator[Admin]:
+    async with serve_admin(backends, auth_config) as admin:
+        yield admin
 
 
 async def login(client: httpx.AsyncClient, user_name: str, password: str) -> dict[str, Any]:
