@@ -112,17 +112,49 @@ async def test_http_forwarded_and_x_real_ip_headers(start_http: Any, client_from
     assert await whoami(proxy, real_ip, **{"X-Real-IP": "<script>"}) == "127.0.0.1"
 
 
-async def test_http_trusted_proxies_change_while_the_server_runs(
-    start_http: Any, client_from: Any
+LOCAL = {
+    "server": {"http": {"addr": "127.0.0.1:0"}, "grpc": {"addr": "127.0.0.1:0", "public": True}},
+    "registry": {"type": "static"},
+    "shutdown": {"drain_delay": "0s", "grace_period": "1s"},
+}
+
+
+def trusting(*cidrs: str) -> dict[str, Any]:
+    section = {"trusted_proxies": list(cidrs)}
+    return {"server": {"http": section, "grpc": section}}
+
+
+async def test_trusted_proxies_follow_the_config_while_the_servers_run(
+    config_map_app: Any, client_from: Any
 ) -> None:
-    """trusted_proxies is live: the App feeds a config change to server.proxies.update."""
-    server = await start_http(whoami_router())
+    """trusted_proxies is live: a ConfigMap change applies to the next request, on the
+    same HTTP and gRPC servers."""
+
+    async def compose(ctx: Any) -> None:
+        ctx.include_router(whoami_router())
+        ctx.add_grpc_service(echo_pb2_grpc.add_EchoServiceServicer_to_server, WhoAmI())
+
+    running = await config_map_app(local=LOCAL, remote=trusting(), compose=compose)
+    http_port, grpc_port = running.ctx.http_port, running.ctx.grpc_port
     proxy = client_from("127.0.0.1")
     header = {"X-Forwarded-For": "203.0.113.9"}
-    assert await whoami(proxy, server, **header) == "127.0.0.1"
-    trusting = HttpServerConfig(addr="127.0.0.1:0", trusted_proxies=("127.0.0.0/8",))
-    server.proxies.update(ProxyRules.of(trusting))
-    assert await whoami(proxy, server, **header) == "203.0.113.9"
+    url = f"http://127.0.0.1:{http_port}/whoami"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = echo_pb2_grpc.EchoServiceStub(channel)
+
+        async def over_grpc() -> str:
+            metadata = (("x-forwarded-for", "203.0.113.9"),)
+            reply = await stub.Echo(echo_pb2.EchoRequest(text=""), metadata=metadata)
+            return str(reply.text)
+
+        assert (await proxy.get(url, headers=header)).json()["address"] == "127.0.0.1"
+        assert await over_grpc() == "127.0.0.1"
+        await running.change(trusting("127.0.0.1/32"))
+        assert (await proxy.get(url, headers=header)).json()["address"] == "203.0.113.9"
+        assert await over_grpc() == "203.0.113.9"
+        await running.change(trusting())
+        assert (await proxy.get(url, headers=header)).json()["address"] == "127.0.0.1"
+    assert (running.ctx.http_port, running.ctx.grpc_port) == (http_port, grpc_port)
 
 
 async def test_grpc_metadata_counts_only_from_a_trusted_proxy(
@@ -133,8 +165,8 @@ async def test_grpc_metadata_counts_only_from_a_trusted_proxy(
     spoof = (("x-forwarded-for", "203.0.113.9"),)
     untrusted = await stub.Echo(echo_pb2.EchoRequest(text=""), metadata=spoof)
     assert untrusted.text == "127.0.0.1"
-    trusting = GrpcServerConfig(addr="127.0.0.1:0", trusted_proxies=("127.0.0.1/32",))
-    server.proxies.update(ProxyRules.of(trusting))
+    config = GrpcServerConfig(addr="127.0.0.1:0", trusted_proxies=("127.0.0.1/32",))
+    server.proxies.update(ProxyRules.of(config))
     chain = (("x-forwarded-for", "198.51.100.1"), ("x-forwarded-for", "203.0.113.9"))
     trusted = await stub.Echo(echo_pb2.EchoRequest(text=""), metadata=chain)
     assert trusted.text == "203.0.113.9"
