@@ -5,6 +5,8 @@
 - user-srv-bootstrap (key bootstrap.yaml): `bootstrap_users: [{user_name, password, role}]`,
   an `admin` user with a random password printed once; with --dev the demo user
   thangn/123456 of the original guide instead (what `make run` uses).
+- admin-srv-device-key (key device-key.yaml): `device_tokens: {key: ...}`, the HMAC key
+  that signs device tokens, shared by every admin-srv replica.
 - <svc>-database (key database.yaml): `database: {url: ...}` for user-srv, token-srv and
   device-srv, so that all replicas of a service share one database. For a cluster:
   postgresql+asyncpg://<svc role>:<password>@postgres:5432/<svc db>, with the Secret
@@ -37,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 NAMESPACE = "go-micro"
 JWT_KEYS_NAME = "token-srv-jwt-keys"
 BOOTSTRAP_NAME = "user-srv-bootstrap"
+DEVICE_KEY_NAME = "admin-srv-device-key"
 DEV_USER = {"user_name": "thangn", "password": "123456", "role": "admin"}
 DATABASE_SERVICES = ("user-srv", "token-srv", "device-srv")
 POSTGRES_NAME = "postgres"
@@ -123,6 +126,18 @@ def make_bootstrap_secret(out: Path, namespace: str, *, dev: bool, force: bool) 
     return f"wrote {path}: {shown}"
 
 
+def make_device_key_secret(out: Path, namespace: str, *, force: bool) -> str:
+    """A fresh HMAC key; kept when it exists, since a new key makes every device unknown."""
+    path = out / f"{DEVICE_KEY_NAME}.yaml"
+    if path.exists() and not force:
+        return f"kept {path}"
+    content = yaml.safe_dump({"device_tokens": {"key": secrets.token_urlsafe(32)}})
+    write_private(
+        path, secret_manifest(DEVICE_KEY_NAME, "admin-srv", namespace, {"device-key.yaml": content})
+    )
+    return f"wrote {path}"
+
+
 def password_key(service: str) -> str:
     """The key of a service role's password in the Secret postgres: USER_SRV_PASSWORD."""
     return f"{service.replace('-', '_').upper()}_PASSWORD"
@@ -186,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = args.data_dir or args.out.resolve().parent / "data"
     print(make_jwt_secret(args.out, args.namespace, force=args.force, rotate=args.rotate_jwt))
     print(make_bootstrap_secret(args.out, args.namespace, dev=args.dev, force=args.force))
+    print(make_device_key_secret(args.out, args.namespace, force=args.force))
     for line in make_database_secrets(
         args.out, args.namespace, dev=args.dev, force=args.force, data_dir=data_dir
     ):

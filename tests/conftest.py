@@ -21,6 +21,7 @@ SECRETS_OWNED_BY = {
     "token-srv": frozenset({"token-srv-jwt-keys", "token-srv-database"}),
     "user-srv": frozenset({"user-srv-bootstrap", "user-srv-database"}),
     "device-srv": frozenset({"device-srv-database"}),
+    "admin-srv": frozenset({"admin-srv-device-key"}),
 }
 OWN_SECRETS = {s: SECRETS_OWNED_BY.get(s, frozenset[str]()) for s in SHIPPED_SERVICES}
 # Who calls whom over gRPC and which methods: the NetworkPolicies, the identity token each

@@ -15,6 +15,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from admin_srv.config import AdminSrvConfig
 from device_srv.config import DeviceSrvConfig
 from micro.config.model import ServiceConfig
 from token_srv.config import TokenSrvConfig
@@ -102,6 +103,19 @@ def test_dev_flavour_holds_the_demo_user(tmp_path: Path) -> None:
     make_secrets(tmp_path, "--dev")
     users = payload(tmp_path, "user-srv-bootstrap", "bootstrap.yaml")["bootstrap_users"]
     assert [(u["user_name"], u["password"]) for u in users] == [("thangn", "123456")]
+
+
+def test_device_key_is_random_kept_and_admin_srv_accepts_it(tmp_path: Path) -> None:
+    make_secrets(tmp_path / "a")
+    make_secrets(tmp_path / "b")
+    secret = manifest(tmp_path / "a", "admin-srv-device-key")
+    kubernetes_validate.validate(secret, kubernetes_validate.latest_version(), strict=True)
+    keys = [payload(tmp_path / d, "admin-srv-device-key", "device-key.yaml") for d in "ab"]
+    config = AdminSrvConfig.model_validate(keys[0])
+    assert config.device_tokens.key is not None
+    assert keys[0] != keys[1]
+    make_secrets(tmp_path / "a")
+    assert payload(tmp_path / "a", "admin-srv-device-key", "device-key.yaml") == keys[0]
 
 
 DATABASE_MODELS: dict[str, type[ServiceConfig]] = {
