@@ -71,6 +71,18 @@ async def test_a_known_device_logs_in_while_unknown_clients_are_refused(admin: A
     assert _device_cookie(owner).split(".")[0] == device.split(".")[0]
 
 
+async def test_admins_are_locked_out_alike_and_their_devices_still_log_in(admin: Admin) -> None:
+    root = {"userName": "root", "password": "rootpass"}
+    device = _device_cookie(await _post(admin, root))
+
+    await _lock_out_unknown_clients(admin, "root")
+    refused = await _post(admin, root)
+    known = await _post(admin, root, device)
+
+    assert refused.status_code == 429
+    assert known.status_code == 200
+
+
 async def test_a_device_token_is_useless_for_another_account(admin: Admin) -> None:
     thangn_device = _device_cookie(await _post(admin, OWNER))
     await _lock_out_unknown_clients(admin, "root")
