@@ -6,9 +6,13 @@ import dataclasses
 from typing import Any
 
 from api.token_srv.v1 import token_pb2, token_pb2_grpc
+from micro.errors import invalid_argument
 from micro.servicer import Context, Servicer
 from token_srv.domain import DEFAULT_PLATFORM, Subject, TokenPair
 from token_srv.usecases import TokenUseCases
+
+# A long poll answers this long before the call's deadline, so the empty answer arrives.
+DEADLINE_MARGIN_SECONDS = 0.2
 
 
 def _pair(pair: TokenPair) -> token_pb2.TokenPair:
@@ -80,3 +84,22 @@ class TokenServicer(Servicer[TokenUseCases], token_pb2_grpc.TokenServiceServicer
         self, request: token_pb2.GetJwksRequest, context: Context
     ) -> token_pb2.GetJwksResponse:
         return token_pb2.GetJwksResponse(keys=[token_pb2.Jwk(**k) for k in self.usecases.jwks()])
+
+    async def ListRevocations(
+        self, request: token_pb2.ListRevocationsRequest, context: Context
+    ) -> token_pb2.ListRevocationsResponse:
+        if request.wait_ms < 0:
+            raise invalid_argument("waitMs", "must not be negative")
+        wait = request.wait_ms / 1000
+        remaining = context.time_remaining()
+        if remaining is not None:
+            wait = min(wait, remaining - DEADLINE_MARGIN_SECONDS)
+        page = await self.usecases.revocations(request.after, wait)
+        return token_pb2.ListRevocationsResponse(
+            revocations=[
+                token_pb2.Revocation(jti=e.jti, exp=int(e.expires_at.timestamp()))
+                for e in page.entries
+            ],
+            cursor=page.cursor,
+            more=page.more,
+        )

@@ -1,11 +1,24 @@
 """token-srv's schema steps: the refresh token store, the revoked access tokens, and the
-refresh families (sessions) that rotations and revocations lock."""
+refresh families (sessions) that rotations and revocations lock, and the numbered
+revocations that admin-srv follows."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Connection, DateTime, Index, MetaData, String, Table, func, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    select,
+)
 
 from micro.db import Migration, create_tables
 
@@ -57,7 +70,28 @@ def _v2_families(conn: Connection) -> None:
         )
 
 
+def _v3_revocation_feed(conn: Connection) -> None:
+    meta = MetaData()
+    feed = Table(
+        "access_revocations",
+        meta,
+        # AUTOINCREMENT on SQLite: a purged highest seq is never handed out again, so a
+        # watcher's cursor never skips a revocation.
+        Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+        Column("jti", String(64), nullable=False, unique=True),
+        Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+        sqlite_autoincrement=True,
+    )
+    feed.create(conn)
+    old = Table("revoked_access_tokens", MetaData(), autoload_with=conn)
+    rows = conn.execute(select(old.c.jti, old.c.expires_at).order_by(old.c.expires_at)).all()
+    if rows:
+        conn.execute(feed.insert(), [{"jti": j, "expires_at": e} for j, e in rows])
+    old.drop(conn)
+
+
 MIGRATIONS = (
     Migration(1, "refresh tokens and revoked access tokens", create_tables(_v1_tokens)),
     Migration(2, "refresh families: one row a session, locked by rotations", _v2_families),
+    Migration(3, "revoked access tokens numbered in commit order: a feed", _v3_revocation_feed),
 )

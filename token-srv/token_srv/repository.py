@@ -11,10 +11,22 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Column, MetaData, String, Table, delete, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    delete,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -28,6 +40,13 @@ class Rotation(enum.Enum):
     ROTATED = "rotated"
     REUSED = "reused"  # the token was spent already: the family is revoked now
     ENDED = "ended"  # the family is revoked, or past its absolute lifetime
+
+
+@dataclass(frozen=True)
+class RevocationEntry:
+    seq: int  # increases in commit order: a watcher's cursor
+    jti: str
+    expires_at: datetime
 
 
 class TokenRepository(Protocol):
@@ -53,6 +72,12 @@ class TokenRepository(Protocol):
     async def revoke_access(self, jti: str, expires_at: datetime) -> None: ...
 
     async def is_access_revoked(self, jti: str) -> bool: ...
+
+    async def revocations_after(
+        self, after: int, now: datetime, limit: int
+    ) -> list[RevocationEntry]:
+        """Unexpired revocations numbered above `after`, lowest first, at most `limit`."""
+        ...
 
     async def purge_expired(self, now: datetime) -> None:
         """Forget tokens past their expiry: they are refused on expiry alone."""
@@ -80,11 +105,13 @@ refresh_families = Table(
     Column("started_at", UtcDateTime(), nullable=False),
     Column("revoked_at", UtcDateTime(), nullable=True),
 )
-revoked_access_tokens = Table(
-    "revoked_access_tokens",
+access_revocations = Table(
+    "access_revocations",
     _meta,
-    Column("jti", String(64), primary_key=True),
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("jti", String(64), nullable=False, unique=True),
     Column("expires_at", UtcDateTime(), nullable=False),
+    sqlite_autoincrement=True,
 )
 
 
@@ -202,17 +229,34 @@ class SqlTokenRepository:
 
     async def revoke_access(self, jti: str, expires_at: datetime) -> None:
         try:
-            async with self._engine.begin() as conn:
+            async with self._writing() as conn:
+                if conn.dialect.name == "postgresql":
+                    # One writer at a time: seq order is then commit order, so a watcher
+                    # past seq n never learns later of a revocation numbered below n.
+                    await conn.execute(text("LOCK TABLE access_revocations IN EXCLUSIVE MODE"))
                 await conn.execute(
-                    revoked_access_tokens.insert().values(jti=jti, expires_at=expires_at)
+                    access_revocations.insert().values(jti=jti, expires_at=expires_at)
                 )
         except IntegrityError:
             pass  # revoked already: revoking twice is not an error
 
     async def is_access_revoked(self, jti: str) -> bool:
-        query = select(revoked_access_tokens.c.jti).where(revoked_access_tokens.c.jti == jti)
+        query = select(access_revocations.c.seq).where(access_revocations.c.jti == jti)
         async with self._engine.connect() as conn:
             return (await conn.execute(query)).first() is not None
+
+    async def revocations_after(
+        self, after: int, now: datetime, limit: int
+    ) -> list[RevocationEntry]:
+        query = (
+            select(access_revocations)
+            .where(access_revocations.c.seq > after, access_revocations.c.expires_at > now)
+            .order_by(access_revocations.c.seq)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [RevocationEntry(r.seq, r.jti, r.expires_at) for r in rows]
 
     async def purge_expired(self, now: datetime) -> None:
         async with self._writing() as conn:
@@ -226,5 +270,5 @@ class SqlTokenRepository:
                 )
             )
             await conn.execute(
-                delete(revoked_access_tokens).where(revoked_access_tokens.c.expires_at < now)
+                delete(access_revocations).where(access_revocations.c.expires_at < now)
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
@@ -24,11 +25,22 @@ from token_srv.domain import (
     refresh_token_hash,
 )
 from token_srv.keys import KeyRing
-from token_srv.repository import Rotation, TokenRepository
+from token_srv.repository import RevocationEntry, Rotation, TokenRepository
 
 # Claims every access token carries; a token missing one is refused.
 REQUIRED_CLAIMS = ["sub", "uid", "iat", "nbf", "exp", "iss", "aud", "jti"]
 PURGE_EVERY_SECONDS = 60.0
+# A waiting ListRevocations looks at the database this often: the largest share of the
+# time a revocation takes to reach the watchers.
+REVOCATION_POLL_SECONDS = 0.1
+REVOCATION_PAGE = 500
+
+
+@dataclass(frozen=True)
+class RevocationPage:
+    entries: list[RevocationEntry]
+    cursor: int  # the watcher's next `after`
+    more: bool  # the page was full
 
 
 @dataclass(frozen=True)
@@ -132,6 +144,21 @@ class TokenUseCases:
             return
         expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
         await self._tokens.revoke_access(str(claims["jti"]), expires)
+
+    async def revocations(self, after: int, wait: float) -> RevocationPage:
+        """Revocations numbered above `after`; with none, look again until `wait` seconds
+        have passed. Read from the database, so a revocation through any replica shows."""
+        if after < 0:
+            raise invalid_argument("after", "must not be negative")
+        deadline = time.monotonic() + max(0.0, wait)
+        while True:
+            entries = await self._tokens.revocations_after(after, self._now(), REVOCATION_PAGE)
+            left = deadline - time.monotonic()
+            if entries or left <= 0:
+                break
+            await asyncio.sleep(min(REVOCATION_POLL_SECONDS, left))
+        cursor = entries[-1].seq if entries else after
+        return RevocationPage(entries, cursor, more=len(entries) == REVOCATION_PAGE)
 
     def jwks(self) -> list[dict[str, str]]:
         return self._settings().keys.jwks

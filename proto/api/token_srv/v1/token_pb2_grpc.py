@@ -59,6 +59,11 @@ class TokenServiceStub:
                 request_serializer=api_dot_token__srv_dot_v1_dot_token__pb2.GetJwksRequest.SerializeToString,
                 response_deserializer=api_dot_token__srv_dot_v1_dot_token__pb2.GetJwksResponse.FromString,
                 _registered_method=True)
+        self.ListRevocations = channel.unary_unary(
+                '/token_srv.v1.TokenService/ListRevocations',
+                request_serializer=api_dot_token__srv_dot_v1_dot_token__pb2.ListRevocationsRequest.SerializeToString,
+                response_deserializer=api_dot_token__srv_dot_v1_dot_token__pb2.ListRevocationsResponse.FromString,
+                _registered_method=True)
 
 
 class TokenServiceServicer:
@@ -103,6 +108,16 @@ class TokenServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRevocations(self, request, context):
+        """ListRevocations answers the unexpired access tokens revoked after a cursor, oldest
+        first (after 0: all of them, a snapshot). With none newer it waits up to wait_ms for
+        one before answering empty (a long poll). Answered from the database, so every
+        replica answers the same.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TokenServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +145,11 @@ def add_TokenServiceServicer_to_server(servicer, server):
                     servicer.GetJwks,
                     request_deserializer=api_dot_token__srv_dot_v1_dot_token__pb2.GetJwksRequest.FromString,
                     response_serializer=api_dot_token__srv_dot_v1_dot_token__pb2.GetJwksResponse.SerializeToString,
+            ),
+            'ListRevocations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRevocations,
+                    request_deserializer=api_dot_token__srv_dot_v1_dot_token__pb2.ListRevocationsRequest.FromString,
+                    response_serializer=api_dot_token__srv_dot_v1_dot_token__pb2.ListRevocationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +287,33 @@ class TokenService:
             '/token_srv.v1.TokenService/GetJwks',
             api_dot_token__srv_dot_v1_dot_token__pb2.GetJwksRequest.SerializeToString,
             api_dot_token__srv_dot_v1_dot_token__pb2.GetJwksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/token_srv.v1.TokenService/ListRevocations',
+            api_dot_token__srv_dot_v1_dot_token__pb2.ListRevocationsRequest.SerializeToString,
+            api_dot_token__srv_dot_v1_dot_token__pb2.ListRevocationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

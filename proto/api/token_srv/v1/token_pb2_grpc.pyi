@@ -49,6 +49,12 @@ class TokenServiceStub:
     """
     GetJwks: _grpc.UnaryUnaryMultiCallable[_token_pb2.GetJwksRequest, _token_pb2.GetJwksResponse]
     """GetJwks answers the public keys that verify access tokens (RFC 7517)."""
+    ListRevocations: _grpc.UnaryUnaryMultiCallable[_token_pb2.ListRevocationsRequest, _token_pb2.ListRevocationsResponse]
+    """ListRevocations answers the unexpired access tokens revoked after a cursor, oldest
+    first (after 0: all of them, a snapshot). With none newer it waits up to wait_ms for
+    one before answering empty (a long poll). Answered from the database, so every
+    replica answers the same.
+    """
 
 @_typing.type_check_only
 class TokenServiceAsyncStub(TokenServiceStub):
@@ -71,6 +77,12 @@ class TokenServiceAsyncStub(TokenServiceStub):
     """
     GetJwks: _aio.UnaryUnaryMultiCallable[_token_pb2.GetJwksRequest, _token_pb2.GetJwksResponse]  # type: ignore[assignment]
     """GetJwks answers the public keys that verify access tokens (RFC 7517)."""
+    ListRevocations: _aio.UnaryUnaryMultiCallable[_token_pb2.ListRevocationsRequest, _token_pb2.ListRevocationsResponse]  # type: ignore[assignment]
+    """ListRevocations answers the unexpired access tokens revoked after a cursor, oldest
+    first (after 0: all of them, a snapshot). With none newer it waits up to wait_ms for
+    one before answering empty (a long poll). Answered from the database, so every
+    replica answers the same.
+    """
 
 class TokenServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -120,5 +132,17 @@ class TokenServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_token_pb2.GetJwksResponse, _abc.Awaitable[_token_pb2.GetJwksResponse]]:
         """GetJwks answers the public keys that verify access tokens (RFC 7517)."""
+
+    @_abc_1.abstractmethod
+    def ListRevocations(
+        self,
+        request: _token_pb2.ListRevocationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_token_pb2.ListRevocationsResponse, _abc.Awaitable[_token_pb2.ListRevocationsResponse]]:
+        """ListRevocations answers the unexpired access tokens revoked after a cursor, oldest
+        first (after 0: all of them, a snapshot). With none newer it waits up to wait_ms for
+        one before answering empty (a long poll). Answered from the database, so every
+        replica answers the same.
+        """
 
 def add_TokenServiceServicer_to_server(servicer: TokenServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
