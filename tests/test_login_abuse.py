@@ -1,0 +1,224 @@
+"""Login and sessions under abuse, attacked on the running system of .k8s.
+
+Guesses come in as an attacker's would: through the NodePort, concurrently, over every
+admin-srv replica, with forged X-Forwarded-For headers. Each attack gets accounts of its
+own (created by the dev admin) and, where the client address matters, a loopback source
+address of its own, so that no budget it uses up touches another test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import secrets
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from devcluster.runner.testing import ready_pods, wait_for
+
+from .cluster_system import NAMESPACE, System, replicas_ready
+
+LOGIN_PATH = "/admin/v1/login"
+CONCURRENT_GUESSES = 10
+# Sequential guesses after a burst, enough to use up any budget the config gives.
+MORE_GUESSES = 30
+SCALED_REPLICAS = 3
+SCALE_TIMEOUT_S = 90.0
+# Every client here connects from a loopback address of its own (the NodePort keeps
+# it), so no address budget an attack uses up is shared with another test.
+_SOURCES = (f"127.0.3.{i}" for i in range(1, 255))
+
+
+def own_source() -> str:
+    return next(_SOURCES)
+
+
+def login_limits(k8s_objects: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """user-srv's login_limits as the shipped ConfigMap sets them."""
+    config = yaml.safe_load(k8s_objects["ConfigMap/user-srv"]["data"]["config.yaml"])
+    limits: dict[str, Any] = config["login_limits"]
+    return limits
+
+
+@pytest.fixture(scope="module")
+def limits(k8s_objects: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return login_limits(k8s_objects)
+
+
+@pytest.fixture(scope="module")
+def admin_auth(system: System) -> dict[str, str]:
+    return {"Authorization": f"Bearer {system.token()}"}
+
+
+@pytest.fixture
+def new_account(system: System, admin_auth: dict[str, str]) -> Callable[[], dict[str, str]]:
+    """Creates an account no other test knows: {"userName", "password"}."""
+
+    def create() -> dict[str, str]:
+        account = {"userName": f"abuse-{secrets.token_hex(4)}", "password": secrets.token_hex(8)}
+        created = system.http.post("/admin/v1/users", json=account, headers=admin_auth)
+        assert created.status_code == 200, created.text
+        return account
+
+    return create
+
+
+@contextlib.contextmanager
+def client(base_url: str, source: str) -> Iterator[httpx.Client]:
+    """A client with cookies of its own, connecting from `source`."""
+    transport = httpx.HTTPTransport(local_address=source)
+    with httpx.Client(base_url=base_url, timeout=20.0, transport=transport) as http:
+        yield http
+
+
+def guess(http: httpx.Client, user_name: str, **headers: str) -> int:
+    """One wrong password; the answer's status."""
+    body = {"userName": user_name, "password": f"wrong-{secrets.token_hex(4)}"}
+    return http.post(LOGIN_PATH, json=body, headers=headers).status_code
+
+
+def concurrent_guesses(base_urls: list[str], user_name: str, count: int) -> Counter[int]:
+    """`count` wrong passwords at once, each on its own connection, over `base_urls` in
+    turn; the answers by status."""
+    start = threading.Barrier(count)
+    urls = itertools.cycle(base_urls)
+    source = own_source()
+
+    def one(base_url: str) -> int:
+        with client(base_url, source) as http:
+            start.wait(timeout=30)
+            return guess(http, user_name)
+
+    with futures.ThreadPoolExecutor(count) as pool:
+        answers = list(pool.map(one, [next(urls) for _ in range(count)]))
+    return Counter(answers)
+
+
+def guesses_until_refused(base_urls: list[str], user_name: str) -> Counter[int]:
+    """Wrong passwords one at a time over `base_urls` in turn until one is refused
+    unchecked (429), at most MORE_GUESSES; the answers by status."""
+    answers: Counter[int] = Counter()
+    source = own_source()
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(client(url, source)) for url in base_urls]
+        for http in itertools.islice(itertools.cycle(clients), MORE_GUESSES):
+            status = guess(http, user_name)
+            answers[status] += 1
+            if status == 429:
+                break
+    return answers
+
+
+def admin_pod_urls(system: System) -> list[str]:
+    """Each ready admin-srv pod's own HTTP address, past the Service."""
+    pods = ready_pods(system.node.core, NAMESPACE, "app=admin-srv")
+    return [f"http://{pod.status.pod_ip}:8080" for pod in pods]
+
+
+def test_concurrent_wrong_passwords_are_checked_at_most_the_budget(
+    system: System, new_account: Callable[[], dict[str, str]], limits: dict[str, Any]
+) -> None:
+    """Checks in flight count: a burst cannot slip past the limit before it is recorded."""
+    victim = new_account()["userName"]
+    budget = limits["unknown_max_failures"]
+
+    burst = concurrent_guesses([system.http_url], victim, CONCURRENT_GUESSES)
+    rest = guesses_until_refused([system.http_url], victim)
+
+    assert set(burst) <= {401, 429}, burst
+    assert burst[401] <= budget, burst
+    assert burst[401] + rest[401] == budget, (burst, rest)
+    assert rest[429] == 1, rest
+
+
+@pytest.fixture
+def three_admin_replicas(system: System) -> Iterator[list[str]]:
+    """admin-srv scaled to three replicas; back to two afterwards."""
+    apps = system.node.apps
+
+    def scale(replicas: int) -> None:
+        patch = {"spec": {"replicas": replicas}}
+        apps.patch_namespaced_deployment("admin-srv", NAMESPACE, patch)
+        wait_for(
+            f"{replicas} ready admin-srv replicas",
+            lambda: replicas_ready(system, "admin-srv", set(), replicas),
+            SCALE_TIMEOUT_S,
+            0.2,
+        )
+
+    scale(SCALED_REPLICAS)
+    try:
+        yield admin_pod_urls(system)
+    finally:
+        scale(2)
+
+
+@pytest.mark.timeout(300)  # two rollouts besides the attack
+def test_replicas_share_one_budget(
+    three_admin_replicas: list[str],
+    new_account: Callable[[], dict[str, str]],
+    limits: dict[str, Any],
+) -> None:
+    """Guesses spread over three replicas get what one replica would give."""
+    victim = new_account()["userName"]
+    budget = limits["unknown_max_failures"]
+    assert len(three_admin_replicas) == SCALED_REPLICAS
+
+    burst = concurrent_guesses(three_admin_replicas, victim, CONCURRENT_GUESSES)
+    rest = guesses_until_refused(three_admin_replicas, victim)
+
+    assert burst[401] + rest[401] == budget, (burst, rest)
+    assert rest[429] == 1, rest
+
+
+def test_rotating_forwarded_for_gives_no_fresh_budget(
+    system: System, new_account: Callable[[], dict[str, str]], limits: dict[str, Any]
+) -> None:
+    """The address budget keys on the client's own address, not on what it claims."""
+    per_account = limits["unknown_max_failures"] - 1  # below any account's own budget
+    budget = limits["address_max_failures"]
+    answers: Counter[int] = Counter()
+    with client(system.http_url, own_source()) as http:
+        while sum(answers.values()) < budget:
+            victim = new_account()["userName"]
+            for _ in range(min(per_account, budget - sum(answers.values()))):
+                forged = f"198.51.100.{secrets.randbelow(250) + 1}"
+                answers[guess(http, victim, **{"X-Forwarded-For": forged})] += 1
+        fresh = new_account()["userName"]
+        after = guess(http, fresh, **{"X-Forwarded-For": "203.0.113.9"})
+    with client(system.http_url, own_source()) as elsewhere:
+        other = guess(elsewhere, new_account()["userName"])
+
+    assert answers == Counter({401: budget}), answers
+    assert after == 429  # a fresh account, a fresh forged address: still this address's
+    assert other == 401  # the address, not the account nor the whole edge, is refused
+
+
+def test_owner_with_a_device_token_logs_in_during_an_attack(
+    system: System, new_account: Callable[[], dict[str, str]]
+) -> None:
+    """The attacker uses up the budget all unknown clients share; the owner's device,
+    which logged in before, has a budget of its own."""
+    owner = new_account()
+    with (
+        client(system.http_url, own_source()) as device,
+        client(system.http_url, own_source()) as stranger,
+    ):
+        first = device.post(LOGIN_PATH, json=owner)
+        assert first.status_code == 200, first.text
+        assert device.cookies, "no device token after a login"
+
+        attack = guesses_until_refused([system.http_url], owner["userName"])
+        unknown = stranger.post(LOGIN_PATH, json=owner)
+        during = device.post(LOGIN_PATH, json=owner)
+
+    assert attack[429] == 1, attack  # the attack locked the shared budget
+    assert unknown.status_code == 429, unknown.text  # even the right password, unknown
+    assert during.status_code == 200, during.text
