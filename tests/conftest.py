@@ -33,7 +33,14 @@ GRPC_CALLS: dict[tuple[str, str], tuple[str, ...]] = {
     ),
     ("admin-srv", "token-srv"): tuple(
         f"token_srv.v1.TokenService/{m}"
-        for m in ("GenerateToken", "VerifyToken", "RefreshToken", "RevokeToken", "GetJwks")
+        for m in (
+            "GenerateToken",
+            "VerifyToken",
+            "RefreshToken",
+            "RevokeToken",
+            "GetJwks",
+            "ListRevocations",
+        )
     ),
     ("admin-srv", "device-srv"): ("device_srv.v1.DevSvc/Get",),
     ("data-srv", "device-srv"): ("device_srv.v1.DevSvc/Get",),

@@ -14,6 +14,7 @@ from api.token_srv.v1 import token_pb2, token_pb2_grpc
 from api.user_srv.v1 import user_pb2, user_pb2_grpc
 from micro.auth import Principal
 from micro.client.reply import reply
+from micro.revocation import RevocationPage
 from micro.transport.client_address import parse_ip
 
 ROLE_NAMES = {user_pb2.USER_ROLE_USER: "user", user_pb2.USER_ROLE_ADMIN: "admin"}
@@ -117,6 +118,14 @@ class GrpcTokens:
             platform=platform_name(claims.platform),
             token_id=claims.jti,
         )
+
+    async def revocations(self, after: int, wait: float) -> RevocationPage:
+        """token-srv's revocation feed after a cursor, long-polled up to `wait` seconds."""
+        request = token_pb2.ListRevocationsRequest(after=after, wait_ms=int(wait * 1000))
+        # The call's deadline leaves token-srv time to answer an empty page.
+        answer = await reply(self._stub.ListRevocations(request, timeout=wait + 0.5))
+        revoked = [(r.jti, float(r.exp)) for r in answer.revocations]
+        return RevocationPage(revoked, answer.cursor, answer.more)
 
     async def jwks(self) -> list[dict[str, Any]]:
         answer = await reply(self._stub.GetJwks(token_pb2.GetJwksRequest()))

@@ -1,12 +1,13 @@
 """How admin-srv checks access tokens: locally against token-srv's JWKS (cached, refetched
-on an unknown kid), and through token-srv VerifyToken when HS256 is accepted (its key is
-a secret) or auth.remote_verify asks for revocation to count at once."""
+on an unknown kid) and the revoked tokens its feed keeps in memory, and through token-srv
+VerifyToken when HS256 is accepted (its key is a secret) or auth.remote_verify asks for
+every check to reach token-srv."""
 
 from __future__ import annotations
 
 from admin_srv.adapters import GrpcTokens
 from admin_srv.config import AdminAuthConfig
-from micro.auth import JwtVerifier, Principal, TokenVerifier
+from micro.auth import JwtVerifier, Principal, RevocationList, TokenVerifier
 
 
 class RemoteVerifier:
@@ -22,11 +23,13 @@ class RemoteVerifier:
         return await self._tokens.verify(token)
 
 
-def build_verifier(cfg: AdminAuthConfig, tokens: GrpcTokens) -> TokenVerifier:
+def build_verifier(
+    cfg: AdminAuthConfig, tokens: GrpcTokens, revoked: RevocationList
+) -> TokenVerifier:
     public_algorithms = tuple(a for a in cfg.algorithms if a != "HS256")
     local = (
         JwtVerifier.from_config(
-            tokens.jwks, cfg.model_copy(update={"algorithms": public_algorithms})
+            tokens.jwks, cfg.model_copy(update={"algorithms": public_algorithms}), revoked
         )
         if public_algorithms
         else None

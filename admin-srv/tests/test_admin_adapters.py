@@ -57,6 +57,11 @@ class NewerTokenSrv(token_pb2_grpc.TokenServiceServicer):
     ) -> token_pb2.GetJwksResponse:
         return await self._real.GetJwks(request)
 
+    async def ListRevocations(
+        self, request: token_pb2.ListRevocationsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> token_pb2.ListRevocationsResponse:
+        return await self._real.ListRevocations(request, timeout=context.time_remaining())
+
 
 @pytest.fixture
 def auth_config() -> AdminAuthConfig:

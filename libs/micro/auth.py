@@ -5,6 +5,9 @@ token-srv's GetJwks), cached in a micro.jwks.JwksCache (refetched, rate-limited,
 token names an unknown key id). The accepted algorithms are fixed per verifier; issuer,
 audience, exp and nbf are checked with a small leeway.
 
+A verifier given a `RevocationList` (micro.revocation.RevokedTokens, kept current from
+the issuer's feed) refuses a revoked token id too, without a call to the issuer.
+
 `AccessPolicy` holds the protected prefixes (`ctx.protect(...)`); the servers call
 `authenticate` for every call and put the answered `Principal` in a context variable
 that handlers read with `current_principal()` / `require_principal()`.
@@ -102,6 +105,12 @@ class TokenVerifier(Protocol):
     async def verify(self, token: str) -> Principal: ...
 
 
+class RevocationList(Protocol):
+    """Token ids (jti) revoked before their expiry, answered from memory."""
+
+    def is_revoked(self, token_id: str) -> bool: ...
+
+
 class JwtVerifier:
     """Verifies JWT access tokens against a cached JWKS (micro.jwks)."""
 
@@ -116,6 +125,7 @@ class JwtVerifier:
         max_age: timedelta = timedelta(minutes=5),
         min_refetch_interval: timedelta = timedelta(seconds=5),
         required_claims: Iterable[str] = ("exp", "iat", "sub"),
+        revocations: RevocationList | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._algorithms = accepted_algorithms(algorithms, "auth.algorithms")
@@ -126,9 +136,12 @@ class JwtVerifier:
         self._audience = tuple(audience)
         self._leeway = leeway
         self._required = list(required_claims)
+        self._revocations = revocations
 
     @classmethod
-    def from_config(cls, jwks: JwksProvider, config: AuthConfig) -> JwtVerifier:
+    def from_config(
+        cls, jwks: JwksProvider, config: AuthConfig, revocations: RevocationList | None = None
+    ) -> JwtVerifier:
         return cls(
             jwks,
             algorithms=config.algorithms,
@@ -138,6 +151,7 @@ class JwtVerifier:
             max_age=config.jwks_max_age,
             min_refetch_interval=config.jwks_min_refetch_interval,
             required_claims=config.required_claims,
+            revocations=revocations,
         )
 
     async def verify(self, token: str) -> Principal:
@@ -148,6 +162,8 @@ class JwtVerifier:
         except KeysUnavailable as exc:
             raise unavailable("token keys are unavailable") from exc
         claims = self._decode(token, key.jwk, alg)
+        if self._revocations is not None and self._revocations.is_revoked(str(claims.get("jti"))):
+            raise unauthenticated(None, "access token: revoked")
         return _principal_from(claims)
 
     def _decode(self, token: str, key: jwt.PyJWK, alg: str) -> dict[str, Any]:
