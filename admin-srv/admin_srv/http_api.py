@@ -73,7 +73,8 @@ def build_router(
         summary="Revoke the refresh token and the bearer access token",
         description="The refresh token is required; the access token in the Authorization "
         "header is revoked too when sent. An unknown refresh token is no error (logging out "
-        "twice is fine); a bearer token that is not a valid access token is 401.",
+        "twice is fine); the session ends whatever the bearer is, and the bearer is "
+        "revoked only when it is a valid access token.",
         openapi_extra={**json_request_body(schemas.LOGOUT_REQUEST), **OPTIONAL_BEARER},
         responses={200: json_reply(schemas.LOGOUT_REPLY), **error_responses(401, 503)},
     )
