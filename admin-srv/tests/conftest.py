@@ -8,7 +8,7 @@ import contextlib
 import json
 import pathlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +111,7 @@ async def backends(
     signing_key: Ed25519PrivateKey,
     jwt_cfg: JwtConfig,
     login_limits: LoginLimitsConfig,
+    user_hasher: Argon2PasswordHasher,
 ) -> AsyncIterator[Backends]:
     settings = JwtSettings.load(jwt_cfg, str(tmp_path))
     user_engine = await open_database(
@@ -122,9 +123,8 @@ async def backends(
     device_engine = await open_database(
         f"sqlite+aiosqlite:///{tmp_path}/devices.db", DEVICE_MIGRATIONS, "device-srv"
     )
-    hasher = Argon2PasswordHasher(Argon2Config(**FAST_ARGON2))
     budgets = LoginBudgets(user_engine, lambda: login_limits, time.time)
-    users = UserUseCases(SqlUserRepository(user_engine), hasher, budgets)
+    users = UserUseCases(SqlUserRepository(user_engine), user_hasher, budgets)
     await users.bootstrap(USERS)
     devices = DeviceUseCases(SqlDeviceRepository(device_engine))
     await devices.seed(DEVICES)
@@ -153,9 +153,16 @@ async def backends(
                 },
             )
     finally:
-        hasher.close()
         for engine in (user_engine, token_engine, device_engine):
             await engine.dispose()
+
+
+@pytest.fixture
+def user_hasher() -> Iterator[Argon2PasswordHasher]:
+    """user-srv's hasher behind admin-srv: cheap parameters; a test module may hold it."""
+    hasher = Argon2PasswordHasher(Argon2Config(**FAST_ARGON2))
+    yield hasher
+    hasher.close()
 
 
 @pytest.fixture

@@ -394,3 +394,60 @@ async def test_idle_keys_are_forgotten_locked_ones_kept(
     assert await srv.budgets.forget_idle() == 1  # alice's; bob's lockout still runs
     clock.now = start + 2 * 3600 + 60
     assert await srv.budgets.forget_idle() == 1
+
+
+async def test_a_cancelled_check_keeps_its_slot_until_its_hash_ends() -> None:
+    hasher = CountingHasher(
+        Argon2Config(time_cost=1, memory_kib=1024, max_concurrency=1, max_waiting=0)
+    )
+    hasher.gate = threading.Event()
+    try:
+        stored = await hasher.hash(PASSWORD)
+        first = asyncio.create_task(hasher.verify(stored, WRONG))
+        await asyncio.to_thread(hasher.started.acquire, True, 10)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        # The cancelled caller's hash still runs: a new one is shed, not queued behind it.
+        with pytest.raises(ServiceError) as shed:
+            await hasher.verify(stored, PASSWORD)
+        hasher.gate.set()
+        freed = await _eventually(lambda: hasher.verify(stored, PASSWORD))
+    finally:
+        hasher.gate.set()
+        hasher.close()
+
+    assert shed.value.code is RESOURCE_EXHAUSTED
+    assert freed is True
+
+
+async def _eventually(call: Callable[[], Any], within: float = 10) -> Any:
+    """call() once it stops being shed (the slot frees as the worker finishes)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await call()
+        except ServiceError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.01)
+
+
+async def test_one_address_is_not_capped_in_flight(
+    replicas: Any, serve_grpc: ServeGrpc, limits: dict[str, Any]
+) -> None:
+    limits["max_in_flight"] = 1
+    srv = replicas()
+    stub = await srv.serve(serve_grpc)
+    srv.hasher.gate = threading.Event()
+
+    calls = [
+        asyncio.create_task(_outcome(stub, _verify(user=u, address="198.51.100.7")))
+        for u in ("alice", "bob")
+    ]
+    # Both checks run at once: two users behind one NAT are not serialised.
+    both_started = [await asyncio.to_thread(srv.hasher.started.acquire, True, 10) for _ in calls]
+    srv.hasher.gate.set()
+
+    assert both_started == [True, True]
+    assert _codes(list(await asyncio.gather(*calls))) == [grpc.StatusCode.UNAUTHENTICATED] * 2

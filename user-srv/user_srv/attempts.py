@@ -48,6 +48,9 @@ class Budget:
     # A success resets this key's failures and lockouts (a client's own key, not an
     # address, which an attacker could otherwise reset with an account of their own).
     reset_on_success: bool
+    # Checks at once on this key: capped for a client (one account's burst holds few
+    # argon2 slots), not for an address (many users may share one behind a NAT).
+    max_in_flight: int
 
 
 def lockout(cfg: LoginLimitsConfig, lockouts_before: int) -> timedelta:
@@ -76,10 +79,12 @@ class LoginBudgets:
         address budget: a shared address (NAT, a proxy) must not lock out its owner."""
         cfg = self._cfg()
         if client_key:
-            return [Budget(f"dev:{user_name}:{client_key}", cfg.device_max_failures, True)]
-        found = [Budget(f"acct:{user_name}", cfg.unknown_max_failures, True)]
+            key = f"dev:{user_name}:{client_key}"
+            return [Budget(key, cfg.device_max_failures, True, cfg.max_in_flight)]
+        found = [Budget(f"acct:{user_name}", cfg.unknown_max_failures, True, cfg.max_in_flight)]
         if address:
-            found.append(Budget(f"addr:{address}", cfg.address_max_failures, False))
+            limit = cfg.address_max_failures
+            found.append(Budget(f"addr:{address}", limit, False, limit))
         return found
 
     async def reserve(self, budgets: Sequence[Budget]) -> None:
@@ -138,7 +143,7 @@ class LoginBudgets:
             .where(
                 t.key == budget.key,
                 t.locked_until <= now,
-                in_flight < cfg.max_in_flight,
+                in_flight < budget.max_in_flight,
                 t.failures + in_flight < budget.max_failures,
             )
             .values(in_flight=in_flight + 1, reserved_at=now, touched=now)

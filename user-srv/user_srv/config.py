@@ -43,7 +43,8 @@ class LoginLimitsConfig(Section):
     address_max_failures: int = Field(default=20, ge=1, le=100_000)
     first_lockout: Duration = timedelta(minutes=1)
     max_lockout: Duration = timedelta(hours=1)
-    # Password checks in flight at once for one key; more fail at once (rate limited).
+    # Password checks in flight at once for one client (an account's unknown clients, or
+    # one device); more fail at once (rate limited). Addresses have no such cap.
     max_in_flight: int = Field(default=1, ge=1, le=64)
     # A reservation older than this no longer counts as in flight (its replica died).
     stale_in_flight: Duration = timedelta(seconds=30)

@@ -4,6 +4,7 @@ bounded wait: beyond it a hash is shed rather than queued."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -68,10 +69,16 @@ class Argon2PasswordHasher:
                 self._waiting -= 1
         else:
             await self._slots.acquire()
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
-        finally:
+            work = self._pool.submit(fn)
+        except BaseException:
             self._slots.release()
+            raise
+        # The slot frees when the hash is done, not when its caller gives up: a cancelled
+        # call's hash still runs, and must not let another one queue in the pool.
+        work.add_done_callback(lambda _: _call_soon(loop, self._slots.release))
+        return await asyncio.wrap_future(work)
 
     async def hash(self, password: str) -> str:
         return await self._run(lambda: self._hasher.hash(password))
@@ -93,3 +100,9 @@ class Argon2PasswordHasher:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+    """Run callback on loop from a worker thread; nothing once the loop is closed."""
+    with contextlib.suppress(RuntimeError):  # the loop closed at shutdown
+        loop.call_soon_threadsafe(callback)

@@ -1,0 +1,81 @@
+"""A login burst while user-srv's only argon2 slot is busy: shed at once through admin-srv
+(HTTP 503, gRPC RESOURCE_EXHAUSTED overloaded), and other users log in once it frees."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import httpx
+import pytest
+
+from api.admin_srv.v1 import admin_pb2
+from micro.errors import ServiceError
+from user_srv.config import Argon2Config
+from user_srv.passwords import Argon2PasswordHasher
+
+from .conftest import Admin
+
+
+class HeldHasher(Argon2PasswordHasher):
+    """One slot, no queue; each verification waits in its worker until `gate` opens."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            Argon2Config(time_cost=1, memory_kib=1024, max_concurrency=1, max_waiting=0)
+        )
+        self.gate = threading.Event()
+        self.started = threading.Semaphore(0)
+
+    def _check(self, password_hash: str, password: str) -> bool:
+        self.started.release()
+        self.gate.wait(timeout=10)
+        return super()._check(password_hash, password)
+
+
+@pytest.fixture
+def user_hasher() -> Iterator[Argon2PasswordHasher]:
+    hasher = HeldHasher()
+    yield hasher
+    hasher.gate.set()
+    hasher.close()
+
+
+async def test_a_burst_is_shed_at_once_over_http_and_grpc(
+    admin: Admin, user_hasher: HeldHasher
+) -> None:
+    base = str(admin.http.base_url)
+    holder = asyncio.create_task(
+        admin.http.post("/admin/v1/login", json={"userName": "thangn", "password": "wrong"})
+    )
+    assert await asyncio.to_thread(user_hasher.started.acquire, True, 10)
+
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=base) as client:
+        http_burst = await asyncio.gather(
+            *(
+                client.post("/admin/v1/login", json={"userName": f"ghost-{i}", "password": "x1"})
+                for i in range(4)
+            )
+        )
+    with pytest.raises(grpc.aio.AioRpcError) as grpc_shed:
+        await admin.auth.Login(admin_pb2.LoginRequest(user_name="ghost-9", password="x1"))
+    shed_in = time.monotonic() - started
+    user_hasher.gate.set()
+    held = await holder
+    after = await admin.http.post(
+        "/admin/v1/login", json={"userName": "root", "password": "rootpass"}
+    )
+
+    assert [r.status_code for r in http_burst] == [503] * 4
+    assert all(r.json()["code"] == "RESOURCE_EXHAUSTED" for r in http_burst)
+    shed = ServiceError.from_rpc_error(grpc_shed.value)
+    assert shed.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert shed.cause is not None
+    assert shed.cause.value == "OVERLOADED"
+    assert shed_in < 5, "the burst waited for the busy slot instead of being shed"
+    assert held.status_code == 401
+    assert after.status_code == 200
