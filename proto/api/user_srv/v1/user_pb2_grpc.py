@@ -66,6 +66,7 @@ class UserServiceServicer:
         used up, before any password work; RESOURCE_EXHAUSTED (overloaded) when every
         password slot is busy.
         IDEMPOTENT, not NO_SIDE_EFFECTS: it rewrites a hash made with outdated parameters.
+        A repeat counts one more attempt in the login budget, which only makes it stricter.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

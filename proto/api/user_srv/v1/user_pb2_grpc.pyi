@@ -38,6 +38,7 @@ class UserServiceStub:
     used up, before any password work; RESOURCE_EXHAUSTED (overloaded) when every
     password slot is busy.
     IDEMPOTENT, not NO_SIDE_EFFECTS: it rewrites a hash made with outdated parameters.
+    A repeat counts one more attempt in the login budget, which only makes it stricter.
     """
     GetUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.GetUserResponse]
     CreateUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.CreateUserRequest, _user_pb2.CreateUserResponse]
@@ -54,6 +55,7 @@ class UserServiceAsyncStub(UserServiceStub):
     used up, before any password work; RESOURCE_EXHAUSTED (overloaded) when every
     password slot is busy.
     IDEMPOTENT, not NO_SIDE_EFFECTS: it rewrites a hash made with outdated parameters.
+    A repeat counts one more attempt in the login budget, which only makes it stricter.
     """
     GetUser: _aio.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.GetUserResponse]  # type: ignore[assignment]
     CreateUser: _aio.UnaryUnaryMultiCallable[_user_pb2.CreateUserRequest, _user_pb2.CreateUserResponse]  # type: ignore[assignment]
@@ -73,6 +75,7 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         used up, before any password work; RESOURCE_EXHAUSTED (overloaded) when every
         password slot is busy.
         IDEMPOTENT, not NO_SIDE_EFFECTS: it rewrites a hash made with outdated parameters.
+        A repeat counts one more attempt in the login budget, which only makes it stricter.
         """
 
     @_abc_1.abstractmethod
