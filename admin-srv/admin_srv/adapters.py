@@ -96,10 +96,11 @@ class GrpcTokens:
         generated = await reply(self._stub.GenerateToken(request))
         return _session(account.id, account.user_name, generated.token)
 
-    async def refresh(self, refresh_token: str) -> Session:
+    async def refresh(self, refresh_token: str) -> tuple[Session, str]:
+        """The new session and the role its access token carries."""
         request = token_pb2.RefreshTokenRequest(refresh_token=refresh_token)
         answer = await reply(self._stub.RefreshToken(request))
-        return _session(answer.user_id, answer.user_name, answer.token)
+        return _session(answer.user_id, answer.user_name, answer.token), answer.role
 
     async def revoke(self, refresh_token: str, access_token: str) -> None:
         request = token_pb2.RevokeTokenRequest(

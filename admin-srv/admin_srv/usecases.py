@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+import grpc
+
 from admin_srv.device_tokens import DeviceTokenSigner
 from micro.auth import Principal
-from micro.errors import invalid_argument
+from micro.errors import ServiceError, invalid_argument, unauthenticated
 
 ROLES = ("user", "admin")
 
@@ -66,7 +68,7 @@ class Accounts(Protocol):
 
 class Tokens(Protocol):
     async def issue(self, account: Account, platform: int) -> Session: ...
-    async def refresh(self, refresh_token: str) -> Session: ...
+    async def refresh(self, refresh_token: str) -> tuple[Session, str]: ...
     async def revoke(self, refresh_token: str, access_token: str) -> None: ...
 
 
@@ -103,7 +105,20 @@ class AuthUseCases:
     async def refresh(self, refresh_token: str) -> Session:
         if not refresh_token:
             raise invalid_argument("refreshToken", "must not be empty")
-        return await self._tokens.refresh(refresh_token)
+        session, role = await self._tokens.refresh(refresh_token)
+        # The role is re-read here, not in token-srv: admin-srv already asks user-srv, and
+        # token-srv stays free of a call to it. A changed or deleted account ends the
+        # session: its next login carries the current role.
+        try:
+            current = (await self._accounts.get(session.user_id)).role
+        except ServiceError as error:
+            if error.code is not grpc.StatusCode.NOT_FOUND:
+                raise
+            current = None
+        if current != role:
+            await self._tokens.revoke(session.refresh_token, session.access_token)
+            raise unauthenticated("refreshToken", "the account changed; log in again")
+        return session
 
     async def logout(self, refresh_token: str, access_token: str) -> None:
         """End the refresh token's session and, when given, revoke the access token; a

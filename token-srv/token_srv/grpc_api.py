@@ -71,7 +71,10 @@ class TokenServicer(Servicer[TokenUseCases], token_pb2_grpc.TokenServiceServicer
     ) -> token_pb2.RefreshTokenResponse:
         pair, subject = await self.usecases.refresh(request.refresh_token)
         return token_pb2.RefreshTokenResponse(
-            token=_pair(pair), user_id=subject.user_id, user_name=subject.user_name
+            token=_pair(pair),
+            user_id=subject.user_id,
+            user_name=subject.user_name,
+            role=subject.role,
         )
 
     async def RevokeToken(

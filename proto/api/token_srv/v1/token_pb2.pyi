@@ -242,8 +242,11 @@ class RefreshTokenResponse(_message.Message):
     TOKEN_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     USER_NAME_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     user_name: _builtins.str
+    role: _builtins.str
+    """the role the new access token carries: the session's, from its login"""
     @_builtins.property
     def token(self) -> Global___TokenPair: ...
     def __init__(
@@ -252,10 +255,11 @@ class RefreshTokenResponse(_message.Message):
         token: Global___TokenPair | None = ...,
         user_id: _builtins.str = ...,
         user_name: _builtins.str = ...,
+        role: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token", "user_id", b"user_id", "user_name", b"user_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["role", b"role", "token", b"token", "user_id", b"user_id", "user_name", b"user_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
