@@ -2,8 +2,8 @@
 
 Every service as its own process (tests/login_system.py), clients over admin-srv's HTTP
 API. The attacker rotates over 64 loopback addresses of its own (127.0.2.0/24), as a
-botnet would, so the per-account budget is what binds it; honest users come from
-127.0.0.1.
+botnet would, so the per-account budget is what binds it; each honest user comes from an
+address of its own (127.0.1.0/24).
 
 - Guesses per account per hour, with 1 and with 3 admin-srv replicas: the attacker
   floods one account with wrong passwords over every replica for --attack-seconds under
@@ -26,7 +26,6 @@ import itertools
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,8 @@ VICTIMS = [
     for i in range(3)
 ]
 ATTACKER_ADDRESSES = [f"127.0.2.{i}" for i in range(1, 65)]
-HONEST_ADDRESS = "127.0.0.1"
+# Each honest user from an address of its own, as real users are.
+HONEST_ADDRESSES = {user["user_name"]: f"127.0.1.{i + 1}" for i, user in enumerate(HONEST)}
 # Lockouts short enough that a bounded run sees several of them escalate.
 SHORT_LIMITS = {"first_lockout": "1s", "max_lockout": "4s"}
 HOUR = timedelta(hours=1)
@@ -121,24 +121,28 @@ async def flood(
 
 
 async def honest_logins(
-    honest: list[httpx.AsyncClient], seconds: float, concurrency: int
+    honest: dict[str, list[httpx.AsyncClient]], seconds: float, concurrency: int
 ) -> tuple[float, dict[int, int]]:
-    """Successful logins/s of the honest users, round robin over users and replicas;
-    every answer by status."""
+    """Successful logins/s of the honest users, each from its own address over every
+    replica in turn; each worker has users of its own, so no user has two logins at
+    once. Every answer by status."""
     deadline = time.monotonic() + seconds
-    users: Iterator[dict[str, str]] = itertools.cycle(HONEST)
-    replicas = itertools.cycle(honest)
     statuses: dict[int, int] = {}
 
-    async def worker() -> None:
+    async def worker(users: list[dict[str, str]]) -> None:
+        turns = itertools.cycle(
+            (user, replica)
+            for replica in range(len(honest[users[0]["user_name"]]))
+            for user in users
+        )
         while time.monotonic() < deadline:
-            user = next(users)
+            user, replica = next(turns)
             body = {"userName": user["user_name"], "password": user["password"]}
-            status = await post_login(next(replicas), body)
+            status = await post_login(honest[user["user_name"]][replica], body)
             statuses[status] = statuses.get(status, 0) + 1
 
     start = time.monotonic()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(HONEST[w::concurrency]) for w in range(concurrency)))
     return statuses.get(200, 0) / (time.monotonic() - start), statuses
 
 
@@ -163,7 +167,9 @@ async def flood_ratio(
     system: LoginSystem, seconds: float, concurrency: int, attacking: int
 ) -> tuple[float, float]:
     """Honest logins/s without, then with, an attacker flooding one account."""
-    honest = clients(system.http_urls, [HONEST_ADDRESS])
+    honest = {
+        name: clients(system.http_urls, [address]) for name, address in HONEST_ADDRESSES.items()
+    }
     attackers = clients(system.http_urls, ATTACKER_ADDRESSES)
     stop = asyncio.Event()
     try:
@@ -173,7 +179,7 @@ async def flood_ratio(
         stop.set()
         statuses = await running
     finally:
-        for client in (*honest, *attackers):
+        for client in (*itertools.chain(*honest.values()), *attackers):
             await client.aclose()
     print(f"  honest answers: quiet {quiet_answers}, flooded {flooded_answers}")
     print(f"  flood answers: {dict(sorted(statuses.items()))}")
@@ -183,8 +189,8 @@ async def flood_ratio(
 async def revocation_delays(system: LoginSystem, rounds: int) -> list[float] | None:
     """Seconds from a logout's answer until every replica refuses its access token; None
     when one still allows it after REVOCATION_TIMEOUT_S."""
-    honest = clients(system.http_urls, [HONEST_ADDRESS])
     user = HONEST[0]
+    honest = clients(system.http_urls, [HONEST_ADDRESSES[user["user_name"]]])
     delays = []
     try:
         for _ in range(rounds):
