@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import secrets
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -31,6 +32,8 @@ CONCURRENT_GUESSES = 10
 MORE_GUESSES = 30
 SCALED_REPLICAS = 3
 SCALE_TIMEOUT_S = 90.0
+# The revocation goal is one second; the margin covers a loaded CI machine.
+REVOCATION_BOUND_S = 2.0
 # Every client here connects from a loopback address of its own (the NodePort keeps
 # it), so no address budget an attack uses up is shared with another test.
 _SOURCES = (f"127.0.3.{i}" for i in range(1, 255))
@@ -222,3 +225,34 @@ def test_owner_with_a_device_token_logs_in_during_an_attack(
     assert attack[429] == 1, attack  # the attack locked the shared budget
     assert unknown.status_code == 429, unknown.text  # even the right password, unknown
     assert during.status_code == 200, during.text
+
+
+def test_logout_ends_access_on_every_replica_within_the_bound(
+    system: System, new_account: Callable[[], dict[str, str]]
+) -> None:
+    account = new_account()
+    session = system.http.post(LOGIN_PATH, json=account).json()
+    auth = {"Authorization": f"Bearer {session['token']}"}
+    pods = admin_pod_urls(system)
+    with contextlib.ExitStack() as stack:
+        source = own_source()
+        replicas = [stack.enter_context(client(url, source)) for url in pods]
+        before = [http.get("/admin/v1/me", headers=auth).status_code for http in replicas]
+
+        logout = system.http.post(
+            "/admin/v1/logout", json={"refreshToken": session["refreshToken"]}, headers=auth
+        )
+        ended = time.monotonic()
+        wait_for(
+            "every admin-srv replica to refuse the logged-out token",
+            lambda: all(
+                http.get("/admin/v1/me", headers=auth).status_code == 401 for http in replicas
+            ),
+            REVOCATION_BOUND_S,
+            0.02,
+        )
+        delay = time.monotonic() - ended
+
+    assert before == [200] * len(pods), before
+    assert logout.status_code == 200, logout.text
+    assert delay < REVOCATION_BOUND_S
