@@ -1,7 +1,8 @@
 """Login and sessions under abuse, attacked on the running system of .k8s.
 
 Guesses come in as an attacker's would: through the NodePort, concurrently, over every
-admin-srv replica, with forged X-Forwarded-For headers. Each attack gets accounts of its
+admin-srv replica, with forged X-Forwarded-For headers; the owner's device token and the
+logout are tried over HTTP and gRPC. Each attack gets accounts of its
 own (created by the dev admin) and, where the client address matters, a loopback source
 address of its own, so that no budget it uses up touches another test.
 """
@@ -18,15 +19,20 @@ from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 import yaml
 
+from api.admin_srv.v1 import admin_pb2, admin_pb2_grpc
 from devcluster.runner.testing import ready_pods, wait_for
 
 from .cluster_system import NAMESPACE, System, replicas_ready
 
 LOGIN_PATH = "/admin/v1/login"
+# The gRPC metadata key of the device token (admin-srv's device_tokens.METADATA_KEY).
+DEVICE_METADATA = "x-device-token"
+CALL_TIMEOUT_S = 20.0
 CONCURRENT_GUESSES = 10
 # Sequential guesses after a burst, enough to use up any budget the config gives.
 MORE_GUESSES = 30
@@ -123,6 +129,30 @@ def admin_pod_urls(system: System) -> list[str]:
     """Each ready admin-srv pod's own HTTP address, past the Service."""
     pods = ready_pods(system.node.core, NAMESPACE, "app=admin-srv")
     return [f"http://{pod.status.pod_ip}:8080" for pod in pods]
+
+
+def grpc_login(
+    channel: grpc.Channel, account: dict[str, str], device_token: str = ""
+) -> tuple[admin_pb2.LoginReply, str]:
+    """A login over gRPC, with the device token when given; the reply and the device
+    token answered in the initial metadata ("" when none)."""
+    stub = admin_pb2_grpc.AuthenticationServiceStub(channel)
+    request = admin_pb2.LoginRequest(user_name=account["userName"], password=account["password"])
+    metadata = ((DEVICE_METADATA, device_token),) if device_token else ()
+    reply, call = stub.Login.with_call(request, metadata=metadata, timeout=CALL_TIMEOUT_S)
+    answered = dict(call.initial_metadata() or ()).get(DEVICE_METADATA, "")
+    return reply, str(answered)
+
+
+def grpc_me(channel: grpc.Channel, access_token: str) -> grpc.StatusCode:
+    stub = admin_pb2_grpc.AuthenticationServiceStub(channel)
+    metadata = (("authorization", f"Bearer {access_token}"),)
+    try:
+        stub.GetMe(admin_pb2.GetMeRequest(), metadata=metadata, timeout=CALL_TIMEOUT_S)
+    except grpc.RpcError as error:
+        code: grpc.StatusCode = error.code()
+        return code
+    return grpc.StatusCode.OK
 
 
 def test_concurrent_wrong_passwords_are_checked_at_most_the_budget(
@@ -255,4 +285,56 @@ def test_logout_ends_access_on_every_replica_within_the_bound(
 
     assert before == [200] * len(pods), before
     assert logout.status_code == 200, logout.text
+    assert delay < REVOCATION_BOUND_S
+
+
+def test_owner_with_a_device_token_logs_in_over_grpc_during_an_attack(
+    system: System, new_account: Callable[[], dict[str, str]]
+) -> None:
+    """The same over gRPC: the device token comes and goes as metadata."""
+    owner = new_account()
+    with grpc.insecure_channel(system.grpc_target) as channel:
+        _, device_token = grpc_login(channel, owner)
+        attack = guesses_until_refused([system.http_url], owner["userName"])
+        with pytest.raises(grpc.RpcError) as unknown:
+            grpc_login(channel, owner)
+        during, _ = grpc_login(channel, owner, device_token)
+
+    assert device_token, "no device token after a login"
+    assert attack[429] == 1, attack
+    assert unknown.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert during.user_name == owner["userName"]
+
+
+def test_logout_over_grpc_ends_access_on_every_replica_within_the_bound(
+    system: System, new_account: Callable[[], dict[str, str]]
+) -> None:
+    account = new_account()
+    pods = ready_pods(system.node.core, NAMESPACE, "app=admin-srv")
+    with contextlib.ExitStack() as stack:
+        channel = stack.enter_context(grpc.insecure_channel(system.grpc_target))
+        replicas = [
+            stack.enter_context(grpc.insecure_channel(f"{pod.status.pod_ip}:9090")) for pod in pods
+        ]
+        session, _ = grpc_login(channel, account)
+        before = [grpc_me(replica, session.token) for replica in replicas]
+
+        admin_pb2_grpc.AuthenticationServiceStub(channel).Logout(
+            admin_pb2.LogoutRequest(refresh_token=session.refresh_token),
+            metadata=(("authorization", f"Bearer {session.token}"),),
+            timeout=CALL_TIMEOUT_S,
+        )
+        ended = time.monotonic()
+        wait_for(
+            "every admin-srv replica to refuse the logged-out token over gRPC",
+            lambda: all(
+                grpc_me(replica, session.token) == grpc.StatusCode.UNAUTHENTICATED
+                for replica in replicas
+            ),
+            REVOCATION_BOUND_S,
+            0.02,
+        )
+        delay = time.monotonic() - ended
+
+    assert before == [grpc.StatusCode.OK] * len(pods), before
     assert delay < REVOCATION_BOUND_S
