@@ -4,7 +4,7 @@ framework's server, so a servicer only translates messages."""
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import grpc
 
@@ -16,6 +16,10 @@ Context = grpc.aio.ServicerContext[object, object]
 class Servicer(Generic[U]):
     """Put first among a servicer's bases, before the generated one:
     `class UserServicer(Servicer[UserUseCases], user_pb2_grpc.UserServiceServicer)`."""
+
+    # Methods a peer calls over and over all day (long polls, feeds): their access log
+    # lines are DEBUG, like health probes'; they are still counted and traced.
+    quiet_methods: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, usecases: U) -> None:
         self.usecases = usecases

@@ -49,6 +49,9 @@ def claims_message(claims: dict[str, Any]) -> token_pb2.TokenClaims:
 
 
 class TokenServicer(Servicer[TokenUseCases], token_pb2_grpc.TokenServiceServicer):
+    # Every admin-srv replica long-polls the revocation feed without end.
+    quiet_methods = ("ListRevocations",)
+
     async def GenerateToken(
         self, request: token_pb2.GenerateTokenRequest, context: Context
     ) -> token_pb2.GenerateTokenResponse:

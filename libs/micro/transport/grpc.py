@@ -67,12 +67,27 @@ class GrpcServer:
             raise ValueError(f"gRPC service {full_name} is added twice")
         self._services.append((add_to_server, servicer, full_name))
 
+    def _quiet_methods(self) -> list[str]:
+        """Full names of the methods a servicer lists in `quiet_methods`
+        (micro.servicer.Servicer)."""
+        return [
+            f"/{name}/{method}"
+            for _, servicer, name in self._services
+            for method in getattr(servicer, "quiet_methods", ())
+        ]
+
     async def start(self) -> int:
         """Bind and start; answers the bound port (config port 0 picks a free one)."""
         server = grpc.aio.server(
             interceptors=[
                 LayeredInterceptor(
-                    server_layers(self._config.timeout, self._policy, self._identity, self.proxies)
+                    server_layers(
+                        self._config.timeout,
+                        self._policy,
+                        self._identity,
+                        self.proxies,
+                        quiet=self._quiet_methods(),
+                    )
                 )
             ],
             options=[

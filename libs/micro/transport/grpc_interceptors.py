@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -115,9 +115,14 @@ class TracingLayer(_CallLayer):
 
 
 class ObserveLayer(_CallLayer):
-    """Access log line and metrics, once the final code is known."""
+    """Access log line and metrics, once the final code is known. Probes, reflection and
+    the `quiet` methods (full names) log at DEBUG."""
 
-    __slots__ = ()
+    __slots__ = ("_quiet",)
+
+    def __init__(self, call: GrpcCall, quiet: frozenset[str] = frozenset()) -> None:
+        super().__init__(call)
+        self._quiet = quiet
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, error: BaseException | None, tb: Any
@@ -125,7 +130,7 @@ class ObserveLayer(_CallLayer):
         call = self.call
         seconds = time.perf_counter() - call.started
         metrics.observe_server("grpc", call.method, call.code.name, seconds)
-        quiet = call.method.startswith(QUIET_PREFIXES)
+        quiet = call.method in self._quiet or call.method.startswith(QUIET_PREFIXES)
         level = logging.DEBUG if quiet else logging.INFO
         if call.code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
             level = logging.ERROR
@@ -441,17 +446,24 @@ def client_address_layer(policy: ProxyPolicy) -> Layer:
     return lambda call: _ClientAddress(call, policy)
 
 
+def observe_layer(quiet: Iterable[str] = ()) -> Layer:
+    methods = frozenset(quiet)
+    return lambda call: ObserveLayer(call, methods)
+
+
 def server_layers(
     timeout: timedelta,
     policy: AccessPolicy,
     identity: IdentityGuard | None = None,
     proxies: ProxyPolicy | None = None,
+    quiet: Iterable[str] = (),
 ) -> list[Layer]:
     """The chain, outermost first; the caller's identity (on a non-public port with
-    identity on) is checked before the end user's token."""
+    identity on) is checked before the end user's token. `quiet`: full method names
+    whose access log lines are DEBUG, like probes'."""
     return [
         TracingLayer,
-        ObserveLayer,
+        observe_layer(quiet),
         RecoveryLayer,
         deadline_layer(timeout),
         *([identity_layer(identity)] if identity is not None else []),

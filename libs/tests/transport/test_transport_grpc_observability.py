@@ -205,6 +205,34 @@ async def test_health_probes_log_at_debug_and_are_counted(
     assert not [r for r in access_log.records if r.name == "micro.grpc"]
 
 
+class QuietEcho(EchoServicer):
+    quiet_methods = ("Echo",)
+
+    async def Echo(
+        self, request: echo_pb2.EchoRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> echo_pb2.EchoResponse:
+        return echo_pb2.EchoResponse(text=request.text)
+
+
+async def test_a_servicers_quiet_methods_log_at_debug_and_are_counted(
+    start_grpc: Any,
+    grpc_channel_to: OpenChannel,
+    spans: InMemorySpanExporter,
+    access_log: pytest.LogCaptureFixture,
+) -> None:
+    quiet = await start_grpc(QuietEcho())
+    loud = await start_grpc()
+    counts = Counts(ECHO, "OK")
+    await echo_pb2_grpc.EchoServiceStub(grpc_channel_to(quiet)).Echo(echo_pb2.EchoRequest())
+    await recorded(spans, ECHO)
+    assert access_record(access_log, ECHO).levelno == logging.DEBUG
+    assert counts.added() == (1, 0, 1)
+    access_log.clear()
+    await echo_pb2_grpc.EchoServiceStub(grpc_channel_to(loud)).Echo(echo_pb2.EchoRequest())
+    await recorded(spans, ECHO, calls=2)
+    assert access_record(access_log, ECHO).levelno == logging.INFO
+
+
 def hs256_policy(prefix: str) -> AccessPolicy:
     key = {"kty": "oct", "kid": "h1", "alg": "HS256", "k": base64.urlsafe_b64encode(SECRET)}
 
