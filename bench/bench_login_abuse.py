@@ -13,9 +13,10 @@ address of its own (127.0.1.0/24).
   reported too.
 - Revocation delay p50/p99: log in, log out, then poll GET /admin/v1/me on every replica
   with the old access token until each answers 401.
-- Honest logins/s while the attacker floods one account, against no flood, same run.
+- Honest logins/s while the attacker floods one account, against no flood, same run:
+  quiet and flooded phases alternate, so outside load weighs on both alike.
 
-    uv run python bench/bench_login_abuse.py [--attack-seconds 12] [--phase-seconds 8]
+    uv run python bench/bench_login_abuse.py [--attack-seconds 12] [--phase-seconds 12]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import statistics
 import sys
 import tempfile
 import time
@@ -56,6 +58,8 @@ SHORT_LIMITS = {"first_lockout": "1s", "max_lockout": "4s"}
 HOUR = timedelta(hours=1)
 POLL_S = 0.005
 REVOCATION_TIMEOUT_S = 10.0
+# Quiet and flooded phases alternate this many times each.
+PHASES = 4
 
 
 def shipped_limits() -> LoginLimitsConfig:
@@ -166,24 +170,38 @@ async def attack(system: LoginSystem, victim: str, seconds: float, concurrency: 
 async def flood_ratio(
     system: LoginSystem, seconds: float, concurrency: int, attacking: int
 ) -> tuple[float, float]:
-    """Honest logins/s without, then with, an attacker flooding one account."""
+    """Honest logins/s without and with an attacker flooding one account, in alternating
+    phases of `seconds` / PHASES each, so load from outside the bench weighs on both."""
     honest = {
         name: clients(system.http_urls, [address]) for name, address in HONEST_ADDRESSES.items()
     }
     attackers = clients(system.http_urls, ATTACKER_ADDRESSES)
-    stop = asyncio.Event()
+    phase_s = seconds / PHASES
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    answers: dict[bool, dict[int, int]] = {False: {}, True: {}}
+    flood_answers: dict[int, int] = {}
     try:
-        quiet, quiet_answers = await honest_logins(honest, seconds, concurrency)
-        running = asyncio.ensure_future(flood(attackers, VICTIMS[-1]["user_name"], attacking, stop))
-        flooded, flooded_answers = await honest_logins(honest, seconds, concurrency)
-        stop.set()
-        statuses = await running
+        for flooding in itertools.islice(itertools.cycle((False, True)), 2 * PHASES):
+            stop = asyncio.Event()
+            running = (
+                asyncio.ensure_future(flood(attackers, VICTIMS[-1]["user_name"], attacking, stop))
+                if flooding
+                else None
+            )
+            rate, statuses = await honest_logins(honest, phase_s, concurrency)
+            stop.set()
+            if running is not None:
+                for status, count in (await running).items():
+                    flood_answers[status] = flood_answers.get(status, 0) + count
+            rates[flooding].append(rate)
+            for status, count in statuses.items():
+                answers[flooding][status] = answers[flooding].get(status, 0) + count
     finally:
         for client in (*itertools.chain(*honest.values()), *attackers):
             await client.aclose()
-    print(f"  honest answers: quiet {quiet_answers}, flooded {flooded_answers}")
-    print(f"  flood answers: {dict(sorted(statuses.items()))}")
-    return quiet, flooded
+    print(f"  honest answers: quiet {answers[False]}, flooded {answers[True]}")
+    print(f"  flood answers: {dict(sorted(flood_answers.items()))}")
+    return statistics.fmean(rates[False]), statistics.fmean(rates[True])
 
 
 async def revocation_delays(system: LoginSystem, rounds: int) -> list[float] | None:
@@ -280,7 +298,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attack-seconds", type=float, default=12.0)
     parser.add_argument("--attackers", type=int, default=16, help="concurrent guesses")
-    parser.add_argument("--phase-seconds", type=float, default=8.0)
+    parser.add_argument("--phase-seconds", type=float, default=12.0, help="per mode, in all")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--revocations", type=int, default=100)
     args = parser.parse_args()
