@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.user_srv.v1 import user_pb2, user_pb2_grpc
@@ -451,3 +452,91 @@ async def test_one_address_is_not_capped_in_flight(
 
     assert both_started == [True, True]
     assert _codes(list(await asyncio.gather(*calls))) == [grpc.StatusCode.UNAUTHENTICATED] * 2
+
+
+def _count_writes(engine: AsyncEngine) -> list[str]:
+    """The INSERT and UPDATE statements the engine runs from now on."""
+    writes: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            writes.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    return writes
+
+
+async def test_a_locked_key_is_refused_without_a_write(
+    replicas: Any, serve_grpc: ServeGrpc, db: AsyncEngine, limits: dict[str, Any]
+) -> None:
+    limits.update(unknown_max_failures=2, first_lockout="60s")
+    srv = replicas()
+    stub = await srv.serve(serve_grpc)
+    assert (
+        _codes([await _outcome(stub, _verify()) for _ in range(2)])
+        == [grpc.StatusCode.UNAUTHENTICATED] * 2
+    )
+    writes = _count_writes(db)
+
+    refused = [await _outcome(stub, _verify(password=p)) for p in (WRONG, PASSWORD, WRONG)]
+
+    assert [o.code for o in refused] == [RESOURCE_EXHAUSTED] * 3
+    assert all(o.retry_after == timedelta(seconds=60) for o in refused)
+    assert writes == []
+    assert srv.hasher.verifications == 2
+
+
+async def test_a_check_its_caller_cancels_frees_its_hold_at_once(
+    replicas: Any, serve_grpc: ServeGrpc, limits: dict[str, Any]
+) -> None:
+    limits["max_in_flight"] = 1
+    srv = replicas()
+    stub = await srv.serve(serve_grpc)
+    srv.hasher.gate = threading.Event()
+    try:
+        call = stub.VerifyPassword(_verify())
+        assert await asyncio.to_thread(srv.hasher.started.acquire, True, 10)
+        call.cancel()
+        # The hash still runs (gated), but its caller is gone: the key takes a new check.
+        retried = asyncio.create_task(_eventually_checked(stub, _verify(password=PASSWORD)))
+        started_again = await asyncio.to_thread(srv.hasher.started.acquire, True, 10)
+    finally:
+        srv.hasher.gate.set()
+
+    assert started_again
+    assert _code(await retried) is grpc.StatusCode.OK
+
+
+async def _eventually_checked(
+    stub: UserServiceAsyncStub, request: user_pb2.VerifyPasswordRequest, within: float = 10
+) -> Any:
+    """The outcome of the first attempt not refused while the cancelled one is let go."""
+    deadline = time.monotonic() + within
+    while True:
+        outcome = await _outcome(stub, request)
+        if _code(outcome) is not RESOURCE_EXHAUSTED or time.monotonic() > deadline:
+            return outcome
+        await asyncio.sleep(0.01)
+
+
+async def test_a_check_cut_by_its_deadline_frees_its_hold_at_once(
+    replicas: Any, serve_grpc: ServeGrpc, limits: dict[str, Any]
+) -> None:
+    limits["max_in_flight"] = 1
+    srv = replicas()
+    stub = await srv.serve(serve_grpc)
+    srv.hasher.gate = threading.Event()
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as cut:
+            await stub.VerifyPassword(_verify(), timeout=0.5)
+        # The hash still runs (gated), but its caller is gone: the key takes a new check.
+        retried = asyncio.create_task(_eventually_checked(stub, _verify(password=PASSWORD)))
+        started_again = [
+            await asyncio.to_thread(srv.hasher.started.acquire, True, 10) for _ in range(2)
+        ]
+    finally:
+        srv.hasher.gate.set()
+
+    assert cut.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert started_again == [True, True]
+    assert _code(await retried) is grpc.StatusCode.OK

@@ -7,6 +7,7 @@ writer), so every replica sees the same count and checks in flight use the budge
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,6 +73,8 @@ class LoginBudgets:
         self._clock = clock
         insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._insert = insert
+        # Settles under way, kept referenced so that a cancelled caller's one finishes.
+        self._settling: set[asyncio.Task[None]] = set()
 
     def budgets(self, user_name: str, client_key: str, address: str) -> list[Budget]:
         """A known device has its own budget per account; unknown clients share the
@@ -92,6 +95,11 @@ class LoginBudgets:
         raises RESOURCE_EXHAUSTED (rate limited) with the seconds until it frees up."""
         cfg = self._cfg()
         now = self._clock()
+        # A used-up key is refused on one read: a flood on a locked account costs no write
+        # transaction. The write below re-checks under the row lock, so the limit holds.
+        refusal = await self._refused_on_read(budgets, cfg, now)
+        if refusal is not None:
+            raise refusal
         async with self._engine.begin() as conn:
             for budget in budgets:
                 refusal = await self._reserve_one(conn, budget, cfg, now)
@@ -101,7 +109,17 @@ class LoginBudgets:
 
     async def settle(self, budgets: Sequence[Budget], *, checked: bool, success: bool) -> None:
         """End the attempt: a checked failure stays counted (and may lock the key), a
-        success resets the client's key; unchecked (shed) attempts only free their hold."""
+        success resets the client's key; unchecked (shed) attempts only free their hold.
+
+        It runs to its end even when its caller is cancelled meanwhile: a cancelled call
+        is often cancelled twice (its deadline, then the transport), and a settle cut
+        short would hold the key until stale_in_flight."""
+        settling = asyncio.create_task(self._settle(budgets, checked=checked, success=success))
+        self._settling.add(settling)
+        settling.add_done_callback(self._settling.discard)
+        await asyncio.shield(settling)
+
+    async def _settle(self, budgets: Sequence[Budget], *, checked: bool, success: bool) -> None:
         cfg = self._cfg()
         now = self._clock()
         async with self._engine.begin() as conn:
@@ -119,6 +137,25 @@ class LoginBudgets:
                 delete(login_budgets).where(t.touched < idle, t.locked_until <= now)
             )
         return int(result.rowcount)
+
+    async def _refused_on_read(
+        self, budgets: Sequence[Budget], cfg: LoginLimitsConfig, now: float
+    ) -> ServiceError | None:
+        """The refusal a reservation would answer, from the keys' state as last committed;
+        None when every key may have room (a missing key has)."""
+        t = login_budgets.c
+        by_key = {budget.key: budget for budget in budgets}
+        query = select(
+            t.key, t.failures, t.locked_until, _live_in_flight(cfg, now).label("live")
+        ).where(t.key.in_(by_key))
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        waits = [
+            row.locked_until - now
+            for row in rows
+            if not _has_room(by_key[row.key], row.failures, row.locked_until, row.live, now)
+        ]
+        return _refusal(max(waits)) if waits else None
 
     async def _reserve_one(
         self, conn: AsyncConnection, budget: Budget, cfg: LoginLimitsConfig, now: float
@@ -151,10 +188,7 @@ class LoginBudgets:
         if result.rowcount == 1:
             return None
         row = (await conn.execute(select(t.locked_until).where(t.key == budget.key))).one()
-        wait = max(1, math.ceil(row.locked_until - now))
-        return rate_limited(
-            f"too many login attempts: retry after {wait} s", timedelta(seconds=wait)
-        )
+        return _refusal(row.locked_until - now)
 
     async def _settle_one(
         self,
@@ -193,6 +227,23 @@ class LoginBudgets:
             .where(t.key == budget.key)
             .values(failures=0, lockouts=t.lockouts + 1, locked_until=until)
         )
+
+
+def _has_room(
+    budget: Budget, failures: int, locked_until: float, in_flight: int, now: float
+) -> bool:
+    """The reservation's condition (see _reserve_one), on values read."""
+    return (
+        locked_until <= now
+        and in_flight < budget.max_in_flight
+        and failures + in_flight < budget.max_failures
+    )
+
+
+def _refusal(locked_for: float) -> ServiceError:
+    """Rate limited, retried once the lock ends (after a second when not locked)."""
+    wait = max(1, math.ceil(locked_for))
+    return rate_limited(f"too many login attempts: retry after {wait} s", timedelta(seconds=wait))
 
 
 def _live_in_flight(cfg: LoginLimitsConfig, now: float) -> ColumnElement[int]:
