@@ -241,9 +241,11 @@ def _has_room(
 
 
 def _refusal(locked_for: float) -> ServiceError:
-    """Rate limited, retried once the lock ends (after a second when not locked)."""
-    wait = max(1, math.ceil(locked_for))
-    return rate_limited(f"too many login attempts: retry after {wait} s", timedelta(seconds=wait))
+    """Rate limited, retried once the lock ends (after a second when not locked). The
+    wait is the lock's exact rest: a caller may remember the refusal that long."""
+    wait = timedelta(seconds=locked_for if locked_for > 0 else 1)
+    seconds = max(1, math.ceil(wait.total_seconds()))
+    return rate_limited(f"too many login attempts: retry after {seconds} s", wait)
 
 
 def _live_in_flight(cfg: LoginLimitsConfig, now: float) -> ColumnElement[int]:
