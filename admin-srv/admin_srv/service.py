@@ -10,6 +10,7 @@ from admin_srv import grpc_api, http_api
 from admin_srv.adapters import GrpcAccounts, GrpcDeviceDirectory, GrpcTokens
 from admin_srv.config import AdminSrvConfig
 from admin_srv.device_tokens import DeviceTokenSigner
+from admin_srv.refusals import RateRefusals
 from admin_srv.usecases import AuthUseCases, DeviceUseCases, UserAdminUseCases
 from admin_srv.verifier import build_verifier
 from api.device_srv.v1.device_pb2_grpc import DevSvcStub
@@ -30,7 +31,7 @@ async def compose(ctx: ServiceContext[AdminSrvConfig]) -> None:
     tokens = GrpcTokens(ctx.client(TokenServiceStub, names.token_service))
     directory = GrpcDeviceDirectory(ctx.client(DevSvcStub, names.device_service))
     signer = DeviceTokenSigner(ctx.config.view(lambda c: c.device_tokens))
-    auth = AuthUseCases(accounts, tokens, signer)
+    auth = AuthUseCases(accounts, tokens, signer, RateRefusals())
     devices, users = DeviceUseCases(directory), UserAdminUseCases(accounts)
     # Logouts reach the verifier through token-srv's feed, with no call per request.
     revoked = RevokedTokens()

@@ -13,6 +13,7 @@ from typing import Protocol
 import grpc
 
 from admin_srv.device_tokens import DeviceTokenSigner
+from admin_srv.refusals import RateRefusals
 from micro.auth import Principal
 from micro.errors import ServiceError, invalid_argument, unauthenticated
 
@@ -77,10 +78,17 @@ class DeviceDirectory(Protocol):
 
 
 class AuthUseCases:
-    def __init__(self, accounts: Accounts, tokens: Tokens, devices: DeviceTokenSigner) -> None:
+    def __init__(
+        self,
+        accounts: Accounts,
+        tokens: Tokens,
+        devices: DeviceTokenSigner,
+        refusals: RateRefusals,
+    ) -> None:
         self._accounts = accounts
         self._tokens = tokens
         self._devices = devices
+        self._refusals = refusals
 
     async def login(
         self,
@@ -91,13 +99,21 @@ class AuthUseCases:
         device_token: str = "",
     ) -> SignedIn:
         """user-srv limits the attempts (budgets in its database, shared by every replica);
-        a valid device token for this account gets the device's own budget."""
+        a valid device token for this account gets the device's own budget. A rate-limit
+        refusal is remembered for its triple until it ends, so a flood costs no calls."""
         if not user_name:
             raise invalid_argument("userName", "must not be empty")
         device_id = self._devices.device_id(device_token, user_name)
-        account = await self._accounts.verify_password(
-            user_name, password, device_id, client_address
-        )
+        key = (user_name, device_id, client_address)
+        self._refusals.check(key)
+        asked_at = self._refusals.now()
+        try:
+            account = await self._accounts.verify_password(
+                user_name, password, device_id, client_address
+            )
+        except ServiceError as error:
+            self._refusals.remember(key, error, asked_at)
+            raise
         session = await self._tokens.issue(account, platform)
         token = self._devices.issue(user_name, device_id)
         return SignedIn(session, token, self._devices.lifetime)

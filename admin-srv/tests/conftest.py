@@ -71,6 +71,16 @@ USERS = (
 DEVICES = (Device("device1", True), Device("device2", True), Device("device3", False))
 
 
+class CountingUserServicer(UserServicer):
+    """user-srv's servicer, counting the VerifyPassword calls that reach it."""
+
+    verify_calls = 0
+
+    async def VerifyPassword(self, request: Any, context: Any) -> Any:
+        self.verify_calls += 1
+        return await super().VerifyPassword(request, context)
+
+
 @dataclass
 class Backends:
     users: BackendUserStub
@@ -80,6 +90,7 @@ class Backends:
     jwt: JwtConfig
     # Where admin-srv finds each backend: its service name -> "grpc://127.0.0.1:<port>".
     endpoints: dict[str, str]
+    user_servicer: CountingUserServicer
 
 
 @dataclass
@@ -129,8 +140,9 @@ async def backends(
     devices = DeviceUseCases(SqlDeviceRepository(device_engine))
     await devices.seed(DEVICES)
     tokens = TokenUseCases(SqlTokenRepository(token_engine), lambda: settings)
+    user_servicer = CountingUserServicer(users)
     services = (
-        (user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(users)),
+        (user_pb2_grpc.add_UserServiceServicer_to_server, user_servicer),
         (token_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(tokens)),
         (device_pb2_grpc.add_DevSvcServicer_to_server, DevSvcServicer(devices)),
     )
@@ -151,6 +163,7 @@ async def backends(
                     upstreams.token_service: endpoint,
                     upstreams.device_service: endpoint,
                 },
+                user_servicer=user_servicer,
             )
     finally:
         for engine in (user_engine, token_engine, device_engine):
