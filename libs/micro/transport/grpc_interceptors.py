@@ -230,21 +230,19 @@ def deadline_layer(timeout: timedelta) -> Layer:
     return lambda call: _Deadline(call, limit)
 
 
-class _Auth(_CallLayer):
-    __slots__ = ("_acting", "_policy")
+class _ActingLayer(_CallLayer):
+    """A layer that may make someone current for the handler (`_act`) and undoes it
+    when the call ends."""
 
-    def __init__(self, call: GrpcCall, policy: AccessPolicy) -> None:
+    __slots__ = ("_acting",)
+
+    def __init__(self, call: GrpcCall) -> None:
         super().__init__(call)
-        self._policy = policy
         self._acting: AbstractContextManager[None] | None = None
 
-    async def __aenter__(self) -> None:
-        call = self.call
-        principal = await self._policy.authenticate(call.method, call.metadata("authorization"))
-        if principal is not None:
-            trace.get_current_span().set_attribute("enduser.id", principal.user_id)
-            self._acting = acting_as(principal)
-            self._acting.__enter__()
+    def _act(self, acting: AbstractContextManager[None]) -> None:
+        self._acting = acting
+        acting.__enter__()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, error: BaseException | None, tb: Any
@@ -252,6 +250,21 @@ class _Auth(_CallLayer):
         if self._acting is not None:
             self._acting.__exit__(exc_type, error, tb)
         return False
+
+
+class _Auth(_ActingLayer):
+    __slots__ = ("_policy",)
+
+    def __init__(self, call: GrpcCall, policy: AccessPolicy) -> None:
+        super().__init__(call)
+        self._policy = policy
+
+    async def __aenter__(self) -> None:
+        call = self.call
+        principal = await self._policy.authenticate(call.method, call.metadata("authorization"))
+        if principal is not None:
+            trace.get_current_span().set_attribute("enduser.id", principal.user_id)
+            self._act(acting_as(principal))
 
 
 def auth_layer(policy: AccessPolicy) -> Layer:
@@ -264,16 +277,15 @@ def auth_layer(policy: AccessPolicy) -> Layer:
 IDENTITY_EXEMPT_PREFIX = "/grpc.health.v1."
 
 
-class _Identity(_CallLayer):
+class _Identity(_ActingLayer):
     """Reflection is not exempt: it lists an internal port's whole API, and no internal
     caller needs it at run time; a person inspects the port with a token of its own."""
 
-    __slots__ = ("_acting", "_guard")
+    __slots__ = ("_guard",)
 
     def __init__(self, call: GrpcCall, guard: IdentityGuard) -> None:
         super().__init__(call)
         self._guard = guard
-        self._acting: AbstractContextManager[None] | None = None
 
     async def __aenter__(self) -> None:
         call = self.call
@@ -282,15 +294,7 @@ class _Identity(_CallLayer):
         token = call.metadata(IDENTITY_METADATA_KEY)
         caller = await self._guard.admit(call.method, token, call.context.peer)
         trace.get_current_span().set_attribute("micro.caller", caller.principal)
-        self._acting = acting_for(caller)
-        self._acting.__enter__()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, error: BaseException | None, tb: Any
-    ) -> bool:
-        if self._acting is not None:
-            self._acting.__exit__(exc_type, error, tb)
-        return False
+        self._act(acting_for(caller))
 
 
 def identity_layer(guard: IdentityGuard) -> Layer:
