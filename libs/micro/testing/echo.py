@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
@@ -30,6 +31,24 @@ class EchoServicer(echo_pb2_grpc.EchoServiceServicer):
         self, request: echo_pb2.AppendRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> echo_pb2.AppendResponse:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Append is not served here")
+
+
+class RaisingEcho(EchoServicer):
+    """Echo raises errors[text]; with a downstream channel it passes the call on there
+    instead, so a test sees how one hop relays a downstream's failure."""
+
+    def __init__(
+        self, errors: Mapping[str, Exception], downstream: grpc.aio.Channel | None = None
+    ) -> None:
+        self._errors = errors
+        self._downstream = downstream
+
+    async def Echo(
+        self, request: echo_pb2.EchoRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> echo_pb2.EchoResponse:
+        if self._downstream is not None:
+            return await echo_pb2_grpc.EchoServiceStub(self._downstream).Echo(request)
+        raise self._errors[request.text]
 
 
 async def act_out(value: str, field: str) -> None:

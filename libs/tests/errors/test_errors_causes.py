@@ -23,7 +23,7 @@ from micro.errors import (
     rate_limited,
     too_large,
 )
-from micro.testing.echo import EchoServicer
+from micro.testing.echo import RaisingEcho
 from micro.transport.grpc import GrpcServer
 
 OpenChannel = Callable[[GrpcServer], grpc.aio.Channel]
@@ -41,20 +41,6 @@ CASES = [
     ("load", Exhausted.LOAD, 503, "2", "1500"),
     ("load-no-wait", Exhausted.LOAD, 503, None, None),
 ]
-
-
-class Exhausting(EchoServicer):
-    """Echo raises ERRORS[text]; with a downstream, Echo passes the downstream's call on."""
-
-    def __init__(self, downstream: grpc.aio.Channel | None = None) -> None:
-        self._downstream = downstream
-
-    async def Echo(
-        self, request: echo_pb2.EchoRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> echo_pb2.EchoResponse:
-        if self._downstream is not None:
-            return await echo_pb2_grpc.EchoServiceStub(self._downstream).Echo(request)
-        raise ERRORS[request.text]
 
 
 def exhausting_router(downstream_port: int | None = None) -> APIRouter:
@@ -110,7 +96,7 @@ async def test_each_cause_over_grpc_with_pushback_only_when_retry_is_permitted(
     start_grpc: Any,
     grpc_channel_to: OpenChannel,
 ) -> None:
-    server = await start_grpc(Exhausting())
+    server = await start_grpc(RaisingEcho(ERRORS))
     failure = await _fail(grpc_channel_to(server), name)
     assert failure.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     # grpc.aio answers (key, value) tuples, whatever the stubs say.
@@ -134,8 +120,8 @@ async def test_a_downstream_cause_and_wait_survive_a_grpc_and_an_http_hop(
     grpc_channel_to: OpenChannel,
     client: httpx.AsyncClient,
 ) -> None:
-    downstream = await start_grpc(Exhausting())
-    middle = await start_grpc(Exhausting(grpc_channel_to(downstream)))
+    downstream = await start_grpc(RaisingEcho(ERRORS))
+    middle = await start_grpc(RaisingEcho(ERRORS, grpc_channel_to(downstream)))
     relayed = ServiceError.from_rpc_error(await _fail(grpc_channel_to(middle), name))
     assert (relayed.cause, relayed.retry_after_seconds) == (cause, ERRORS[name].retry_after_seconds)
     gateway = await start_http(exhausting_router(middle.port))

@@ -19,7 +19,7 @@ from micro.errors import (
     unauthenticated,
 )
 from micro.identity.refusals import IdentityRefusal
-from micro.testing.echo import EchoServicer
+from micro.testing.echo import RaisingEcho
 from micro.transport.grpc import GrpcServer
 
 REFUSALS: dict[str, ServiceError] = {
@@ -28,20 +28,6 @@ REFUSALS: dict[str, ServiceError] = {
     # The end user's own bad token, passed on as it is.
     "user": unauthenticated(None, "access token: expired"),
 }
-
-
-class Refusing(EchoServicer):
-    """Echo raises REFUSALS[text]; with a downstream, Echo passes the downstream's call on."""
-
-    def __init__(self, downstream: grpc.aio.Channel | None = None) -> None:
-        self._downstream = downstream
-
-    async def Echo(
-        self, request: echo_pb2.EchoRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> echo_pb2.EchoResponse:
-        if self._downstream is not None:
-            return await echo_pb2_grpc.EchoServiceStub(self._downstream).Echo(request)
-        raise REFUSALS[request.text]
 
 
 def gateway_router(downstream_port: int) -> APIRouter:
@@ -84,8 +70,8 @@ async def test_a_refused_identity_is_unavailable_one_hop_up(
     start_http: Any,
     grpc_channel_to: Any,
 ) -> None:
-    callee: GrpcServer = await start_grpc(Refusing())
-    middle: GrpcServer = await start_grpc(Refusing(grpc_channel_to(callee)))
+    callee: GrpcServer = await start_grpc(RaisingEcho(REFUSALS))
+    middle: GrpcServer = await start_grpc(RaisingEcho(REFUSALS, grpc_channel_to(callee)))
     assert await _code(grpc_channel_to(callee), name) is callee_code
     assert await _code(grpc_channel_to(middle), name) is relayed_code
     gateway = await start_http(gateway_router(callee.port))
