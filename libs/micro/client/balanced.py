@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 
+from micro.client.outcome import counts_as_failure
 from micro.client.pool import Endpoint, InstancePool
 from micro.client.settings import CallSettings
 
@@ -53,6 +54,7 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
         self._deserializer = response_deserializer
         self._retryable = retryable
         self._settings = settings
+        self._method_name = method.rsplit("/", 1)[-1]  # overrides name the short method
 
     def __call__(
         self,
@@ -84,7 +86,8 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
         compression: grpc.Compression | None,
     ) -> Any:
         pool = self._pool
-        cfg = self._settings.current  # read once: a config change applies to later calls
+        # Read once: a config change applies to later calls.
+        cfg = self._settings.resolved(pool.service_name, self._method_name)
         loop = asyncio.get_running_loop()
         default_s = cfg.timeout.total_seconds()
         deadline = loop.time() + (default_s if timeout_s is None else timeout_s)
@@ -101,14 +104,16 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                 if last_error is not None:
                     raise last_error
                 raise unavailable(f"no ready instance of {pool.service_name}")
-            # Counted from the pick on, so that calls still connecting steer later picks.
             endpoint.begin()
+            latency_s: float | None = None  # stays None when nothing was learnt
+            failed = False
             try:
                 if tried and endpoint is tried[-1]:
                     # Only the instance that just failed is left: give it a moment.
                     await asyncio.sleep(random.uniform(*SAME_INSTANCE_RETRY_S))  # noqa: S311
                 tried.append(endpoint)
-                remaining = deadline - loop.time()
+                started = loop.time()
+                remaining = deadline - started
                 if remaining <= 0:
                     raise last_error or deadline_exceeded(
                         f"deadline passed before calling {pool.service_name}"
@@ -116,10 +121,11 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                 if connect_first and not await _connects_by_deadline(endpoint, remaining):
                     # Never sent, so safe to send elsewhere even when not idempotent: e.g.
                     # the instance crashed and discovery has not removed it yet.
+                    latency_s, failed = loop.time() - started, True
                     last_error = unavailable(f"cannot connect to {endpoint.target}")
                     continue
                 try:
-                    return await self._callable(endpoint)(
+                    response = await self._callable(endpoint)(
                         request,
                         timeout=remaining,
                         metadata=metadata,
@@ -128,11 +134,15 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                         compression=compression,
                     )
                 except grpc.aio.AioRpcError as error:
+                    latency_s, failed = loop.time() - started, counts_as_failure(error)
                     if not self._retryable or error.code() is not grpc.StatusCode.UNAVAILABLE:
                         raise
                     last_error = error
+                else:
+                    latency_s = loop.time() - started
+                    return response
             finally:
-                endpoint.end()
+                endpoint.end(latency_s, failed=failed)
         assert last_error is not None
         raise last_error
 

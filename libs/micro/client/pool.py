@@ -32,9 +32,14 @@ class Endpoint:
         self.callables: dict[str, Any] = {}  # method path -> this channel's multicallable
 
     def begin(self) -> None:
+        """An attempt was sent here (counted from the pick on, so that calls still
+        connecting steer later picks)."""
         self.outstanding += 1
 
-    def end(self) -> None:
+    def end(self, latency_s: float | None = None, *, failed: bool = False) -> None:
+        """The attempt begun here ended after latency_s; failed per
+        micro.client.outcome.counts_as_failure. None: nothing to learn from it (cancelled
+        by the caller, or never sent)."""
         self.outstanding -= 1
         if self.removed and self.outstanding == 0:
             self.idle.set()
