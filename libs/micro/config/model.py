@@ -131,6 +131,24 @@ class ServerConfig(Section):
     """Null turns the admin port off."""
 
 
+class HedgingConfig(Section):
+    """Hedging of NO_SIDE_EFFECTS calls: a second attempt on another instance when the
+    first has not answered after the method's recent latency percentile."""
+
+    reload_policy = Reload.LIVE  # each call reads it when it starts
+
+    enabled: bool = True
+    """Hedge slow calls of methods marked NO_SIDE_EFFECTS (never others)."""
+    percentile: float = Field(default=95.0, ge=50.0, lt=100.0)
+    """The recent latency percentile after which a call is hedged."""
+    min_delay: Duration = timedelta(milliseconds=10)
+    """The shortest wait before a hedge, however fast the recent answers were."""
+    fallback_delay: Duration = timedelta(milliseconds=100)
+    """The wait before a hedge while too few answers are known for a percentile."""
+    max_hedges: int = Field(default=1, ge=0, le=3)
+    """Hedges per call at most (each also needs a retry-budget token); 0: none."""
+
+
 class GrpcClientConfig(Section):
     reload_policy = Reload.LIVE  # the App swaps the settings every call reads at its start
 
@@ -138,6 +156,8 @@ class GrpcClientConfig(Section):
     """Deadline of an outgoing call that names none."""
     max_attempts: int = Field(default=3, ge=1, le=5)
     """Attempts per call, the first included; retries go to another instance."""
+    hedging: HedgingConfig = HedgingConfig()
+    """Hedging of slow NO_SIDE_EFFECTS calls."""
 
 
 class ClientConfig(Section):
