@@ -11,10 +11,19 @@ import importlib
 import ipaddress
 import re
 from datetime import timedelta
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
+from micro.config.overrides import DEPENDENCIES_KEY, merged, split_override
 from micro.config.reload import Reload
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)(ms|s|m|h))+\s*$")
@@ -158,6 +167,28 @@ class GrpcClientConfig(Section):
     """Attempts per call, the first included; retries go to another instance."""
     hedging: HedgingConfig = HedgingConfig()
     """Hedging of slow NO_SIDE_EFFECTS calls."""
+    dependencies: dict[str, dict[str, Any]] = {}
+    """Overrides per dependency by registry name (go-micro.user-srv): any client.grpc key
+    but this one, and `methods` by short method name (VerifyPassword) with the same keys;
+    merged key by key over the defaults, a method's over its dependency's."""
+
+    @model_validator(mode="after")
+    def _overrides_validate(self) -> Self:
+        # A bad override fails the whole config at load, so the last good one stays.
+        base = self.model_dump(exclude={DEPENDENCIES_KEY})
+        for name, override in self.dependencies.items():
+            own, methods = split_override(name, override)
+            layers = {f"dependencies[{name!r}]": merged(base, own)}
+            for method, keys in methods.items():
+                layers[f"dependencies[{name!r}].methods[{method!r}]"] = merged(
+                    layers[f"dependencies[{name!r}]"], keys
+                )
+            for where, values in layers.items():
+                try:
+                    GrpcClientConfig.model_validate(values)
+                except ValidationError as error:
+                    raise ValueError(f"{where}: {error}") from None
+        return self
 
 
 class ClientConfig(Section):
