@@ -54,6 +54,16 @@ CLIENT_LATENCY = Histogram(
     ["service", "method"],
     buckets=LATENCY_BUCKETS,
 )
+CLIENT_HEDGES_SENT = Counter(
+    "micro_client_hedges_sent",
+    "Hedged attempts sent because the first attempt was slow, by target service.",
+    ["service"],
+)
+CLIENT_HEDGES_WON = Counter(
+    "micro_client_hedges_won",
+    "Hedged attempts whose answer was used, by target service.",
+    ["service"],
+)
 
 
 class _ServerChildren(NamedTuple):
