@@ -21,3 +21,14 @@ def idempotent_methods(stub_class: type) -> frozenset[str]:
         for method in service.methods
         if method.GetOptions().idempotency_level in _SAFE_TO_REPEAT
     )
+
+
+def no_side_effect_methods(stub_class: type) -> frozenset[str]:
+    """Full method paths marked NO_SIDE_EFFECTS only: reads, which may also run twice at
+    once (a hedge); an IDEMPOTENT call may be repeated, but not raced with itself."""
+    return frozenset(
+        f"/{service.full_name}/{method.name}"
+        for service in stub_services(stub_class)
+        for method in service.methods
+        if method.GetOptions().idempotency_level == descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS
+    )

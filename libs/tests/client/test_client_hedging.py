@@ -10,7 +10,9 @@ from datetime import timedelta
 import pytest
 from prometheus_client import REGISTRY
 
+from api.echo.v1 import echo_pb2_grpc
 from micro.client.hedging import MIN_SAMPLES, WINDOW, Hedger, LatencyTracker
+from micro.client.idempotency import no_side_effect_methods
 from micro.config.model import HedgingConfig
 
 METHOD = "/echo.v1.EchoService/Echo"
@@ -136,6 +138,11 @@ def race(
             retryable=lambda error: isinstance(error, Retryable),
         )
     )
+
+
+def test_only_no_side_effects_methods_are_hedged() -> None:
+    # Put is IDEMPOTENT: safe to repeat after a failure, not to run twice at once.
+    assert no_side_effect_methods(echo_pb2_grpc.EchoServiceStub) == {METHOD}
 
 
 # the latency tracker ----------------------------------------------------------------
