@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 
+from micro.client.idempotency import keyed_metadata
 from micro.client.outcome import counts_as_failure
 from micro.client.pool import Endpoint, InstancePool
 from micro.client.settings import CallSettings
@@ -47,13 +48,15 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
         *,
         retryable: bool,
         settings: CallSettings,
+        keyed: bool = False,
     ) -> None:
         self._pool = pool
         self._method = method
         self._serializer = request_serializer
         self._deserializer = response_deserializer
-        self._retryable = retryable
+        self._retryable = retryable or keyed  # a keyed repeat is the same call
         self._settings = settings
+        self._keyed = keyed
         self._method_name = method.rsplit("/", 1)[-1]  # overrides name the short method
 
     def __call__(
@@ -65,6 +68,8 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
+        if self._keyed:  # one key per logical call: every attempt of it sends the same
+            metadata = keyed_metadata(metadata, self._method)
         return self._invoke(request, timeout, metadata, credentials, wait_for_ready, compression)
 
     def _callable(self, endpoint: Endpoint) -> Any:
@@ -197,10 +202,12 @@ class BalancedChannel(grpc.aio.Channel):
         *,
         retryable_methods: frozenset[str],
         settings: CallSettings,
+        keyed_methods: frozenset[str] = frozenset(),
     ) -> None:
         self._pool = pool
         self._retryable = retryable_methods
         self._settings = settings
+        self._keyed = keyed_methods
 
     def unary_unary(
         self,
@@ -216,6 +223,7 @@ class BalancedChannel(grpc.aio.Channel):
             response_deserializer,
             retryable=method in self._retryable,
             settings=self._settings,
+            keyed=method in self._keyed,
         )
 
     def unary_stream(

@@ -1,8 +1,19 @@
-"""Which methods of a generated stub may be retried: the proto's idempotency_level."""
+"""Which methods of a generated stub may be retried: the proto's idempotency_level, or
+the `(micro.v1.idempotency_key)` option of a method whose server keeps each call's
+outcome per idempotency key, so that a keyed repeat is the same call."""
 
 from __future__ import annotations
 
-from google.protobuf import descriptor_pb2
+import hashlib
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 
 from micro.descriptors import stub_services
 
@@ -10,13 +21,21 @@ _SAFE_TO_REPEAT = (
     descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS,
     descriptor_pb2.MethodOptions.IDEMPOTENT,
 )
+# The method option in proto/api/micro/v1/options.proto.
+KEYED_OPTION = "micro.v1.idempotency_key"
+# The gRPC metadata key of a call's idempotency key (HTTP: the Idempotency-Key header).
+IDEMPOTENCY_KEY_METADATA = "x-idempotency-key"
+
+# The key of the request being served, when its caller sent one: the calls made for it
+# derive their keys from it, so that a repeat of that request repeats them with the same keys.
+_serving_key: ContextVar[str | None] = ContextVar("micro_idempotency_key", default=None)
 
 
 def idempotent_methods(stub_class: type) -> frozenset[str]:
     """Full method paths ("/user_srv.v1.UserService/GetUser") marked NO_SIDE_EFFECTS
     (or IDEMPOTENT): calls that are safe to repeat on another instance."""
     return frozenset(
-        f"/{service.full_name}/{method.name}"
+        _path(service.full_name, method)
         for service in stub_services(stub_class)
         for method in service.methods
         if method.GetOptions().idempotency_level in _SAFE_TO_REPEAT
@@ -32,3 +51,59 @@ def no_side_effect_methods(stub_class: type) -> frozenset[str]:
         for method in service.methods
         if method.GetOptions().idempotency_level == descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS
     )
+
+
+def keyed_methods(stub_class: type) -> frozenset[str]:
+    """Full method paths declared `(micro.v1.idempotency_key) = true`: each call carries
+    a key, and its repeats (the same key) are safe on another instance."""
+    option = _keyed_option()
+    if option is None:  # no contract in this process declares a keyed method
+        return frozenset()
+    return frozenset(
+        _path(service.full_name, method)
+        for service in stub_services(stub_class)
+        for method in service.methods
+        # Found by name, not through api's generated module (micro does not import it).
+        if method.GetOptions().Extensions[option]  # type: ignore[index]
+    )
+
+
+def _keyed_option() -> FieldDescriptor | None:
+    try:
+        return descriptor_pool.Default().FindExtensionByName(KEYED_OPTION)
+    except KeyError:
+        return None
+
+
+def _path(service: str, method: MethodDescriptor) -> str:
+    return f"/{service}/{method.name}"
+
+
+def new_key(method: str) -> str:
+    """A key for one logical call of `method`: 128 random bits, or, while serving a keyed
+    request, a hash of that request's key and the method (the same on its repeats)."""
+    parent = _serving_key.get()
+    if parent is None:
+        return secrets.token_hex(16)
+    return hashlib.sha256(f"{parent}\n{method}".encode()).hexdigest()[:32]
+
+
+@contextmanager
+def serving_key(key: str | None) -> Iterator[None]:
+    """Inside the block, outgoing keyed calls derive their keys from `key` (the key of
+    the request being served; None: random keys)."""
+    token = _serving_key.set(key)
+    try:
+        yield
+    finally:
+        _serving_key.reset(token)
+
+
+def keyed_metadata(metadata: Any, method: str) -> Any:
+    """The call's metadata with an idempotency key: the caller's own when it set one, else
+    a new one (see new_key). Read once per logical call, so its repeats share the key."""
+    if any(name == IDEMPOTENCY_KEY_METADATA for name, _ in metadata or ()):
+        return metadata
+    keyed = grpc.aio.Metadata(*(metadata or ()))
+    keyed.add(IDEMPOTENCY_KEY_METADATA, new_key(method))
+    return keyed

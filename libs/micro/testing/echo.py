@@ -32,6 +32,11 @@ class EchoServicer(echo_pb2_grpc.EchoServiceServicer):
     ) -> echo_pb2.AppendResponse:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Append is not served here")
 
+    async def AppendOnce(
+        self, request: echo_pb2.AppendRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> echo_pb2.AppendResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "AppendOnce is not served here")
+
 
 class RaisingEcho(EchoServicer):
     """Echo raises errors[text]; with a downstream channel it passes the call on there

@@ -49,6 +49,11 @@ class EchoServiceStub:
                 request_serializer=api_dot_echo_dot_v1_dot_echo__pb2.AppendRequest.SerializeToString,
                 response_deserializer=api_dot_echo_dot_v1_dot_echo__pb2.AppendResponse.FromString,
                 _registered_method=True)
+        self.AppendOnce = channel.unary_unary(
+                '/echo.v1.EchoService/AppendOnce',
+                request_serializer=api_dot_echo_dot_v1_dot_echo__pb2.AppendRequest.SerializeToString,
+                response_deserializer=api_dot_echo_dot_v1_dot_echo__pb2.AppendResponse.FromString,
+                _registered_method=True)
 
 
 class EchoServiceServicer:
@@ -75,6 +80,13 @@ class EchoServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AppendOnce(self, request, context):
+        """AppendOnce appends too, but keeps its answer per idempotency key: a keyed repeat.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EchoServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +102,11 @@ def add_EchoServiceServicer_to_server(servicer, server):
             ),
             'Append': grpc.unary_unary_rpc_method_handler(
                     servicer.Append,
+                    request_deserializer=api_dot_echo_dot_v1_dot_echo__pb2.AppendRequest.FromString,
+                    response_serializer=api_dot_echo_dot_v1_dot_echo__pb2.AppendResponse.SerializeToString,
+            ),
+            'AppendOnce': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendOnce,
                     request_deserializer=api_dot_echo_dot_v1_dot_echo__pb2.AppendRequest.FromString,
                     response_serializer=api_dot_echo_dot_v1_dot_echo__pb2.AppendResponse.SerializeToString,
             ),
@@ -173,6 +190,33 @@ class EchoService:
             request,
             target,
             '/echo.v1.EchoService/Append',
+            api_dot_echo_dot_v1_dot_echo__pb2.AppendRequest.SerializeToString,
+            api_dot_echo_dot_v1_dot_echo__pb2.AppendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendOnce(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.EchoService/AppendOnce',
             api_dot_echo_dot_v1_dot_echo__pb2.AppendRequest.SerializeToString,
             api_dot_echo_dot_v1_dot_echo__pb2.AppendResponse.FromString,
             options,

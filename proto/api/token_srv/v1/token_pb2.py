@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from api.micro.v1 import options_pb2 as api_dot_micro_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61pi/token_srv/v1/token.proto\x12\x0ctoken_srv.v1\"\xc5\x01\n\x0bTokenClaims\x12\x0b\n\x03sub\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x11\n\tuser_name\x18\x03 \x01(\t\x12-\n\x08platform\x18\x04 \x01(\x0e\x32\x1b.token_srv.v1.TokenPlatform\x12\x0c\n\x04role\x18\x05 \x01(\t\x12\x0b\n\x03iat\x18\x06 \x01(\x03\x12\x0b\n\x03nbf\x18\x07 \x01(\x03\x12\x0b\n\x03\x65xp\x18\x08 \x01(\x03\x12\x0b\n\x03iss\x18\t \x01(\t\x12\x0b\n\x03\x61ud\x18\n \x03(\t\x12\x0b\n\x03jti\x18\x0b \x01(\t\"w\n\x14GenerateTokenRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tuser_name\x18\x02 \x01(\t\x12-\n\x08platform\x18\x03 \x01(\x0e\x32\x1b.token_srv.v1.TokenPlatform\x12\x0c\n\x04role\x18\x04 \x01(\t\"|\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x03\x12\x1a\n\x12refresh_expires_in\x18\x05 \x01(\x03\"?\n\x15GenerateTokenResponse\x12&\n\x05token\x18\x01 \x01(\x0b\x32\x17.token_srv.v1.TokenPair\"#\n\x12VerifyTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\"@\n\x13VerifyTokenResponse\x12)\n\x06\x63laims\x18\x01 \x01(\x0b\x32\x19.token_srv.v1.TokenClaims\",\n\x13RefreshTokenRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"p\n\x14RefreshTokenResponse\x12&\n\x05token\x18\x01 \x01(\x0b\x32\x17.token_srv.v1.TokenPair\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x11\n\tuser_name\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\"A\n\x12RevokeTokenRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x02 \x01(\t\"\x15\n\x13RevokeTokenResponse\"\x10\n\x0eGetJwksRequest\"r\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12\x0b\n\x03\x61lg\x18\x03 \x01(\t\x12\x0b\n\x03use\x18\x04 \x01(\t\x12\x0b\n\x03\x63rv\x18\x05 \x01(\t\x12\t\n\x01x\x18\x06 \x01(\t\x12\t\n\x01y\x18\x07 \x01(\t\x12\t\n\x01n\x18\x08 \x01(\t\x12\t\n\x01\x65\x18\t \x01(\t\"2\n\x0fGetJwksResponse\x12\x1f\n\x04keys\x18\x01 \x03(\x0b\x32\x11.token_srv.v1.Jwk\"8\n\x16ListRevocationsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x03\x12\x0f\n\x07wait_ms\x18\x02 \x01(\x05\"&\n\nRevocation\x12\x0b\n\x03jti\x18\x01 \x01(\t\x12\x0b\n\x03\x65xp\x18\x02 \x01(\x03\"f\n\x17ListRevocationsResponse\x12-\n\x0brevocations\x18\x01 \x03(\x0b\x32\x18.token_srv.v1.Revocation\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x03\x12\x0c\n\x04more\x18\x03 \x01(\x08*{\n\rTokenPlatform\x12\x1e\n\x1aTOKEN_PLATFORM_UNSPECIFIED\x10\x00\x12\x16\n\x12TOKEN_PLATFORM_WEB\x10\x01\x12\x1a\n\x16TOKEN_PLATFORM_ANDROID\x10\x02\x12\x16\n\x12TOKEN_PLATFORM_IOS\x10\x03\x32\xad\x04\n\x0cTokenService\x12]\n\rGenerateToken\x12\".token_srv.v1.GenerateTokenRequest\x1a#.token_srv.v1.GenerateTokenResponse\"\x03\x90\x02\x00\x12W\n\x0bVerifyToken\x12 .token_srv.v1.VerifyTokenRequest\x1a!.token_srv.v1.VerifyTokenResponse\"\x03\x90\x02\x01\x12Z\n\x0cRefreshToken\x12!.token_srv.v1.RefreshTokenRequest\x1a\".token_srv.v1.RefreshTokenResponse\"\x03\x90\x02\x00\x12W\n\x0bRevokeToken\x12 .token_srv.v1.RevokeTokenRequest\x1a!.token_srv.v1.RevokeTokenResponse\"\x03\x90\x02\x02\x12K\n\x07GetJwks\x12\x1c.token_srv.v1.GetJwksRequest\x1a\x1d.token_srv.v1.GetJwksResponse\"\x03\x90\x02\x01\x12\x63\n\x0fListRevocations\x12$.token_srv.v1.ListRevocationsRequest\x1a%.token_srv.v1.ListRevocationsResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61pi/token_srv/v1/token.proto\x12\x0ctoken_srv.v1\x1a\x1a\x61pi/micro/v1/options.proto\"\xc5\x01\n\x0bTokenClaims\x12\x0b\n\x03sub\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x11\n\tuser_name\x18\x03 \x01(\t\x12-\n\x08platform\x18\x04 \x01(\x0e\x32\x1b.token_srv.v1.TokenPlatform\x12\x0c\n\x04role\x18\x05 \x01(\t\x12\x0b\n\x03iat\x18\x06 \x01(\x03\x12\x0b\n\x03nbf\x18\x07 \x01(\x03\x12\x0b\n\x03\x65xp\x18\x08 \x01(\x03\x12\x0b\n\x03iss\x18\t \x01(\t\x12\x0b\n\x03\x61ud\x18\n \x03(\t\x12\x0b\n\x03jti\x18\x0b \x01(\t\"w\n\x14GenerateTokenRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tuser_name\x18\x02 \x01(\t\x12-\n\x08platform\x18\x03 \x01(\x0e\x32\x1b.token_srv.v1.TokenPlatform\x12\x0c\n\x04role\x18\x04 \x01(\t\"|\n\tTokenPair\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x03\x12\x1a\n\x12refresh_expires_in\x18\x05 \x01(\x03\"?\n\x15GenerateTokenResponse\x12&\n\x05token\x18\x01 \x01(\x0b\x32\x17.token_srv.v1.TokenPair\"#\n\x12VerifyTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\"@\n\x13VerifyTokenResponse\x12)\n\x06\x63laims\x18\x01 \x01(\x0b\x32\x19.token_srv.v1.TokenClaims\",\n\x13RefreshTokenRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"p\n\x14RefreshTokenResponse\x12&\n\x05token\x18\x01 \x01(\x0b\x32\x17.token_srv.v1.TokenPair\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x11\n\tuser_name\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\"A\n\x12RevokeTokenRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x02 \x01(\t\"\x15\n\x13RevokeTokenResponse\"\x10\n\x0eGetJwksRequest\"r\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12\x0b\n\x03\x61lg\x18\x03 \x01(\t\x12\x0b\n\x03use\x18\x04 \x01(\t\x12\x0b\n\x03\x63rv\x18\x05 \x01(\t\x12\t\n\x01x\x18\x06 \x01(\t\x12\t\n\x01y\x18\x07 \x01(\t\x12\t\n\x01n\x18\x08 \x01(\t\x12\t\n\x01\x65\x18\t \x01(\t\"2\n\x0fGetJwksResponse\x12\x1f\n\x04keys\x18\x01 \x03(\x0b\x32\x11.token_srv.v1.Jwk\"8\n\x16ListRevocationsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x03\x12\x0f\n\x07wait_ms\x18\x02 \x01(\x05\"&\n\nRevocation\x12\x0b\n\x03jti\x18\x01 \x01(\t\x12\x0b\n\x03\x65xp\x18\x02 \x01(\x03\"f\n\x17ListRevocationsResponse\x12-\n\x0brevocations\x18\x01 \x03(\x0b\x32\x18.token_srv.v1.Revocation\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x03\x12\x0c\n\x04more\x18\x03 \x01(\x08*{\n\rTokenPlatform\x12\x1e\n\x1aTOKEN_PLATFORM_UNSPECIFIED\x10\x00\x12\x16\n\x12TOKEN_PLATFORM_WEB\x10\x01\x12\x1a\n\x16TOKEN_PLATFORM_ANDROID\x10\x02\x12\x16\n\x12TOKEN_PLATFORM_IOS\x10\x03\x32\xb5\x04\n\x0cTokenService\x12\x61\n\rGenerateToken\x12\".token_srv.v1.GenerateTokenRequest\x1a#.token_srv.v1.GenerateTokenResponse\"\x07\x90\x02\x00\xe0\xe1\x18\x01\x12W\n\x0bVerifyToken\x12 .token_srv.v1.VerifyTokenRequest\x1a!.token_srv.v1.VerifyTokenResponse\"\x03\x90\x02\x01\x12^\n\x0cRefreshToken\x12!.token_srv.v1.RefreshTokenRequest\x1a\".token_srv.v1.RefreshTokenResponse\"\x07\x90\x02\x00\xe0\xe1\x18\x01\x12W\n\x0bRevokeToken\x12 .token_srv.v1.RevokeTokenRequest\x1a!.token_srv.v1.RevokeTokenResponse\"\x03\x90\x02\x02\x12K\n\x07GetJwks\x12\x1c.token_srv.v1.GetJwksRequest\x1a\x1d.token_srv.v1.GetJwksResponse\"\x03\x90\x02\x01\x12\x63\n\x0fListRevocations\x12$.token_srv.v1.ListRevocationsRequest\x1a%.token_srv.v1.ListRevocationsResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,51 +33,51 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'api.token_srv.v1.token_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TOKENSERVICE'].methods_by_name['GenerateToken']._loaded_options = None
-  _globals['_TOKENSERVICE'].methods_by_name['GenerateToken']._serialized_options = b'\220\002\000'
+  _globals['_TOKENSERVICE'].methods_by_name['GenerateToken']._serialized_options = b'\220\002\000\340\341\030\001'
   _globals['_TOKENSERVICE'].methods_by_name['VerifyToken']._loaded_options = None
   _globals['_TOKENSERVICE'].methods_by_name['VerifyToken']._serialized_options = b'\220\002\001'
   _globals['_TOKENSERVICE'].methods_by_name['RefreshToken']._loaded_options = None
-  _globals['_TOKENSERVICE'].methods_by_name['RefreshToken']._serialized_options = b'\220\002\000'
+  _globals['_TOKENSERVICE'].methods_by_name['RefreshToken']._serialized_options = b'\220\002\000\340\341\030\001'
   _globals['_TOKENSERVICE'].methods_by_name['RevokeToken']._loaded_options = None
   _globals['_TOKENSERVICE'].methods_by_name['RevokeToken']._serialized_options = b'\220\002\002'
   _globals['_TOKENSERVICE'].methods_by_name['GetJwks']._loaded_options = None
   _globals['_TOKENSERVICE'].methods_by_name['GetJwks']._serialized_options = b'\220\002\001'
   _globals['_TOKENSERVICE'].methods_by_name['ListRevocations']._loaded_options = None
   _globals['_TOKENSERVICE'].methods_by_name['ListRevocations']._serialized_options = b'\220\002\001'
-  _globals['_TOKENPLATFORM']._serialized_start=1299
-  _globals['_TOKENPLATFORM']._serialized_end=1422
-  _globals['_TOKENCLAIMS']._serialized_start=47
-  _globals['_TOKENCLAIMS']._serialized_end=244
-  _globals['_GENERATETOKENREQUEST']._serialized_start=246
-  _globals['_GENERATETOKENREQUEST']._serialized_end=365
-  _globals['_TOKENPAIR']._serialized_start=367
-  _globals['_TOKENPAIR']._serialized_end=491
-  _globals['_GENERATETOKENRESPONSE']._serialized_start=493
-  _globals['_GENERATETOKENRESPONSE']._serialized_end=556
-  _globals['_VERIFYTOKENREQUEST']._serialized_start=558
-  _globals['_VERIFYTOKENREQUEST']._serialized_end=593
-  _globals['_VERIFYTOKENRESPONSE']._serialized_start=595
-  _globals['_VERIFYTOKENRESPONSE']._serialized_end=659
-  _globals['_REFRESHTOKENREQUEST']._serialized_start=661
-  _globals['_REFRESHTOKENREQUEST']._serialized_end=705
-  _globals['_REFRESHTOKENRESPONSE']._serialized_start=707
-  _globals['_REFRESHTOKENRESPONSE']._serialized_end=819
-  _globals['_REVOKETOKENREQUEST']._serialized_start=821
-  _globals['_REVOKETOKENREQUEST']._serialized_end=886
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=888
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=909
-  _globals['_GETJWKSREQUEST']._serialized_start=911
-  _globals['_GETJWKSREQUEST']._serialized_end=927
-  _globals['_JWK']._serialized_start=929
-  _globals['_JWK']._serialized_end=1043
-  _globals['_GETJWKSRESPONSE']._serialized_start=1045
-  _globals['_GETJWKSRESPONSE']._serialized_end=1095
-  _globals['_LISTREVOCATIONSREQUEST']._serialized_start=1097
-  _globals['_LISTREVOCATIONSREQUEST']._serialized_end=1153
-  _globals['_REVOCATION']._serialized_start=1155
-  _globals['_REVOCATION']._serialized_end=1193
-  _globals['_LISTREVOCATIONSRESPONSE']._serialized_start=1195
-  _globals['_LISTREVOCATIONSRESPONSE']._serialized_end=1297
-  _globals['_TOKENSERVICE']._serialized_start=1425
-  _globals['_TOKENSERVICE']._serialized_end=1982
+  _globals['_TOKENPLATFORM']._serialized_start=1327
+  _globals['_TOKENPLATFORM']._serialized_end=1450
+  _globals['_TOKENCLAIMS']._serialized_start=75
+  _globals['_TOKENCLAIMS']._serialized_end=272
+  _globals['_GENERATETOKENREQUEST']._serialized_start=274
+  _globals['_GENERATETOKENREQUEST']._serialized_end=393
+  _globals['_TOKENPAIR']._serialized_start=395
+  _globals['_TOKENPAIR']._serialized_end=519
+  _globals['_GENERATETOKENRESPONSE']._serialized_start=521
+  _globals['_GENERATETOKENRESPONSE']._serialized_end=584
+  _globals['_VERIFYTOKENREQUEST']._serialized_start=586
+  _globals['_VERIFYTOKENREQUEST']._serialized_end=621
+  _globals['_VERIFYTOKENRESPONSE']._serialized_start=623
+  _globals['_VERIFYTOKENRESPONSE']._serialized_end=687
+  _globals['_REFRESHTOKENREQUEST']._serialized_start=689
+  _globals['_REFRESHTOKENREQUEST']._serialized_end=733
+  _globals['_REFRESHTOKENRESPONSE']._serialized_start=735
+  _globals['_REFRESHTOKENRESPONSE']._serialized_end=847
+  _globals['_REVOKETOKENREQUEST']._serialized_start=849
+  _globals['_REVOKETOKENREQUEST']._serialized_end=914
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=916
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=937
+  _globals['_GETJWKSREQUEST']._serialized_start=939
+  _globals['_GETJWKSREQUEST']._serialized_end=955
+  _globals['_JWK']._serialized_start=957
+  _globals['_JWK']._serialized_end=1071
+  _globals['_GETJWKSRESPONSE']._serialized_start=1073
+  _globals['_GETJWKSRESPONSE']._serialized_end=1123
+  _globals['_LISTREVOCATIONSREQUEST']._serialized_start=1125
+  _globals['_LISTREVOCATIONSREQUEST']._serialized_end=1181
+  _globals['_REVOCATION']._serialized_start=1183
+  _globals['_REVOCATION']._serialized_end=1221
+  _globals['_LISTREVOCATIONSRESPONSE']._serialized_start=1223
+  _globals['_LISTREVOCATIONSRESPONSE']._serialized_end=1325
+  _globals['_TOKENSERVICE']._serialized_start=1453
+  _globals['_TOKENSERVICE']._serialized_end=2018
 # @@protoc_insertion_point(module_scope)

@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from api.micro.v1 import options_pb2 as api_dot_micro_dot_v1_dot_options__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61pi/user_srv/v1/user.proto\x12\x0buser_srv.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tuser_name\x18\x02 \x01(\t\x12#\n\x04role\x18\x03 \x01(\x0e\x32\x15.user_srv.v1.UserRole\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x15VerifyPasswordRequest\x12\x11\n\tuser_name\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x12\n\nclient_key\x18\x03 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x04 \x01(\t\"9\n\x16VerifyPasswordResponse\x12\x1f\n\x04user\x18\x01 \x01(\x0b\x32\x11.user_srv.v1.User\":\n\x0eGetUserRequest\x12\x0c\n\x02id\x18\x01 \x01(\tH\x00\x12\x13\n\tuser_name\x18\x02 \x01(\tH\x00\x42\x05\n\x03key\"2\n\x0fGetUserResponse\x12\x1f\n\x04user\x18\x01 \x01(\x0b\x32\x11.user_srv.v1.User\"]\n\x11\x43reateUserRequest\x12\x11\n\tuser_name\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12#\n\x04role\x18\x03 \x01(\x0e\x32\x15.user_srv.v1.UserRole\"5\n\x12\x43reateUserResponse\x12\x1f\n\x04user\x18\x01 \x01(\x0b\x32\x11.user_srv.v1.User\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x11ListUsersResponse\x12 \n\x05users\x18\x01 \x03(\x0b\x32\x11.user_srv.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*N\n\x08UserRole\x12\x19\n\x15USER_ROLE_UNSPECIFIED\x10\x00\x12\x12\n\x0eUSER_ROLE_USER\x10\x01\x12\x13\n\x0fUSER_ROLE_ADMIN\x10\x02\x32\xdd\x02\n\x0bUserService\x12^\n\x0eVerifyPassword\x12\".user_srv.v1.VerifyPasswordRequest\x1a#.user_srv.v1.VerifyPasswordResponse\"\x03\x90\x02\x02\x12I\n\x07GetUser\x12\x1b.user_srv.v1.GetUserRequest\x1a\x1c.user_srv.v1.GetUserResponse\"\x03\x90\x02\x01\x12R\n\nCreateUser\x12\x1e.user_srv.v1.CreateUserRequest\x1a\x1f.user_srv.v1.CreateUserResponse\"\x03\x90\x02\x00\x12O\n\tListUsers\x12\x1d.user_srv.v1.ListUsersRequest\x1a\x1e.user_srv.v1.ListUsersResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61pi/user_srv/v1/user.proto\x12\x0buser_srv.v1\x1a\x1a\x61pi/micro/v1/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"{\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tuser_name\x18\x02 \x01(\t\x12#\n\x04role\x18\x03 \x01(\x0e\x32\x15.user_srv.v1.UserRole\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x15VerifyPasswordRequest\x12\x11\n\tuser_name\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x12\n\nclient_key\x18\x03 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x04 \x01(\t\"9\n\x16VerifyPasswordResponse\x12\x1f\n\x04user\x18\x01 \x01(\x0b\x32\x11.user_srv.v1.User\":\n\x0eGetUserRequest\x12\x0c\n\x02id\x18\x01 \x01(\tH\x00\x12\x13\n\tuser_name\x18\x02 \x01(\tH\x00\x42\x05\n\x03key\"2\n\x0fGetUserResponse\x12\x1f\n\x04user\x18\x01 \x01(\x0b\x32\x11.user_srv.v1.User\"]\n\x11\x43reateUserRequest\x12\x11\n\tuser_name\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12#\n\x04role\x18\x03 \x01(\x0e\x32\x15.user_srv.v1.UserRole\"5\n\x12\x43reateUserResponse\x12\x1f\n\x04user\x18\x01 \x01(\x0b\x32\x11.user_srv.v1.User\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x11ListUsersResponse\x12 \n\x05users\x18\x01 \x03(\x0b\x32\x11.user_srv.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*N\n\x08UserRole\x12\x19\n\x15USER_ROLE_UNSPECIFIED\x10\x00\x12\x12\n\x0eUSER_ROLE_USER\x10\x01\x12\x13\n\x0fUSER_ROLE_ADMIN\x10\x02\x32\xe1\x02\n\x0bUserService\x12^\n\x0eVerifyPassword\x12\".user_srv.v1.VerifyPasswordRequest\x1a#.user_srv.v1.VerifyPasswordResponse\"\x03\x90\x02\x02\x12I\n\x07GetUser\x12\x1b.user_srv.v1.GetUserRequest\x1a\x1c.user_srv.v1.GetUserResponse\"\x03\x90\x02\x01\x12V\n\nCreateUser\x12\x1e.user_srv.v1.CreateUserRequest\x1a\x1f.user_srv.v1.CreateUserResponse\"\x07\x90\x02\x00\xe0\xe1\x18\x01\x12O\n\tListUsers\x12\x1d.user_srv.v1.ListUsersRequest\x1a\x1e.user_srv.v1.ListUsersResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,29 +38,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERSERVICE'].methods_by_name['GetUser']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['GetUser']._serialized_options = b'\220\002\001'
   _globals['_USERSERVICE'].methods_by_name['CreateUser']._loaded_options = None
-  _globals['_USERSERVICE'].methods_by_name['CreateUser']._serialized_options = b'\220\002\000'
+  _globals['_USERSERVICE'].methods_by_name['CreateUser']._serialized_options = b'\220\002\000\340\341\030\001'
   _globals['_USERSERVICE'].methods_by_name['ListUsers']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['ListUsers']._serialized_options = b'\220\002\001'
-  _globals['_USERROLE']._serialized_start=767
-  _globals['_USERROLE']._serialized_end=845
-  _globals['_USER']._serialized_start=76
-  _globals['_USER']._serialized_end=199
-  _globals['_VERIFYPASSWORDREQUEST']._serialized_start=201
-  _globals['_VERIFYPASSWORDREQUEST']._serialized_end=305
-  _globals['_VERIFYPASSWORDRESPONSE']._serialized_start=307
-  _globals['_VERIFYPASSWORDRESPONSE']._serialized_end=364
-  _globals['_GETUSERREQUEST']._serialized_start=366
-  _globals['_GETUSERREQUEST']._serialized_end=424
-  _globals['_GETUSERRESPONSE']._serialized_start=426
-  _globals['_GETUSERRESPONSE']._serialized_end=476
-  _globals['_CREATEUSERREQUEST']._serialized_start=478
-  _globals['_CREATEUSERREQUEST']._serialized_end=571
-  _globals['_CREATEUSERRESPONSE']._serialized_start=573
-  _globals['_CREATEUSERRESPONSE']._serialized_end=626
-  _globals['_LISTUSERSREQUEST']._serialized_start=628
-  _globals['_LISTUSERSREQUEST']._serialized_end=685
-  _globals['_LISTUSERSRESPONSE']._serialized_start=687
-  _globals['_LISTUSERSRESPONSE']._serialized_end=765
-  _globals['_USERSERVICE']._serialized_start=848
-  _globals['_USERSERVICE']._serialized_end=1197
+  _globals['_USERROLE']._serialized_start=795
+  _globals['_USERROLE']._serialized_end=873
+  _globals['_USER']._serialized_start=104
+  _globals['_USER']._serialized_end=227
+  _globals['_VERIFYPASSWORDREQUEST']._serialized_start=229
+  _globals['_VERIFYPASSWORDREQUEST']._serialized_end=333
+  _globals['_VERIFYPASSWORDRESPONSE']._serialized_start=335
+  _globals['_VERIFYPASSWORDRESPONSE']._serialized_end=392
+  _globals['_GETUSERREQUEST']._serialized_start=394
+  _globals['_GETUSERREQUEST']._serialized_end=452
+  _globals['_GETUSERRESPONSE']._serialized_start=454
+  _globals['_GETUSERRESPONSE']._serialized_end=504
+  _globals['_CREATEUSERREQUEST']._serialized_start=506
+  _globals['_CREATEUSERREQUEST']._serialized_end=599
+  _globals['_CREATEUSERRESPONSE']._serialized_start=601
+  _globals['_CREATEUSERRESPONSE']._serialized_end=654
+  _globals['_LISTUSERSREQUEST']._serialized_start=656
+  _globals['_LISTUSERSREQUEST']._serialized_end=713
+  _globals['_LISTUSERSRESPONSE']._serialized_start=715
+  _globals['_LISTUSERSRESPONSE']._serialized_end=793
+  _globals['_USERSERVICE']._serialized_start=876
+  _globals['_USERSERVICE']._serialized_end=1229
 # @@protoc_insertion_point(module_scope)

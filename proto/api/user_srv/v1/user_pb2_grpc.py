@@ -79,7 +79,8 @@ class UserServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateUser(self, request, context):
-        """A repeat answers ALREADY_EXISTS for the user the first call created.
+        """A plain repeat answers ALREADY_EXISTS for the user the first call created; a repeat
+        with the same idempotency key answers the first call's outcome.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -42,7 +42,9 @@ class UserServiceStub:
     """
     GetUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.GetUserResponse]
     CreateUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.CreateUserRequest, _user_pb2.CreateUserResponse]
-    """A repeat answers ALREADY_EXISTS for the user the first call created."""
+    """A plain repeat answers ALREADY_EXISTS for the user the first call created; a repeat
+    with the same idempotency key answers the first call's outcome.
+    """
     ListUsers: _grpc.UnaryUnaryMultiCallable[_user_pb2.ListUsersRequest, _user_pb2.ListUsersResponse]
 
 @_typing.type_check_only
@@ -59,7 +61,9 @@ class UserServiceAsyncStub(UserServiceStub):
     """
     GetUser: _aio.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.GetUserResponse]  # type: ignore[assignment]
     CreateUser: _aio.UnaryUnaryMultiCallable[_user_pb2.CreateUserRequest, _user_pb2.CreateUserResponse]  # type: ignore[assignment]
-    """A repeat answers ALREADY_EXISTS for the user the first call created."""
+    """A plain repeat answers ALREADY_EXISTS for the user the first call created; a repeat
+    with the same idempotency key answers the first call's outcome.
+    """
     ListUsers: _aio.UnaryUnaryMultiCallable[_user_pb2.ListUsersRequest, _user_pb2.ListUsersResponse]  # type: ignore[assignment]
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -91,7 +95,9 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _user_pb2.CreateUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_user_pb2.CreateUserResponse, _abc.Awaitable[_user_pb2.CreateUserResponse]]:
-        """A repeat answers ALREADY_EXISTS for the user the first call created."""
+        """A plain repeat answers ALREADY_EXISTS for the user the first call created; a repeat
+        with the same idempotency key answers the first call's outcome.
+        """
 
     @_abc_1.abstractmethod
     def ListUsers(
