@@ -65,9 +65,10 @@ class LatencyTracker:
         return max(observed, cfg.min_delay.total_seconds())
 
 
-# Starts the next attempt on an instance not tried yet (its own accounting inside the
-# coroutine); None when no such instance is left.
-StartAttempt = Callable[[], Awaitable[T] | None]
+# Starts a hedge on an instance not tried yet, having taken a retry-budget token; None
+# when either is missing. Its accounting (in-flight count) happens inside the coroutine,
+# so a hedge cancelled before it ran leaves none behind.
+StartHedge = Callable[[], Awaitable[T] | None]
 
 
 class Hedger:
@@ -97,23 +98,20 @@ class Hedger:
     async def call(
         self,
         method: str,
-        start: StartAttempt[T],
+        first: Awaitable[T],
+        start_hedge: StartHedge[T],
         *,
         cfg: HedgingConfig,
-        may_hedge: Callable[[], bool],
         retryable: Callable[[BaseException], bool],
     ) -> T:
-        """The first answer that is not a retryable failure, of the first attempt and of
-        at most cfg.max_hedges hedges, each started `delay` after the previous one and
-        only when `may_hedge()` (a retry-budget token) allows it. The other attempts
-        are cancelled and awaited, so their instances' in-flight counts are released
-        before this returns. When every attempt failed retryably, the last failure is
-        raised for the caller's retry loop. The first start() must give an attempt."""
+        """The first answer that is not a retryable failure, of the `first` attempt and
+        of at most cfg.max_hedges hedges, each started `delay` after the previous one
+        (while start_hedge() gives one). The other attempts are cancelled and awaited,
+        so their instances' in-flight counts are released before this returns. When
+        every attempt failed retryably, the last failure is raised for the caller's
+        retry loop."""
         tracker = self.tracker(method)
         clock = self._clock or asyncio.get_running_loop().time
-        first = start()
-        if first is None:
-            raise RuntimeError("the first attempt of a hedged call needs an instance")
         # Each attempt's start time, and whether it is a hedge.
         attempts: dict[asyncio.Future[T], tuple[float, bool]] = {
             asyncio.ensure_future(first): (clock(), False)
@@ -140,7 +138,7 @@ class Hedger:
                     return attempt.result()
                 if timer is not None and timer in done:
                     timer = None
-                    hedge = start() if pending and may_hedge() else None
+                    hedge = start_hedge() if pending else None
                     if hedge is not None:
                         self._sent.inc()
                         task = asyncio.ensure_future(hedge)

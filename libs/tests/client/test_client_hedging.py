@@ -79,11 +79,12 @@ class Attempt:
 
 
 class Attempts:
-    """start() for the race: attempt n answers when the test resolves attempts[n]; at
-    most `instances` attempts, as many as instances not tried yet."""
+    """The race's attempts: attempt n answers when the test resolves attempts[n]; hedges
+    while there are instances not tried yet and budget tokens."""
 
-    def __init__(self, instances: int = 3) -> None:
+    def __init__(self, instances: int = 3, tokens: int = 10) -> None:
         self.instances = instances
+        self.tokens = tokens
         self.started: list[Attempt] = []
         self.asked = 0
         self.was_asked = asyncio.Event()
@@ -93,6 +94,10 @@ class Attempts:
         self.was_asked.set()
         if len(self.started) == self.instances:
             return None
+        if self.started:  # a hedge takes a token
+            if self.tokens <= 0:
+                return None
+            self.tokens -= 1
         attempt = Attempt(len(self.started))
         self.started.append(attempt)
         return attempt.run()
@@ -113,28 +118,15 @@ def hedger(service: str, time: ManualTime) -> Hedger:
     return Hedger(service, clock=time.clock, sleep=time.sleep)
 
 
-class Budget:
-    def __init__(self, tokens: int) -> None:
-        self.tokens = tokens
-        self.asked = asyncio.Event()
-
-    def try_spend(self) -> bool:
-        self.asked.set()
-        if self.tokens <= 0:
-            return False
-        self.tokens -= 1
-        return True
-
-
-def race(
-    hedger: Hedger, attempts: Attempts, cfg: HedgingConfig = CFG, budget: Budget | None = None
-) -> asyncio.Task[str]:
+def race(hedger: Hedger, attempts: Attempts, cfg: HedgingConfig = CFG) -> asyncio.Task[str]:
+    first = attempts.start()
+    assert first is not None
     return asyncio.ensure_future(
         hedger.call(
             METHOD,
+            first,
             attempts.start,
             cfg=cfg,
-            may_hedge=(budget or Budget(10)).try_spend,
             retryable=lambda error: isinstance(error, Retryable),
         )
     )
@@ -232,13 +224,13 @@ async def test_the_first_attempt_may_still_win_after_the_hedge_was_sent() -> Non
 
 
 async def test_no_hedge_without_a_budget_token() -> None:
-    time, attempts = ManualTime(), Attempts()
-    budget = Budget(0)
-    call = race(hedger("go-micro.h-broke", time), attempts, budget=budget)
+    time, attempts = ManualTime(), Attempts(tokens=0)
+    call = race(hedger("go-micro.h-broke", time), attempts)
     first = await attempts.running(0)
+    attempts.was_asked.clear()
     await time.fire()
-    await asyncio.wait_for(budget.asked.wait(), LIMIT_S)
-    assert attempts.asked == 1
+    await asyncio.wait_for(attempts.was_asked.wait(), LIMIT_S)
+    assert len(attempts.started) == 1
     first.answer.set_result("first")
     assert await call == "first"
     assert len(attempts.started) == 1
