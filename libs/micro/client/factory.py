@@ -11,7 +11,6 @@ from typing import Any, Protocol, TypeVar
 import grpc
 
 from micro.client.balanced import BalancedChannel
-from micro.client.guards import DependencyGuards
 from micro.client.idempotency import idempotent_methods, keyed_methods
 from micro.client.pool import InstancePool, InterceptorsFor
 from micro.client.settings import CallSettings
@@ -46,17 +45,12 @@ class ClientFactory:
     """`factory.stub("go-micro.user-srv", UserServiceStub)` -> a stub over every ready
     instance of the service.
 
-    - Each call picks an instance (power of two choices on a latency, load and error
-      score; outliers ejected for a while: InstancePool).
+    - Each call picks an instance (power of two choices on outstanding calls).
     - Methods marked `idempotency_level = NO_SIDE_EFFECTS` (or IDEMPOTENT) are retried on
       UNAVAILABLE on another instance, up to cfg.max_attempts and within the deadline;
       so are methods declared `(micro.v1.idempotency_key) = true`, whose calls carry an
       x-idempotency-key (the same on every attempt) by which the server answers a repeat.
-    - The deadline is the call's timeout, else cfg.timeout; while serving a request,
-      never more than what is left of that request's deadline (micro.deadline).
-    - Retries wait a jittered backoff and take a token of the dependency's retry budget;
-      each method has an adaptive breaker that refuses calls locally while most fail
-      (docs/registry.md, Resilience).
+    - The deadline is the call's timeout, else cfg.timeout.
     - `update(cfg)` applies new client settings to the calls that start from then on
       (stubs stay as they are; calls in flight keep their deadline).
     - With no ready instance a call fails at once: UNAVAILABLE "no ready instance of <name>".
@@ -83,7 +77,6 @@ class ClientFactory:
         self._channel_options = channel_options
         self._drain_limit_s = drain_limit_s
         self._pools: dict[str, InstancePool] = {}
-        self._guards: dict[str, DependencyGuards] = {}
 
     def pool(self, service_name: str) -> InstancePool:
         """The channels to service_name's instances, shared by all its stubs."""
@@ -95,25 +88,15 @@ class ClientFactory:
                 interceptors=self._interceptors,
                 channel_options=self._channel_options,
                 drain_limit_s=self._drain_limit_s,
-                settings=self._settings,
             )
             self._pools[service_name] = pool
         return pool
-
-    def guards(self, service_name: str) -> DependencyGuards:
-        """service_name's retry budget and breakers, shared by all its stubs."""
-        guards = self._guards.get(service_name)
-        if guards is None:
-            guards = DependencyGuards(service_name, self._settings)
-            self._guards[service_name] = guards
-        return guards
 
     def channel(self, service_name: str, stub_class: type) -> BalancedChannel:
         return BalancedChannel(
             self.pool(service_name),
             retryable_methods=idempotent_methods(stub_class),
             settings=self._settings,
-            guards=self.guards(service_name),
             keyed_methods=keyed_methods(stub_class),
         )
 
