@@ -27,7 +27,22 @@ WINDOW = 128
 MIN_SAMPLES = 20
 
 Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
+# A future that completes after the given seconds (cancelling it stops the timer).
+Timer = Callable[[float], asyncio.Future[None]]
+
+
+def loop_timer(seconds: float) -> asyncio.Future[None]:
+    """The event loop's timer: a callback, not a task per call."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    handle = loop.call_later(seconds, _complete, done)
+    done.add_done_callback(lambda _: handle.cancel())
+    return done
+
+
+def _complete(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class LatencyTracker:
@@ -73,19 +88,19 @@ StartHedge = Callable[[], Awaitable[T] | None]
 
 class Hedger:
     """Hedging for the calls to one dependency: a latency tracker per method and the
-    hedges-sent / hedges-won counters. `clock` and `sleep` are injectable for tests."""
+    hedges-sent / hedges-won counters. `clock` and `timer` are injectable for tests."""
 
     def __init__(
         self,
         service_name: str,
         *,
         clock: Clock | None = None,
-        sleep: Sleep = asyncio.sleep,
+        timer: Timer = loop_timer,
     ) -> None:
         self.service_name = service_name
         self._trackers: dict[str, LatencyTracker] = {}
         self._clock = clock
-        self._sleep = sleep
+        self._timer_after = timer
         self._sent = CLIENT_HEDGES_SENT.labels(service_name)
         self._won = CLIENT_HEDGES_WON.labels(service_name)
 
@@ -159,7 +174,7 @@ class Hedger:
     ) -> asyncio.Future[None] | None:
         if hedges >= cfg.max_hedges:
             return None
-        return asyncio.ensure_future(self._sleep(tracker.delay_s(cfg)))
+        return self._timer_after(tracker.delay_s(cfg))
 
 
 def _failed(attempt: asyncio.Future[Any]) -> bool:

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from api.echo.v1 import echo_pb2_grpc
-from micro.client.hedging import MIN_SAMPLES, WINDOW, Hedger, LatencyTracker
+from micro.client.hedging import MIN_SAMPLES, WINDOW, Hedger, LatencyTracker, loop_timer
 from micro.client.idempotency import no_side_effect_methods
 from micro.config.model import HedgingConfig
 
@@ -36,30 +36,29 @@ class Final(Exception):
 
 class ManualTime:
     """The clock and the hedge timer: `now` moves only when the test says so; each
-    sleep waits until fire()."""
+    timer runs out at fire()."""
 
     def __init__(self) -> None:
         self.now = 0.0
         self.delays: list[float] = []
-        self._sleeping: list[asyncio.Future[None]] = []
-        self.asleep = asyncio.Event()
+        self._timers: list[asyncio.Future[None]] = []
+        self.armed = asyncio.Event()
 
     def clock(self) -> float:
         return self.now
 
-    async def sleep(self, seconds: float) -> None:
+    def timer(self, seconds: float) -> asyncio.Future[None]:
         self.delays.append(seconds)
-        waker = asyncio.get_running_loop().create_future()
-        self._sleeping.append(waker)
-        self.asleep.set()
-        await waker
+        waker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._timers.append(waker)
+        self.armed.set()
+        return waker
 
     async def fire(self) -> None:
-        """Wake the sleeping hedge timer (waiting for it to be asleep first)."""
-        await asyncio.wait_for(self.asleep.wait(), LIMIT_S)
-        self.asleep.clear()
-        waker = self._sleeping.pop(0)
-        waker.set_result(None)
+        """Run the hedge timer out (waiting for it to be set first)."""
+        await asyncio.wait_for(self.armed.wait(), LIMIT_S)
+        self.armed.clear()
+        self._timers.pop(0).set_result(None)
 
 
 class Attempt:
@@ -115,7 +114,7 @@ def sample(name: str, service: str) -> float:
 
 
 def hedger(service: str, time: ManualTime) -> Hedger:
-    return Hedger(service, clock=time.clock, sleep=time.sleep)
+    return Hedger(service, clock=time.clock, timer=time.timer)
 
 
 def race(hedger: Hedger, attempts: Attempts, cfg: HedgingConfig = CFG) -> asyncio.Task[str]:
@@ -303,6 +302,12 @@ async def test_hedges_are_bounded_by_max_hedges() -> None:
     assert await call == "third"
     assert all(a.cancelled.is_set() for a in attempts.started[:2])
     assert sample("micro_client_hedges_sent_total", "go-micro.h-max") == 2
+
+
+async def test_the_loop_timer_runs_out() -> None:
+    timer = loop_timer(0.001)
+    await asyncio.wait_for(timer, LIMIT_S)
+    assert timer.result() is None
 
 
 async def test_a_cancelled_call_cancels_every_attempt() -> None:
