@@ -65,6 +65,12 @@ CLIENT_HEDGES_WON = Counter(
     ["service"],
 )
 
+CLIENT_EJECTIONS = Counter(
+    "micro_client_ejections",
+    "Instances ejected as outliers, by target service (the per-instance state is in the"
+    " micro_client_endpoint_* gauges).",
+    ["service"],
+)
 
 class _ServerChildren(NamedTuple):
     requests: Counter

@@ -45,7 +45,8 @@ class ClientFactory:
     """`factory.stub("go-micro.user-srv", UserServiceStub)` -> a stub over every ready
     instance of the service.
 
-    - Each call picks an instance (power of two choices on outstanding calls).
+    - Each call picks an instance (power of two choices on a latency, load and error
+      score; outliers ejected for a while: InstancePool).
     - Methods marked `idempotency_level = NO_SIDE_EFFECTS` (or IDEMPOTENT) are retried on
       UNAVAILABLE on another instance, up to cfg.max_attempts and within the deadline;
       so are methods declared `(micro.v1.idempotency_key) = true`, whose calls carry an
@@ -88,6 +89,7 @@ class ClientFactory:
                 interceptors=self._interceptors,
                 channel_options=self._channel_options,
                 drain_limit_s=self._drain_limit_s,
+                settings=self._settings,
             )
             self._pools[service_name] = pool
         return pool

@@ -158,6 +158,52 @@ class HedgingConfig(Section):
     """Hedges per call at most (each also needs a retry-budget token); 0: none."""
 
 
+class BalancingConfig(Section):
+    """How each call picks an instance: power of two choices on a score, peak-EWMA
+    latency x (in-flight + 1) / EWMA success rate (docs/registry.md, Resilience)."""
+
+    reload_policy = Reload.LIVE  # the pool reads it at each pick and each answer
+
+    latency_decay: Duration = Field(default=timedelta(seconds=2), gt=timedelta(0))
+    """Time constant of the latency average: a slowdown counts at once (peak), a
+    recovery fades in over about this long."""
+    success_decay: Duration = Field(default=timedelta(seconds=5), gt=timedelta(0))
+    """Time constant of the success-rate average."""
+    min_success_rate: float = Field(default=0.05, gt=0.0, le=1.0)
+    """Floor of the success rate the score divides by, so that a score stays finite."""
+    idle_pick_after: Duration = Field(default=timedelta(seconds=1), gt=timedelta(0))
+    """An instance not picked for this long is picked once when it is drawn, so a
+    recovered one gets a chance to show it."""
+
+
+class EjectionConfig(Section):
+    """Outlier ejection: an instance failing too often is left out for a while
+    (docs/registry.md, Resilience)."""
+
+    reload_policy = Reload.LIVE  # the pool reads it at each pick and each answer
+
+    enabled: bool = True
+    """False: no instance is ejected (and those out now come back at their time)."""
+    consecutive_failures: int = Field(default=5, ge=1)
+    """Failures in a row that eject an instance."""
+    failure_rate: float = Field(default=0.3, gt=0.0, le=1.0)
+    """Share of failed calls over `window` that ejects an instance."""
+    window: Duration = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    """The recent past failure_rate is measured over."""
+    min_requests: int = Field(default=20, ge=1)
+    """Calls an instance must have had within `window` before failure_rate is judged."""
+    base_time: Duration = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    """Ejection time; the n-th ejection in a row lasts n times this."""
+    max_time: Duration = Field(default=timedelta(minutes=5), gt=timedelta(0))
+    """Longest ejection."""
+    max_ejected_percent: int = Field(default=50, ge=1, le=100)
+    """Most instances out at once, in percent of the set rounded down, but at least one;
+    one instance always stays in."""
+    success_run: int = Field(default=20, ge=1)
+    """Successes in a row after which a returned instance's count of ejections resets
+    (until then one failure ejects it again, for longer)."""
+
+
 class GrpcClientConfig(Section):
     reload_policy = Reload.LIVE  # the App swaps the settings every call reads at its start
 
@@ -165,6 +211,8 @@ class GrpcClientConfig(Section):
     """Deadline of an outgoing call that names none."""
     max_attempts: int = Field(default=3, ge=1, le=5)
     """Attempts per call, the first included; retries go to another instance."""
+    balancing: BalancingConfig = BalancingConfig()
+    ejection: EjectionConfig = EjectionConfig()
     hedging: HedgingConfig = HedgingConfig()
     """Hedging of slow NO_SIDE_EFFECTS calls."""
     dependencies: dict[str, dict[str, Any]] = {}

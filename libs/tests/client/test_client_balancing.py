@@ -51,7 +51,8 @@ async def test_calls_are_shared_by_three_replicas(start_replica: StartReplica) -
     await factory.close()
     assert sum(answers.values()) == 300
     assert set(answers) == {"127.0.0.2", "127.0.0.3", "127.0.0.4"}
-    assert min(answers.values()) >= 45, answers  # each well above nothing (expected 100)
+    # The fastest answering replicas get more (latency-aware picks); each gets a share.
+    assert min(answers.values()) >= 15, answers
 
 
 async def test_idempotent_calls_retry_on_another_instance(start_replica: StartReplica) -> None:
