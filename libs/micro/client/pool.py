@@ -150,7 +150,8 @@ class InstancePool:
         return sorted(self._draining)
 
     def _cfg(self) -> GrpcClientConfig:
-        return self._settings.current
+        # Per dependency only: an endpoint's score and record are shared by its methods.
+        return self._settings.resolved(self.service_name)
 
     def pick(self, exclude: Sequence[Endpoint] = ()) -> Endpoint | None:
         """Power of two choices on the score, skipping excluded endpoints, and ejected

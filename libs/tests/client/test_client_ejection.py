@@ -202,3 +202,19 @@ async def test_a_slower_endpoint_loses_the_draw_until_it_idles(
     clock.now += 1.0  # balancing.idle_pick_after
     assert pool.pick(exclude=rest) is second  # once
     assert pool.pick(exclude=rest) is first
+
+
+async def test_the_dependency_override_applies_from_the_next_answer(clock: Clock) -> None:
+    settings = CallSettings(GrpcClientConfig())
+    made = InstancePool(
+        SERVICE, discovery(1, 2), interceptors=lambda _: (), settings=settings, clock=clock
+    )
+    await made.ready()
+    first, second = made.endpoints()
+    fail(first, 2)
+    assert first.outlier.ejected_until is None  # 5 in a row by default
+    override = {"ejection": {"consecutive_failures": 2}}
+    settings.update(GrpcClientConfig(dependencies={SERVICE: override}))
+    fail(second, 2)
+    await made.close()
+    assert second.outlier.ejected
