@@ -5,6 +5,7 @@ metrics, and the caller's identity token. Channels to other services use
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -65,7 +66,13 @@ class UnaryClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ign
             attributes={"rpc.system": "grpc", "rpc.method": method, "peer.service": self._service},
         ) as span:
             call = await continuation(_outgoing(client_call_details, self._token), request)
-            code: grpc.StatusCode = await call.code()
+            try:
+                code: grpc.StatusCode = await call.code()
+            except asyncio.CancelledError:
+                # grpc cancels this task, not the call it holds: end the call here, so
+                # that the server stops working on it (a hedge's loser).
+                call.cancel()
+                raise
             span.set_attribute("rpc.grpc.status_code", code.value[0])
             if code is not grpc.StatusCode.OK:
                 span.set_status(Status(StatusCode.ERROR, code.name))
