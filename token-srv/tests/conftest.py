@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.token_srv.v1 import token_pb2_grpc
+from micro.idempotency import IdempotencyConfig, OutcomeStore
 from micro.testing.fixtures import ServeGrpc, schema_fixture
 from token_srv.config import JwtConfig, JwtKeyConfig
 from token_srv.grpc_api import TokenServicer
@@ -63,8 +64,10 @@ def usecases(repository: SqlTokenRepository, settings: JwtSettings) -> TokenUseC
 
 
 @pytest.fixture
-async def token_stub(usecases: TokenUseCases, serve_grpc: ServeGrpc) -> TokenServiceAsyncStub:
+async def token_stub(
+    usecases: TokenUseCases, engine: AsyncEngine, serve_grpc: ServeGrpc
+) -> TokenServiceAsyncStub:
     """token-srv's TokenService on the framework's real gRPC server, on a loopback port."""
-    servicer = TokenServicer(usecases)
+    servicer = TokenServicer(usecases, OutcomeStore(engine, IdempotencyConfig))
     channel = await serve_grpc(token_pb2_grpc.add_TokenServiceServicer_to_server, servicer)
     return token_pb2_grpc.TokenServiceStub(channel)

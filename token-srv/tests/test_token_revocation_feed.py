@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.token_srv.v1 import token_pb2, token_pb2_grpc
 from micro.db import open_database
 from micro.errors import ServiceError
+from micro.idempotency import IdempotencyConfig, OutcomeStore
 from micro.testing.fixtures import ServeGrpc
 from token_srv.grpc_api import TokenServicer
 from token_srv.migrations import MIGRATIONS
@@ -55,8 +56,10 @@ async def replicas(
         for _ in range(count):
             engines.append(await open_database(shared_url, MIGRATIONS, "token-srv"))
             usecases = TokenUseCases(SqlTokenRepository(engines[-1]), lambda: settings)
+            outcomes = OutcomeStore(engines[-1], IdempotencyConfig)
             channel = await serve_grpc(
-                token_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(usecases)
+                token_pb2_grpc.add_TokenServiceServicer_to_server,
+                TokenServicer(usecases, outcomes),
             )
             stubs.append(token_pb2_grpc.TokenServiceStub(channel))
         return stubs

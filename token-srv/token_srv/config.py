@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, model_validator
 from micro.config.model import Duration, Section, ServiceConfig
 from micro.config.reload import Reload
 from micro.db import DatabaseConfig
+from micro.idempotency import IdempotencyConfig
 
 
 class JwtKeyConfig(Section):
@@ -58,3 +59,5 @@ class JwtConfig(Section):
 class TokenSrvConfig(ServiceConfig):
     database: DatabaseConfig = DatabaseConfig()
     jwt: JwtConfig = JwtConfig()
+    # GenerateToken and RefreshToken keep their outcomes per idempotency key.
+    idempotency: IdempotencyConfig = IdempotencyConfig()

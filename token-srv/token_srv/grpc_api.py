@@ -7,6 +7,7 @@ from typing import Any
 
 from api.token_srv.v1 import token_pb2, token_pb2_grpc
 from micro.errors import invalid_argument
+from micro.idempotency import OutcomeStore
 from micro.servicer import Context, Servicer
 from token_srv.domain import DEFAULT_PLATFORM, Subject, TokenPair
 from token_srv.usecases import TokenUseCases
@@ -52,6 +53,10 @@ class TokenServicer(Servicer[TokenUseCases], token_pb2_grpc.TokenServiceServicer
     # Every admin-srv replica long-polls the revocation feed without end.
     quiet_methods = ("ListRevocations",)
 
+    def __init__(self, usecases: TokenUseCases, outcomes: OutcomeStore) -> None:
+        super().__init__(usecases)
+        self.outcomes = outcomes  # GenerateToken and RefreshToken are keyed
+
     async def GenerateToken(
         self, request: token_pb2.GenerateTokenRequest, context: Context
     ) -> token_pb2.GenerateTokenResponse:
@@ -61,7 +66,14 @@ class TokenServicer(Servicer[TokenUseCases], token_pb2_grpc.TokenServiceServicer
             role=request.role or "user",
             platform=_platform_name(request.platform),
         )
-        return token_pb2.GenerateTokenResponse(token=_pair(await self.usecases.generate(subject)))
+        return await self.outcomes.run(
+            context,
+            "GenerateToken",
+            request,
+            token_pb2.GenerateTokenResponse,
+            lambda pair: token_pb2.GenerateTokenResponse(token=_pair(pair)),
+            lambda once: self.usecases.generate(subject, once),
+        )
 
     async def VerifyToken(
         self, request: token_pb2.VerifyTokenRequest, context: Context
@@ -72,12 +84,22 @@ class TokenServicer(Servicer[TokenUseCases], token_pb2_grpc.TokenServiceServicer
     async def RefreshToken(
         self, request: token_pb2.RefreshTokenRequest, context: Context
     ) -> token_pb2.RefreshTokenResponse:
-        pair, subject = await self.usecases.refresh(request.refresh_token)
-        return token_pb2.RefreshTokenResponse(
-            token=_pair(pair),
-            user_id=subject.user_id,
-            user_name=subject.user_name,
-            role=subject.role,
+        def encode(refreshed: tuple[TokenPair, Subject]) -> token_pb2.RefreshTokenResponse:
+            pair, subject = refreshed
+            return token_pb2.RefreshTokenResponse(
+                token=_pair(pair),
+                user_id=subject.user_id,
+                user_name=subject.user_name,
+                role=subject.role,
+            )
+
+        return await self.outcomes.run(
+            context,
+            "RefreshToken",
+            request,
+            token_pb2.RefreshTokenResponse,
+            encode,
+            lambda once: self.usecases.refresh(request.refresh_token, once),
         )
 
     async def RevokeToken(

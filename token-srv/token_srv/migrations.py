@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 
 from micro.db import Migration, create_tables
+from micro.idempotency import create_outcomes_table
 
 
 def _v1_tokens(meta: MetaData) -> None:
@@ -94,4 +95,5 @@ MIGRATIONS = (
     Migration(1, "refresh tokens and revoked access tokens", create_tables(_v1_tokens)),
     Migration(2, "refresh families: one row a session, locked by rotations", _v2_families),
     Migration(3, "revoked access tokens numbered in commit order: a feed", _v3_revocation_feed),
+    Migration(4, "outcomes of keyed GenerateToken and RefreshToken calls", create_outcomes_table),
 )

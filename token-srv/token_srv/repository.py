@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from micro.db import UtcDateTime
+from micro.idempotency import Once
 from token_srv.domain import RefreshRecord, Subject
 
 
@@ -50,8 +51,11 @@ class RevocationEntry:
 
 
 class TokenRepository(Protocol):
-    async def start_session(self, record: RefreshRecord, started_at: datetime) -> None:
-        """A new family with its first refresh token, in one transaction."""
+    async def start_session(
+        self, record: RefreshRecord, started_at: datetime, once: Once[None] | None = None
+    ) -> None:
+        """A new family with its first refresh token, in one transaction (with a keyed
+        call's outcome)."""
         ...
 
     async def find_refresh(self, token_hash: str) -> RefreshRecord | None: ...
@@ -61,10 +65,17 @@ class TokenRepository(Protocol):
         ...
 
     async def rotate(
-        self, token_hash: str, successor: RefreshRecord, at: datetime, started_after: datetime
+        self,
+        token_hash: str,
+        successor: RefreshRecord,
+        at: datetime,
+        started_after: datetime,
+        once: Once[Rotation] | None = None,
     ) -> Rotation:
         """Spend a live token and store its successor in one transaction; a spent token
-        revokes its family instead, as does a family started before `started_after`."""
+        revokes its family instead, as does a family started before `started_after`. A
+        keyed call's outcome commits with it; a repeat of it replays (micro.idempotency)
+        before the token is looked at, so it is never taken for reuse."""
         ...
 
     async def revoke_family(self, family_id: str, at: datetime) -> None: ...
@@ -153,12 +164,18 @@ class SqlTokenRepository:
                 await conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
 
-    async def start_session(self, record: RefreshRecord, started_at: datetime) -> None:
+    async def start_session(
+        self, record: RefreshRecord, started_at: datetime, once: Once[None] | None = None
+    ) -> None:
         async with self._writing() as conn:
+            if once is not None:
+                await once.claim(conn)
             await conn.execute(
                 refresh_families.insert().values(family_id=record.family_id, started_at=started_at)
             )
             await conn.execute(refresh_tokens.insert().values(**_token_row(record)))
+            if once is not None:
+                await once.settle(conn, None)
 
     async def find_refresh(self, token_hash: str) -> RefreshRecord | None:
         query = select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
@@ -175,35 +192,55 @@ class SqlTokenRepository:
         return started
 
     async def rotate(
-        self, token_hash: str, successor: RefreshRecord, at: datetime, started_after: datetime
+        self,
+        token_hash: str,
+        successor: RefreshRecord,
+        at: datetime,
+        started_after: datetime,
+        once: Once[Rotation] | None = None,
     ) -> Rotation:
         async with self._writing() as conn:
-            family = (
-                await conn.execute(
-                    select(refresh_families)
-                    .where(refresh_families.c.family_id == successor.family_id)
-                    .with_for_update()
-                )
-            ).first()
-            if family is None or family.revoked_at is not None:
-                return Rotation.ENDED
-            if family.started_at < started_after:
-                return Rotation.ENDED
-            spent = await conn.execute(
-                update(refresh_tokens)
-                .where(
-                    refresh_tokens.c.token_hash == token_hash,
-                    refresh_tokens.c.family_id == successor.family_id,
-                    refresh_tokens.c.spent_at.is_(None),
-                    refresh_tokens.c.revoked_at.is_(None),
-                )
-                .values(spent_at=at)
+            if once is not None:
+                await once.claim(conn)
+            outcome = await self._rotate(conn, token_hash, successor, at, started_after)
+            if once is not None:
+                await once.settle(conn, outcome)
+        return outcome
+
+    async def _rotate(
+        self,
+        conn: AsyncConnection,
+        token_hash: str,
+        successor: RefreshRecord,
+        at: datetime,
+        started_after: datetime,
+    ) -> Rotation:
+        family = (
+            await conn.execute(
+                select(refresh_families)
+                .where(refresh_families.c.family_id == successor.family_id)
+                .with_for_update()
             )
-            if spent.rowcount != 1:
-                # A spent token offered again means it leaked: end the whole session.
-                await self._revoke_family(conn, successor.family_id, at)
-                return Rotation.REUSED
-            await conn.execute(refresh_tokens.insert().values(**_token_row(successor)))
+        ).first()
+        if family is None or family.revoked_at is not None:
+            return Rotation.ENDED
+        if family.started_at < started_after:
+            return Rotation.ENDED
+        spent = await conn.execute(
+            update(refresh_tokens)
+            .where(
+                refresh_tokens.c.token_hash == token_hash,
+                refresh_tokens.c.family_id == successor.family_id,
+                refresh_tokens.c.spent_at.is_(None),
+                refresh_tokens.c.revoked_at.is_(None),
+            )
+            .values(spent_at=at)
+        )
+        if spent.rowcount != 1:
+            # A spent token offered again means it leaked: end the whole session.
+            await self._revoke_family(conn, successor.family_id, at)
+            return Rotation.REUSED
+        await conn.execute(refresh_tokens.insert().values(**_token_row(successor)))
         return Rotation.ROTATED
 
     async def revoke_family(self, family_id: str, at: datetime) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from api.token_srv.v1 import token_pb2_grpc
 from micro.app import ServiceContext, run
 from micro.db import open_service_database
+from micro.idempotency import OutcomeStore
 from micro.registry.names import package_registry_name
 from token_srv.config import JwtConfig, TokenSrvConfig
 from token_srv.grpc_api import TokenServicer
@@ -26,7 +27,9 @@ async def compose(ctx: ServiceContext[TokenSrvConfig]) -> None:
 
     ctx.config.follow(lambda c: c.jwt, use, what="jwt settings")
     tokens = TokenUseCases(SqlTokenRepository(engine), settings)
-    ctx.add_grpc_service(token_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(tokens))
+    outcomes = OutcomeStore(engine, ctx.config.view(lambda c: c.idempotency))
+    servicer = TokenServicer(tokens, outcomes)
+    ctx.add_grpc_service(token_pb2_grpc.add_TokenServiceServicer_to_server, servicer)
 
 
 def main() -> None:

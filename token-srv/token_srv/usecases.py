@@ -15,6 +15,7 @@ import jwt
 
 from micro.auth import jwt_rule
 from micro.errors import ServiceError, invalid_argument, unauthenticated
+from micro.idempotency import Once
 from token_srv.config import JwtConfig
 from token_srv.domain import (
     PLATFORMS,
@@ -78,7 +79,8 @@ class TokenUseCases:
         self._clock = clock
         self._last_purge = 0.0
 
-    async def generate(self, subject: Subject) -> TokenPair:
+    async def generate(self, subject: Subject, once: Once[TokenPair] | None = None) -> TokenPair:
+        """A new session's pair; `once` (a keyed call) commits its outcome with the session."""
         if not subject.user_id:
             raise invalid_argument("userId", "must not be empty")
         if not subject.user_name or len(subject.user_name) > 64:
@@ -90,7 +92,9 @@ class TokenUseCases:
         await self._purge_now_and_then()
         started_at = self._now()
         pair, record = self._issue(subject, uuid.uuid4().hex, started_at)
-        await self._tokens.start_session(record, started_at)
+        await self._tokens.start_session(
+            record, started_at, None if once is None else once.mapped(lambda _: pair)
+        )
         return pair
 
     async def verify(self, token: str) -> dict[str, Any]:
@@ -102,7 +106,11 @@ class TokenUseCases:
             raise unauthenticated("token", "revoked")
         return claims
 
-    async def refresh(self, refresh_token: str) -> tuple[TokenPair, Subject]:
+    async def refresh(
+        self, refresh_token: str, once: Once[tuple[TokenPair, Subject]] | None = None
+    ) -> tuple[TokenPair, Subject]:
+        """The successor pair; `once` (a keyed call) commits its outcome with the
+        rotation, so that a repeat of it is answered, not taken for reuse."""
         if not refresh_token:
             raise invalid_argument("refreshToken", "must not be empty")
         token_hash = refresh_token_hash(refresh_token)
@@ -115,12 +123,15 @@ class TokenUseCases:
         if started_at is None or started_at + lifetime <= now:
             raise unauthenticated("refreshToken", "the session has ended; log in again")
         pair, successor = self._issue(record.subject, record.family_id, started_at)
+
+        def answer(rotation: Rotation) -> tuple[TokenPair, Subject] | ServiceError:
+            return (pair, record.subject) if rotation is Rotation.ROTATED else _refusal(rotation)
+
         # Spending and storing the successor commit together (repository.rotate).
-        outcome = await self._tokens.rotate(token_hash, successor, now, now - lifetime)
-        if outcome is Rotation.REUSED:
-            raise unauthenticated("refreshToken", "already used; the session is revoked")
-        if outcome is Rotation.ENDED:
-            raise unauthenticated("refreshToken", "the session has ended; log in again")
+        keyed = None if once is None else once.mapped(answer)
+        outcome = await self._tokens.rotate(token_hash, successor, now, now - lifetime, keyed)
+        if outcome is not Rotation.ROTATED:
+            raise _refusal(outcome)
         return pair, record.subject
 
     async def revoke(self, refresh_token: str, access_token: str) -> None:
@@ -230,3 +241,10 @@ class TokenUseCases:
         if now - self._last_purge >= PURGE_EVERY_SECONDS:
             self._last_purge = now
             await self._tokens.purge_expired(self._now() - timedelta(seconds=1))
+
+
+def _refusal(rotation: Rotation) -> ServiceError:
+    """Why a rotation stored no successor, as the caller sees it."""
+    if rotation is Rotation.REUSED:
+        return unauthenticated("refreshToken", "already used; the session is revoked")
+    return unauthenticated("refreshToken", "the session has ended; log in again")
