@@ -15,6 +15,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -71,6 +72,28 @@ CLIENT_EJECTIONS = Counter(
     " micro_client_endpoint_* gauges).",
     ["service"],
 )
+CLIENT_BREAKER_SHED_PROBABILITY = Gauge(
+    "micro_client_breaker_shed_probability",
+    "Share of calls the client's adaptive breaker refuses now, by target service and"
+    " method (0: closed).",
+    ["service", "method"],
+)
+CLIENT_BREAKER_REJECTIONS = Counter(
+    "micro_client_breaker_rejections",
+    "Calls refused by the client's adaptive breaker, by target service and method.",
+    ["service", "method"],
+)
+CLIENT_RETRY_BUDGET_TOKENS = Gauge(
+    "micro_client_retry_budget_tokens",
+    "Retries (and hedges) the retry budget allows now, by target service.",
+    ["service"],
+)
+CLIENT_RETRY_BUDGET_DENIED = Counter(
+    "micro_client_retry_budget_denied",
+    "Retries or hedges not sent for want of retry budget, by target service.",
+    ["service"],
+)
+
 
 class _ServerChildren(NamedTuple):
     requests: Counter

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from types import TracebackType
 from typing import Any
 
 import grpc
 
+from micro.client.guards import DependencyGuards
 from micro.client.idempotency import keyed_metadata
 from micro.client.outcome import counts_as_failure
 from micro.client.pool import Endpoint, InstancePool
+from micro.client.retry import backoff_s, retry_delay_s
 from micro.client.settings import CallSettings
-
-# A short pause before retrying the instance that just failed, when it is the only one.
-SAME_INSTANCE_RETRY_S = (0.02, 0.05)
+from micro.deadline import outgoing_timeout_s
 
 
 def unavailable(message: str) -> grpc.aio.AioRpcError:
@@ -48,9 +47,11 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
         *,
         retryable: bool,
         settings: CallSettings,
+        guards: DependencyGuards,
         keyed: bool = False,
     ) -> None:
         self._pool = pool
+        self._guards = guards
         self._method = method
         self._serializer = request_serializer
         self._deserializer = response_deserializer
@@ -91,44 +92,65 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
         compression: grpc.Compression | None,
     ) -> Any:
         pool = self._pool
+        service = pool.service_name
         # Read once: a config change applies to later calls.
-        cfg = self._settings.resolved(pool.service_name, self._method_name)
+        cfg = self._settings.resolved(service, self._method_name)
         loop = asyncio.get_running_loop()
-        default_s = cfg.timeout.total_seconds()
-        deadline = loop.time() + (default_s if timeout_s is None else timeout_s)
+        own_s = cfg.timeout.total_seconds() if timeout_s is None else timeout_s
+        budget_s = outgoing_timeout_s(own_s, cfg.deadline.margin.total_seconds())
+        if budget_s <= 0:
+            raise deadline_exceeded(
+                f"{service}: the request being served has no time left for this call (not sent)"
+            )
+        deadline = loop.time() + budget_s
         if not pool.started:
             # Past the deadline, answer from what is known: nothing, so UNAVAILABLE.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pool.ready(), max(deadline - loop.time(), 0.0))
+        budget, breaker = self._guards.budget, self._guards.breaker(self._method_name)
         tried: list[Endpoint] = []
         last_error: grpc.aio.AioRpcError | None = None
+        delay_s, sent = 0.0, False
         connect_first = not self._retryable and not wait_for_ready
-        for _ in range(cfg.max_attempts):
+        for attempt in range(cfg.max_attempts):
+            if attempt:
+                assert last_error is not None
+                # A retry waits its backoff (or the server's pushback) when that fits
+                # the deadline, and one that was sent before takes a budget token.
+                if delay_s >= deadline - loop.time() or (sent and not budget.try_spend()):
+                    raise last_error
+                await asyncio.sleep(delay_s)
             endpoint = pool.pick(tried) or (pool.pick() if tried else None)
             if endpoint is None:
                 if last_error is not None:
                     raise last_error
-                raise unavailable(f"no ready instance of {pool.service_name}")
+                raise unavailable(f"no ready instance of {service}")
+            if not breaker.allow():
+                raise last_error or unavailable(
+                    f"{service}: calls are being shed by the client's breaker (most recent"
+                    f" {self._method_name} calls failed); try again shortly"
+                )
             endpoint.begin()
             latency_s: float | None = None  # stays None when nothing was learnt
-            failed = False
+            failed = sent = False
             try:
-                if tried and endpoint is tried[-1]:
-                    # Only the instance that just failed is left: give it a moment.
-                    await asyncio.sleep(random.uniform(*SAME_INSTANCE_RETRY_S))  # noqa: S311
                 tried.append(endpoint)
                 started = loop.time()
                 remaining = deadline - started
                 if remaining <= 0:
                     raise last_error or deadline_exceeded(
-                        f"deadline passed before calling {pool.service_name}"
+                        f"deadline passed before calling {service}"
                     )
                 if connect_first and not await _connects_by_deadline(endpoint, remaining):
                     # Never sent, so safe to send elsewhere even when not idempotent: e.g.
                     # the instance crashed and discovery has not removed it yet.
                     latency_s, failed = loop.time() - started, True
                     last_error = unavailable(f"cannot connect to {endpoint.target}")
+                    delay_s = backoff_s(attempt + 1, cfg.retry_budget)
                     continue
+                if attempt == 0:
+                    budget.sent()
+                sent = True
                 try:
                     response = await self._callable(endpoint)(
                         request,
@@ -140,14 +162,16 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                     )
                 except grpc.aio.AioRpcError as error:
                     latency_s, failed = loop.time() - started, counts_as_failure(error)
-                    if not self._retryable or error.code() is not grpc.StatusCode.UNAVAILABLE:
+                    delay = retry_delay_s(error, attempt + 1, cfg.retry_budget)
+                    if not self._retryable or delay is None:
                         raise
-                    last_error = error
+                    last_error, delay_s = error, delay
                 else:
                     latency_s = loop.time() - started
                     return response
             finally:
                 endpoint.end(latency_s, failed=failed)
+                breaker.record(accepted=not failed)
         assert last_error is not None
         raise last_error
 
@@ -202,9 +226,11 @@ class BalancedChannel(grpc.aio.Channel):
         *,
         retryable_methods: frozenset[str],
         settings: CallSettings,
+        guards: DependencyGuards,
         keyed_methods: frozenset[str] = frozenset(),
     ) -> None:
         self._pool = pool
+        self._guards = guards
         self._retryable = retryable_methods
         self._settings = settings
         self._keyed = keyed_methods
@@ -223,6 +249,7 @@ class BalancedChannel(grpc.aio.Channel):
             response_deserializer,
             retryable=method in self._retryable,
             settings=self._settings,
+            guards=self._guards,
             keyed=method in self._keyed,
         )
 

@@ -11,6 +11,7 @@ from typing import Any, Protocol, TypeVar
 import grpc
 
 from micro.client.balanced import BalancedChannel
+from micro.client.guards import DependencyGuards
 from micro.client.idempotency import idempotent_methods, keyed_methods
 from micro.client.pool import InstancePool, InterceptorsFor
 from micro.client.settings import CallSettings
@@ -51,7 +52,11 @@ class ClientFactory:
       UNAVAILABLE on another instance, up to cfg.max_attempts and within the deadline;
       so are methods declared `(micro.v1.idempotency_key) = true`, whose calls carry an
       x-idempotency-key (the same on every attempt) by which the server answers a repeat.
-    - The deadline is the call's timeout, else cfg.timeout.
+    - The deadline is the call's timeout, else cfg.timeout; while serving a request,
+      never more than what is left of that request's deadline (micro.deadline).
+    - Retries wait a jittered backoff and take a token of the dependency's retry budget;
+      each method has an adaptive breaker that refuses calls locally while most fail
+      (docs/registry.md, Resilience).
     - `update(cfg)` applies new client settings to the calls that start from then on
       (stubs stay as they are; calls in flight keep their deadline).
     - With no ready instance a call fails at once: UNAVAILABLE "no ready instance of <name>".
@@ -78,6 +83,7 @@ class ClientFactory:
         self._channel_options = channel_options
         self._drain_limit_s = drain_limit_s
         self._pools: dict[str, InstancePool] = {}
+        self._guards: dict[str, DependencyGuards] = {}
 
     def pool(self, service_name: str) -> InstancePool:
         """The channels to service_name's instances, shared by all its stubs."""
@@ -94,11 +100,20 @@ class ClientFactory:
             self._pools[service_name] = pool
         return pool
 
+    def guards(self, service_name: str) -> DependencyGuards:
+        """service_name's retry budget and breakers, shared by all its stubs."""
+        guards = self._guards.get(service_name)
+        if guards is None:
+            guards = DependencyGuards(service_name, self._settings)
+            self._guards[service_name] = guards
+        return guards
+
     def channel(self, service_name: str, stub_class: type) -> BalancedChannel:
         return BalancedChannel(
             self.pool(service_name),
             retryable_methods=idempotent_methods(stub_class),
             settings=self._settings,
+            guards=self.guards(service_name),
             keyed_methods=keyed_methods(stub_class),
         )
 

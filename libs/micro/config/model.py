@@ -204,6 +204,56 @@ class EjectionConfig(Section):
     (until then one failure ejects it again, for longer)."""
 
 
+class BreakerConfig(Section):
+    """Client-side adaptive throttling per (dependency, method), as in the Google SRE
+    book's "Handling Overload": a call is refused locally with probability
+    max(0, (requests - k x accepts) / (requests + 1)) over the last window."""
+
+    reload_policy = Reload.LIVE  # the breaker reads it at each call
+
+    enabled: bool = True
+    """False sends every call (nothing is counted)."""
+    k: float = Field(default=2.0, ge=1.0)
+    """Accepts are worth k requests: nothing is refused until more than (k-1)/k of the
+    recent calls fail; lower refuses sooner."""
+    window: Duration = Field(default=timedelta(seconds=5), gt=timedelta(0))
+    """How far back requests and accepts are counted; also about how long the refusing
+    lasts once the dependency is back."""
+    min_requests: int = Field(default=20, ge=1)
+    """Fewer requests than this in the window never cause a refusal."""
+
+
+class RetryBudgetConfig(Section):
+    """Retries per dependency from a token bucket: each call sent adds `ratio` tokens,
+    `min_per_second` more arrive each second, a retry (or hedge) takes one."""
+
+    reload_policy = Reload.LIVE  # the budget reads it at each call and retry
+
+    enabled: bool = True
+    """False: retries are limited by max_attempts only."""
+    ratio: float = Field(default=0.2, ge=0.0, le=1.0)
+    """Retries allowed per call sent, over time: an outage adds at most this share."""
+    min_per_second: float = Field(default=5.0, ge=0.0)
+    """Retries allowed each second whatever the traffic, so that a quiet caller can retry."""
+    burst: float = Field(default=20.0, ge=1.0)
+    """Tokens kept at most (the bucket starts full): retries allowed at once after a calm."""
+    backoff: Duration = Field(default=timedelta(milliseconds=25), ge=timedelta(0))
+    """Wait before the first retry at most; the n-th waits a random time up to
+    backoff x 2^(n-1) (full jitter), so that callers do not retry in step."""
+    max_backoff: Duration = Field(default=timedelta(milliseconds=500), ge=timedelta(0))
+    """The longest wait between two attempts (a server's pushback excepted)."""
+
+
+class DeadlineConfig(Section):
+    """Calls made while serving a request get what is left of its deadline."""
+
+    reload_policy = Reload.LIVE  # each call reads it when it starts
+
+    margin: Duration = Field(default=timedelta(milliseconds=10), ge=timedelta(0))
+    """Kept back from the request's remaining time, for this service to answer its own
+    caller once the call returns."""
+
+
 class GrpcClientConfig(Section):
     reload_policy = Reload.LIVE  # the App swaps the settings every call reads at its start
 
@@ -215,6 +265,9 @@ class GrpcClientConfig(Section):
     ejection: EjectionConfig = EjectionConfig()
     hedging: HedgingConfig = HedgingConfig()
     """Hedging of slow NO_SIDE_EFFECTS calls."""
+    breaker: BreakerConfig = BreakerConfig()
+    retry_budget: RetryBudgetConfig = RetryBudgetConfig()
+    deadline: DeadlineConfig = DeadlineConfig()
     dependencies: dict[str, dict[str, Any]] = {}
     """Overrides per dependency by registry name (go-micro.user-srv): any client.grpc key
     but this one, and `methods` by short method name (VerifyPassword) with the same keys;

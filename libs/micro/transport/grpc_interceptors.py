@@ -27,7 +27,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from micro import metrics, tracing
+from micro import deadline, metrics, tracing
 from micro.auth import AccessPolicy, acting_as
 from micro.errors import INTERNAL_MESSAGE, ServiceError, invalid_argument
 from micro.identity.guard import IdentityGuard
@@ -193,12 +193,13 @@ class RecoveryLayer(_CallLayer):
 
 
 class _Deadline(_CallLayer):
-    __slots__ = ("_budget", "_limit", "_timeout")
+    __slots__ = ("_budget", "_limit", "_serving", "_timeout")
 
     def __init__(self, call: GrpcCall, limit: float) -> None:
         super().__init__(call)
         self._limit = limit
         self._timeout: asyncio.Timeout | None = None
+        self._serving: AbstractContextManager[None] | None = None
 
     async def __aenter__(self) -> None:
         call = self.call
@@ -208,10 +209,15 @@ class _Deadline(_CallLayer):
         self._budget = min(self._limit, remaining) if remaining is not None else self._limit
         self._timeout = asyncio.timeout(self._budget)
         await self._timeout.__aenter__()
+        # The calls the handler makes get what is left of it (micro.deadline).
+        self._serving = deadline.serving_for(self._budget)
+        self._serving.__enter__()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, error: BaseException | None, tb: Any
     ) -> bool:
+        if self._serving is not None:
+            self._serving.__exit__(None, None, None)
         if self._timeout is None:
             return False
         try:

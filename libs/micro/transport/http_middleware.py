@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from micro import metrics, tracing
+from micro import deadline, metrics, tracing
 from micro.auth import AccessPolicy, acting_as
 from micro.errors import INTERNAL_MESSAGE, ServiceError, code_for_http_status, too_large
 from micro.transport.client_address import ProxyPolicy, parse_ip, serving
@@ -171,7 +171,8 @@ class RecoveryMiddleware:
 
 
 class TimeoutMiddleware:
-    """A request that outlives server.http.timeout is answered 504."""
+    """A request that outlives server.http.timeout is answered 504; the calls it makes
+    meanwhile get what is left of that time (micro.deadline)."""
 
     def __init__(self, app: ASGIApp, *, seconds: float) -> None:
         self.app = app
@@ -183,8 +184,9 @@ class TimeoutMiddleware:
             return
         watch = _ResponseWatch(send)
         try:
-            async with asyncio.timeout(self.seconds):
-                await self.app(scope, receive, watch)
+            with deadline.serving_for(self.seconds):
+                async with asyncio.timeout(self.seconds):
+                    await self.app(scope, receive, watch)
         except TimeoutError:
             if watch.started:
                 raise
