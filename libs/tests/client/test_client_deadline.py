@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+import httpx
 import pytest
+from fastapi import APIRouter
 
 from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro import deadline
@@ -121,3 +123,27 @@ async def test_a_call_with_no_time_left_is_not_sent() -> None:
     assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     assert SERVICE_B in (raised.value.details() or "")
     assert (a.calls, b.calls) == (1, 0)
+
+
+async def test_a_call_made_while_serving_http_gets_the_rest_of_its_timeout(
+    start_http: Any,
+) -> None:
+    add = echo_pb2_grpc.add_EchoServiceServicer_to_server
+    last = Hop()
+    async with (
+        loopback_grpc_endpoint((add, last)) as endpoint,
+        client_of(endpoint, SERVICE_B, "100ms") as to_last,
+    ):
+        router = APIRouter()
+
+        @router.get("/relay")
+        async def relay() -> dict[str, str]:
+            answer = await to_last.Echo(echo_pb2.EchoRequest(text="d"))
+            return {"seen": answer.text}
+
+        server = await start_http(router, timeout="1s")
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.get(f"http://127.0.0.1:{server.port}/relay")
+    assert response.status_code == 200
+    # server.http.timeout (1s) from the request's start, less the margin; not the 5s.
+    assert 0 < float(response.json()["seen"]) < 1.0 - 0.1
