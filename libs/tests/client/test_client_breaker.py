@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 
 from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.client import ClientFactory
@@ -124,6 +125,8 @@ async def test_a_failing_dependency_is_refused_locally_naming_it(
     )
     factory = ClientFactory(discovery, cfg)
     stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
+    labels = {"service": SERVICE, "method": "Echo"}
+    refused_before = REGISTRY.get_sample_value("micro_client_breaker_rejections_total", labels)
     codes: list[str] = []
     try:
         for _ in range(40):
@@ -137,3 +140,7 @@ async def test_a_failing_dependency_is_refused_locally_naming_it(
     assert all(d.startswith(f"{SERVICE}: ") for d in shed)
     assert replica.calls == 40 - len(shed)  # a refused call never reached the server
     assert replica.calls < 20  # by then most calls were refused
+    refused = REGISTRY.get_sample_value("micro_client_breaker_rejections_total", labels)
+    assert (refused or 0) - (refused_before or 0) == len(shed)
+    shed_share = REGISTRY.get_sample_value("micro_client_breaker_shed_probability", labels)
+    assert (shed_share or 0) > 0.5

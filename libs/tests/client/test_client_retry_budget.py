@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 
 from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.client import ClientFactory
@@ -183,6 +184,8 @@ async def test_a_pushback_past_the_deadline_is_not_waited_for() -> None:
 async def test_an_outage_is_not_multiplied_once_the_budget_is_spent() -> None:
     servicer = Refusing(grpc.StatusCode.UNAVAILABLE, None, failures=1000)
     budget_cfg = {"burst": 2, "min_per_second": 0, "ratio": 0, "backoff": "1ms"}
+    labels = {"service": SERVICE}
+    denied_before = REGISTRY.get_sample_value("micro_client_retry_budget_denied_total", labels)
     async with client_of(
         servicer, max_attempts=3, retry_budget=budget_cfg, breaker={"enabled": False}
     ) as stub:
@@ -190,3 +193,6 @@ async def test_an_outage_is_not_multiplied_once_the_budget_is_spent() -> None:
             with pytest.raises(grpc.aio.AioRpcError):
                 await stub.Echo(echo_pb2.EchoRequest(text="d"))
     assert servicer.calls == 10 + 2  # every call once, and the two retries of the burst
+    denied = REGISTRY.get_sample_value("micro_client_retry_budget_denied_total", labels)
+    assert (denied or 0) - (denied_before or 0) == 9  # the first call spent the burst
+    assert (REGISTRY.get_sample_value("micro_client_retry_budget_tokens", labels) or 0) < 1
