@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any
 
 import grpc
 
 from micro.client.guards import DependencyGuards
+from micro.client.hedging import Hedger
 from micro.client.idempotency import keyed_metadata
 from micro.client.outcome import counts_as_failure
 from micro.client.pool import Endpoint, InstancePool
@@ -49,8 +51,10 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
         settings: CallSettings,
         guards: DependencyGuards,
         keyed: bool = False,
+        hedger: Hedger | None = None,
     ) -> None:
         self._pool = pool
+        self._hedger = hedger  # None: not hedged (only NO_SIDE_EFFECTS methods are)
         self._guards = guards
         self._method = method
         self._serializer = request_serializer
@@ -112,6 +116,32 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
         last_error: grpc.aio.AioRpcError | None = None
         delay_s, sent = 0.0, False
         connect_first = not self._retryable and not wait_for_ready
+        hedger = self._hedger if cfg.hedging.enabled else None
+
+        def hedge() -> Awaitable[Any] | None:
+            # On an instance not tried yet, with a retry-budget token.
+            endpoint = pool.pick(tried)
+            remaining = deadline - loop.time()
+            if endpoint is None or remaining <= 0 or not budget.try_spend():
+                return None
+            tried.append(endpoint)
+            call = self._callable(endpoint)(
+                request,
+                timeout=remaining,
+                metadata=metadata,
+                credentials=credentials,
+                wait_for_ready=wait_for_ready,
+                compression=compression,
+            )
+            return _accounted(endpoint, call)
+
+        def retryable(error: BaseException) -> bool:
+            # A hedged call waits for its other attempts after a failure the loop retries.
+            return (
+                isinstance(error, grpc.aio.AioRpcError)
+                and retry_delay_s(error, 1, cfg.retry_budget) is not None
+            )
+
         for attempt in range(cfg.max_attempts):
             if attempt:
                 assert last_error is not None
@@ -152,7 +182,7 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                     budget.sent()
                 sent = True
                 try:
-                    response = await self._callable(endpoint)(
+                    call = self._callable(endpoint)(
                         request,
                         timeout=remaining,
                         metadata=metadata,
@@ -160,6 +190,13 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                         wait_for_ready=wait_for_ready,
                         compression=compression,
                     )
+                    if hedger is not None:
+                        # When a hedge wins, this attempt reports the call's time: a lower
+                        # bound of its own, which steers picks away from a slow instance.
+                        call = hedger.call(
+                            self._method, call, hedge, cfg=cfg.hedging, retryable=retryable
+                        )
+                    response = await call
                 except grpc.aio.AioRpcError as error:
                     latency_s, failed = loop.time() - started, counts_as_failure(error)
                     delay = retry_delay_s(error, attempt + 1, cfg.retry_budget)
@@ -174,6 +211,25 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                 breaker.record(accepted=not failed)
         assert last_error is not None
         raise last_error
+
+
+async def _accounted(endpoint: Endpoint, call: Awaitable[Any]) -> Any:
+    """A hedge's attempt, counted on its instance; when it loses (cancelled) nothing is
+    learnt: it started late, so its short run says nothing of the instance."""
+    loop = asyncio.get_running_loop()
+    endpoint.begin()
+    started = loop.time()
+    latency_s: float | None = None
+    failed = False
+    try:
+        response = await call
+        latency_s = loop.time() - started
+        return response
+    except grpc.aio.AioRpcError as error:
+        latency_s, failed = loop.time() - started, counts_as_failure(error)
+        raise
+    finally:
+        endpoint.end(latency_s, failed=failed)
 
 
 async def _connects_by_deadline(endpoint: Endpoint, remaining_s: float) -> bool:
@@ -228,8 +284,11 @@ class BalancedChannel(grpc.aio.Channel):
         settings: CallSettings,
         guards: DependencyGuards,
         keyed_methods: frozenset[str] = frozenset(),
+        hedger: Hedger | None = None,
+        hedged_methods: frozenset[str] = frozenset(),
     ) -> None:
         self._pool = pool
+        self._hedger, self._hedged = hedger, hedged_methods
         self._guards = guards
         self._retryable = retryable_methods
         self._settings = settings
@@ -251,6 +310,7 @@ class BalancedChannel(grpc.aio.Channel):
             settings=self._settings,
             guards=self._guards,
             keyed=method in self._keyed,
+            hedger=self._hedger if method in self._hedged else None,
         )
 
     def unary_stream(

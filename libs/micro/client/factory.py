@@ -12,7 +12,8 @@ import grpc
 
 from micro.client.balanced import BalancedChannel
 from micro.client.guards import DependencyGuards
-from micro.client.idempotency import idempotent_methods, keyed_methods
+from micro.client.hedging import Hedger
+from micro.client.idempotency import idempotent_methods, keyed_methods, no_side_effect_methods
 from micro.client.pool import InstancePool, InterceptorsFor
 from micro.client.settings import CallSettings
 from micro.config.model import GrpcClientConfig
@@ -57,6 +58,8 @@ class ClientFactory:
     - Retries wait a jittered backoff and take a token of the dependency's retry budget;
       each method has an adaptive breaker that refuses calls locally while most fail
       (docs/registry.md, Resilience).
+    - A NO_SIDE_EFFECTS call still unanswered after its method's recent p95 latency is
+      hedged on another instance (cfg.hedging), the first answer wins.
     - `update(cfg)` applies new client settings to the calls that start from then on
       (stubs stay as they are; calls in flight keep their deadline).
     - With no ready instance a call fails at once: UNAVAILABLE "no ready instance of <name>".
@@ -84,6 +87,7 @@ class ClientFactory:
         self._drain_limit_s = drain_limit_s
         self._pools: dict[str, InstancePool] = {}
         self._guards: dict[str, DependencyGuards] = {}
+        self._hedgers: dict[str, Hedger] = {}
 
     def pool(self, service_name: str) -> InstancePool:
         """The channels to service_name's instances, shared by all its stubs."""
@@ -115,6 +119,8 @@ class ClientFactory:
             settings=self._settings,
             guards=self.guards(service_name),
             keyed_methods=keyed_methods(stub_class),
+            hedger=self._hedgers.setdefault(service_name, Hedger(service_name)),
+            hedged_methods=no_side_effect_methods(stub_class),
         )
 
     def update(self, cfg: GrpcClientConfig) -> None:

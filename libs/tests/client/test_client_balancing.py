@@ -13,7 +13,7 @@ import pytest
 
 from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.client import ClientFactory, idempotent_methods
-from micro.config.model import GrpcClientConfig, StaticService, TracingConfig
+from micro.config.model import GrpcClientConfig, HedgingConfig, StaticService, TracingConfig
 from micro.log import trace_ids
 from micro.registry import ServiceInstance, StaticDiscovery
 from micro.testing import waiting
@@ -32,10 +32,13 @@ async def start_on(start_replica: StartReplica, host: str) -> tuple[Any, str]:
     return replica, f"grpc://{host}:{port}"
 
 
+def factory_cfg(timeout_s: float = 2.0, max_attempts: int = 3, **more: Any) -> GrpcClientConfig:
+    return GrpcClientConfig(timeout=timedelta(seconds=timeout_s), max_attempts=max_attempts, **more)
+
+
 def factory_for(*endpoints: str, timeout_s: float = 2.0, max_attempts: int = 3) -> ClientFactory:
     discovery = StaticDiscovery([StaticService(name=SERVICE, endpoints=endpoints)])
-    cfg = GrpcClientConfig(timeout=timedelta(seconds=timeout_s), max_attempts=max_attempts)
-    return ClientFactory(discovery, cfg)
+    return ClientFactory(discovery, factory_cfg(timeout_s, max_attempts))
 
 
 async def test_calls_are_shared_by_three_replicas(start_replica: StartReplica) -> None:
@@ -139,6 +142,8 @@ async def test_removed_instances_finish_their_calls_then_close(start_replica: St
     ]
     slow.delay_s = 0.5
     factory = factory_for(slow_endpoint)
+    # Not hedged: the slow call must finish where it was sent, on the removed instance.
+    factory.update(factory_cfg(hedging=HedgingConfig(enabled=False)))
     stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
     in_flight = asyncio.ensure_future(stub.Echo(echo_pb2.EchoRequest(text="d")))
     await slow.called.wait()

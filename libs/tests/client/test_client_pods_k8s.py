@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.client import ClientFactory
-from micro.config.model import GrpcClientConfig
+from micro.config.model import GrpcClientConfig, HedgingConfig
 from micro.kube import Backoff
 from micro.registry import PodDiscovery
 
@@ -113,6 +113,10 @@ async def test_a_deleted_pod_finishes_its_in_flight_call_and_gets_no_more(
     cluster: Cluster, factory: ClientFactory, eventually: Any, pods: Any
 ) -> None:
     slow = await cluster.add("dev-1", "127.0.13.1")
+    # Not hedged: the slow call must finish where it was sent, on the deleted pod.
+    factory.update(
+        GrpcClientConfig(timeout=timedelta(seconds=2), hedging=HedgingConfig(enabled=False))
+    )
     stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
     await call(stub)
     slow.delay_s = 0.5
