@@ -1,8 +1,10 @@
 """When a failed attempt may be tried again, and after how long.
 
 UNAVAILABLE is retried after a jittered exponential backoff; RESOURCE_EXHAUSTED only when
-the server said so with gRPC's pushback trailer (A6), after the time it asked for. A
-negative or unreadable pushback means "do not retry", whatever the code.
+the server said so with gRPC's pushback trailer (A6), after the time it asked for, and
+never for a rate or size limit: those are about the request (a login limiter's lock),
+not a busy server. A negative or unreadable pushback means "do not retry", whatever the
+code.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from collections.abc import Callable, Sequence
 import grpc
 
 from micro.config.model import RetryBudgetConfig
-from micro.errors import PUSHBACK_KEY
+from micro.errors import PUSHBACK_KEY, Exhausted, ServiceError
 
 # What pushback_s answers when the server asked not to be retried.
 REFUSED = -1.0
+# RESOURCE_EXHAUSTED causes that a retry of the same request would meet again.
+_NOT_LOAD = frozenset({Exhausted.RATE, Exhausted.SIZE})
 
 
 def pushback_s(error: grpc.aio.AioRpcError) -> float | None:
@@ -57,8 +61,10 @@ def retry_delay_s(
     pushback = pushback_s(error)
     if pushback == REFUSED:
         return None
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and (
+        pushback is None or ServiceError.from_rpc_error(error).cause in _NOT_LOAD
+    ):
+        return None
     if pushback is not None:
         return pushback
-    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return None  # a limit the server did not ask to be retried against
     return backoff_s(retry, cfg, rand)

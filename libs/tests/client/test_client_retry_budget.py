@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -18,7 +19,7 @@ from micro.client import ClientFactory
 from micro.client.budget import RetryBudget
 from micro.client.retry import REFUSED, backoff_s, pushback_s, retry_delay_s
 from micro.config.model import GrpcClientConfig, RetryBudgetConfig, StaticService
-from micro.errors import PUSHBACK_KEY
+from micro.errors import PUSHBACK_KEY, overloaded, rate_limited, too_large
 from micro.registry import StaticDiscovery
 from micro.testing.echo import EchoServicer
 
@@ -117,6 +118,23 @@ def test_which_failures_are_retried_and_after_how_long() -> None:
     assert delay(grpc.StatusCode.RESOURCE_EXHAUSTED, "20") == pytest.approx(0.02)
     assert delay(grpc.StatusCode.RESOURCE_EXHAUSTED, "-5") is None
     assert delay(grpc.StatusCode.NOT_FOUND) is None
+    for limit in (
+        rate_limited("locked", timedelta(milliseconds=20)),
+        too_large("big"),
+    ):  # a limit about the request: the same request meets it again
+        refused = grpc.aio.AioRpcError(
+            limit.code,
+            grpc.aio.Metadata(),
+            grpc.aio.Metadata(*limit.trailing_metadata()),
+            limit.message,
+            None,
+        )
+        assert retry_delay_s(refused, 1, cfg) is None
+    shed = overloaded("busy", timedelta(milliseconds=20))
+    from_shedding = grpc.aio.AioRpcError(
+        shed.code, grpc.aio.Metadata(), grpc.aio.Metadata(*shed.trailing_metadata()), "", None
+    )
+    assert retry_delay_s(from_shedding, 1, cfg) == pytest.approx(0.02)
     assert delay(grpc.StatusCode.DEADLINE_EXCEEDED) is None
 
 
