@@ -22,6 +22,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.telemetry import TelemetryConfig
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -148,6 +149,14 @@ def probe_router(health: Health) -> APIRouter:
     return router
 
 
+_NO_FASTAPI_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
+
+
 def build_app(
     config: HttpServerConfig,
     *,
@@ -159,6 +168,9 @@ def build_app(
     proxies: ProxyPolicy | None = None,
 ) -> FastAPI:
     app = FastAPI(
+        # micro's own layers trace, count and log each request: FastAPI's built-in
+        # telemetry would record every request a second time.
+        telemetry=_NO_FASTAPI_TELEMETRY,
         title=title,
         version=version or "0.0.0",
         docs_url="/docs" if config.docs else None,
