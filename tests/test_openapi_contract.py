@@ -37,7 +37,7 @@ from user_srv.domain import (
 )
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
-FRAMEWORK = {"413", "500", "504"}
+FRAMEWORK = {"413", "500", "503", "504"}
 SIGNED_IN = {"401", "503"}
 # Every route and what it answers besides 200 (the framework's answers included).
 ADMIN_STATUSES = {

@@ -331,13 +331,22 @@ class App(Generic[C]):
         servers: dict[str, Server] = {}
         if cfg.server.grpc is not None:
             grpc = GrpcServer(
-                cfg.server.grpc, health=self.health, policy=ctx.policy, identity=self._identity
+                cfg.server.grpc,
+                health=self.health,
+                policy=ctx.policy,
+                identity=self._identity,
+                shedding=cfg.server.shedding,
+                fault=cfg.fault,
             )
             for add_to_server, servicer in ctx.grpc_services:
                 grpc.add_service(add_to_server, servicer)
             self._unsubscribe.append(
                 ctx.config.subscribe(lambda c: ProxyRules.of(c.server.grpc), grpc.proxies.update)
             )
+            self._unsubscribe.append(
+                ctx.config.subscribe(lambda c: c.server.shedding, grpc.shedding.update)
+            )
+            self._unsubscribe.append(ctx.config.subscribe(lambda c: c.fault, grpc.fault.update))
             servers["grpc"] = grpc
         if cfg.server.http is not None:
             http = HttpServer(
@@ -346,6 +355,10 @@ class App(Generic[C]):
                 policy=ctx.policy,
                 title=self.name,
                 version=self.version,
+                shedding=cfg.server.shedding,
+            )
+            self._unsubscribe.append(
+                ctx.config.subscribe(lambda c: c.server.shedding, http.shedding.update)
             )
             for router in ctx.routers:
                 http.include_router(router)

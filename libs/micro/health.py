@@ -36,6 +36,11 @@ class Health:
         return self._phase is Phase.SERVING
 
     @property
+    def shutting_down(self) -> bool:
+        """From set_not_serving on: the servers drain (micro.transport.drain)."""
+        return self._phase is Phase.SHUTTING_DOWN
+
+    @property
     def status(self) -> str:
         """What the public /readyz says, and nothing more."""
         return "ready" if self.ready else "not ready"

@@ -131,6 +131,37 @@ class AdminServerConfig(Section):
     """Longest wait for a request's next bytes; an idle keep-alive connection closes then."""
 
 
+class SheddingConfig(Section):
+    """Adaptive load shedding on the gRPC and public HTTP servers (not the admin port,
+    never health checks and probes): one setting for both, each server its own limit
+    (micro.transport.limit, Gradient2). A call past the limit is answered at once:
+    RESOURCE_EXHAUSTED with pushback over gRPC, 503 with Retry-After over HTTP."""
+
+    reload_policy = Reload.LIVE  # the limiter reads it at each call
+
+    enabled: bool = True
+    """False admits every call (the limit is still computed and exported)."""
+    initial_limit: Annotated[int, Reload.RESTART] = Field(default=20, ge=1)
+    """Calls in flight admitted at start, before any latency is known."""
+    min_limit: int = Field(default=20, ge=1)
+    """The limit never goes below it: fewer calls in flight are never shed."""
+    max_limit: int = Field(default=200, ge=1)
+    """The limit never goes above it."""
+    smoothing: float = Field(default=0.2, gt=0.0, le=1.0)
+    """Share of each new estimate taken into the limit; lower reacts slower."""
+    tolerance: float = Field(default=1.5, ge=1.0)
+    """How many times its long-term average a call's latency may be before the limit
+    shrinks."""
+    queue_size: int = Field(default=4, ge=0)
+    """Calls the limit grows by per sample while latency holds."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.min_limit > self.max_limit:
+            raise ValueError(f"min_limit {self.min_limit} is above max_limit {self.max_limit}")
+        return self
+
+
 class ServerConfig(Section):
     reload_policy = Reload.RESTART  # adding or removing a server needs a new process
 
@@ -138,6 +169,7 @@ class ServerConfig(Section):
     grpc: GrpcServerConfig | None = None
     admin: AdminServerConfig | None = AdminServerConfig()
     """Null turns the admin port off."""
+    shedding: SheddingConfig = SheddingConfig()
 
 
 class HedgingConfig(Section):
@@ -436,6 +468,25 @@ class IdentityConfig(Section):
     """Who may call what; a call no rule allows is refused (default deny)."""
 
 
+def _method_patterns(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_method_pattern(value) for value in values)
+
+
+class FaultConfig(Section):
+    """Fault injection on the gRPC server, for tests and drills only: a delay added to
+    calls and a share of calls answered UNAVAILABLE. Off unless configured; a warning
+    is logged when it turns on. Health checks are never touched."""
+
+    reload_policy = Reload.LIVE  # the server layer reads it at each call
+
+    delay: Duration = timedelta(0)
+    """Added before the handler runs (the call's deadline still applies)."""
+    unavailable_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Share of calls answered UNAVAILABLE without running the handler."""
+    methods: Annotated[tuple[str, ...], AfterValidator(_method_patterns)] = ()
+    """pkg.Service/Method or pkg.Service/*; none: every method."""
+
+
 class ServiceConfig(Section):
     """Sections every service has. Services subclass it and add their own sections."""
 
@@ -447,6 +498,7 @@ class ServiceConfig(Section):
     tracing: TracingConfig = TracingConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     identity: IdentityConfig = IdentityConfig()
+    fault: FaultConfig = FaultConfig()
 
 
 def service_config_model(service: str) -> type[ServiceConfig]:

@@ -11,14 +11,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from micro.auth import AccessPolicy
-from micro.config.model import GrpcServerConfig
+from micro.config.model import FaultConfig, GrpcServerConfig, SheddingConfig
 from micro.descriptors import served_service
 from micro.health import Health
 from micro.identity.guard import IdentityGuard
 from micro.transport.address import join_address, listen_address
 from micro.transport.client_address import ProxyPolicy, ProxyRules
+from micro.transport.fault import FaultInjector, fault_layer
 from micro.transport.grpc_interceptors import LayeredInterceptor, server_layers
+from micro.transport.limit import ConcurrencyLimiter
 from micro.transport.server import Endpoint
+from micro.transport.shedding import shedding_layer
 
 _log = logging.getLogger("micro.grpc")
 
@@ -38,8 +41,13 @@ class GrpcServer:
         health: Health,
         policy: AccessPolicy | None = None,
         identity: IdentityGuard | None = None,
+        shedding: SheddingConfig | None = None,
+        fault: FaultConfig | None = None,
     ) -> None:
         self._config = config
+        # Both follow the config at run time (`.update`); shedding is on by default.
+        self.shedding = ConcurrencyLimiter(shedding or SheddingConfig(), transport="grpc")
+        self.fault = FaultInjector(fault)
         self._health = health
         self._policy = policy if policy is not None else AccessPolicy()
         self._identity = identity  # None: no caller identity asked (public port, or off)
@@ -87,6 +95,8 @@ class GrpcServer:
                         self._identity,
                         self.proxies,
                         quiet=self._quiet_methods(),
+                        shedding=shedding_layer(self.shedding),
+                        fault=fault_layer(self.fault),
                     )
                 )
             ],

@@ -467,15 +467,21 @@ def server_layers(
     identity: IdentityGuard | None = None,
     proxies: ProxyPolicy | None = None,
     quiet: Iterable[str] = (),
+    *,
+    shedding: Layer | None = None,
+    fault: Layer | None = None,
 ) -> list[Layer]:
     """The chain, outermost first; the caller's identity (on a non-public port with
     identity on) is checked before the end user's token. `quiet`: full method names
-    whose access log lines are DEBUG, like probes'."""
+    whose access log lines are DEBUG, like probes'. `shedding` goes first, so a shed
+    call costs next to nothing; `fault` inside the deadline (micro.transport.fault)."""
     return [
+        *([shedding] if shedding is not None else []),
         TracingLayer,
         observe_layer(quiet),
         RecoveryLayer,
         deadline_layer(timeout),
+        *([fault] if fault is not None else []),
         *([identity_layer(identity)] if identity is not None else []),
         auth_layer(policy),
         client_address_layer(proxies if proxies is not None else ProxyPolicy(ProxyRules())),

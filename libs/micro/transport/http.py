@@ -4,7 +4,9 @@ It serves /healthz (alive), a terse /readyz (503 until ready and from shutdown o
 /openapi.json and /docs unless server.http.docs is false, next to the service's routers
 (/metrics and the detailed /readyz are on the admin port: micro.transport.admin). It
 answers errors as JSON through the one table in micro.errors, and applies CORS, the body
-size limit and the timeout from server.http. CORS and the trusted proxies follow the config
+size limit and the timeout from server.http. Load past server.shedding's limit is shed
+(micro.transport.shedding), and from shutdown on every response says `Connection: close`
+(micro.transport.drain). CORS and the trusted proxies follow the config
 at run time (`HttpServer.cors.update`, `HttpServer.proxies.update`).
 /openapi.json declares what the framework answers on every route (micro.transport.openapi).
 """
@@ -29,12 +31,13 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from micro.auth import AccessPolicy
-from micro.config.model import HttpServerConfig
+from micro.config.model import HttpServerConfig, SheddingConfig
 from micro.errors import ServiceError, code_for_http_status, invalid_argument
 from micro.health import Health
 from micro.transport.address import bind_socket, join_address, listen_address
 from micro.transport.client_address import ProxyPolicy, ProxyRules
 from micro.transport.cors import CorsPolicy, CorsRules, ReloadableCorsMiddleware
+from micro.transport.drain import DrainMiddleware
 from micro.transport.http_middleware import (
     QUIET_PATHS,
     AuthMiddleware,
@@ -45,8 +48,10 @@ from micro.transport.http_middleware import (
     TimeoutMiddleware,
     TracingMiddleware,
 )
+from micro.transport.limit import ConcurrencyLimiter
 from micro.transport.openapi import FrameworkAnswers, install
 from micro.transport.server import Endpoint
+from micro.transport.shedding import SheddingMiddleware
 
 _log = logging.getLogger("micro.http")
 
@@ -166,6 +171,7 @@ def build_app(
     version: str,
     cors: CorsPolicy | None = None,
     proxies: ProxyPolicy | None = None,
+    shedding: ConcurrencyLimiter | None = None,
 ) -> FastAPI:
     app = FastAPI(
         # micro's own layers trace, count and log each request: FastAPI's built-in
@@ -190,6 +196,9 @@ def build_app(
     app.add_middleware(ReloadableCorsMiddleware, policy=cors)
     app.add_middleware(ObserveMiddleware)
     app.add_middleware(TracingMiddleware)
+    if shedding is not None:
+        app.add_middleware(SheddingMiddleware, limiter=shedding)
+    app.add_middleware(DrainMiddleware, health=health)
     return app
 
 
@@ -213,8 +222,11 @@ class HttpServer:
         policy: AccessPolicy | None = None,
         title: str = "service",
         version: str = "",
+        shedding: SheddingConfig | None = None,
     ) -> None:
         self._config = config
+        # Follows the config at run time (`.update`); on by default.
+        self.shedding = ConcurrencyLimiter(shedding or SheddingConfig(), transport="http")
         self.cors = CorsPolicy(CorsRules.of(config))
         self.proxies = ProxyPolicy(ProxyRules.of(config))
         self.app = build_app(
@@ -225,6 +237,7 @@ class HttpServer:
             version=version,
             cors=self.cors,
             proxies=self.proxies,
+            shedding=self.shedding,
         )
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None

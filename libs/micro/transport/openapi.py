@@ -4,8 +4,9 @@ framework gives on every route, in the one JSON error body.
 Routes declare the statuses their use cases answer with `error_responses(...)`;
 `FrameworkAnswers` completes each operation of the document with what the server itself
 enforces: 400 where a parameter or body is validated, 413 (body limit), 500 (recovery),
-504 (timeout), and under a protected path the bearer scheme with 401, 403 (when roles
-are required) and 503 (the verifier's keys unreachable). FastAPI's 422 goes: the server
+503 (load shed) and 504 (timeout) except on the probes, and under a protected path the
+bearer scheme with 401, 403 (when roles are required) and 503 (the verifier's keys
+unreachable). FastAPI's 422 goes: the server
 answers validation errors 400.
 """
 
@@ -157,8 +158,8 @@ class FrameworkAnswers:
         added = [413, 500]
         if _validated(operation):
             added.append(400)
-        if path not in self._untimed:
-            added.append(504)
+        if path not in self._untimed:  # probes are never shed nor cut
+            added += [503, 504]
         rule = self._policy.rule_for(path)
         if rule is not None:
             operation["security"] = [{BEARER_SCHEME: []}]
