@@ -18,6 +18,7 @@ from micro.client.outcome import counts_as_failure
 from micro.client.pool import Endpoint, InstancePool
 from micro.client.retry import backoff_s, retry_delay_s
 from micro.client.settings import CallSettings
+from micro.config.model import GrpcClientConfig
 from micro.deadline import outgoing_timeout_s
 
 
@@ -95,23 +96,52 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
         wait_for_ready: bool | None,
         compression: grpc.Compression | None,
     ) -> Any:
-        pool = self._pool
-        service = pool.service_name
+        service = self._pool.service_name
         # Read once: a config change applies to later calls.
         cfg = self._settings.resolved(service, self._method_name)
-        loop = asyncio.get_running_loop()
         own_s = cfg.timeout.total_seconds() if timeout_s is None else timeout_s
         budget_s = outgoing_timeout_s(own_s, cfg.deadline.margin.total_seconds())
         if budget_s <= 0:
             raise deadline_exceeded(
                 f"{service}: the request being served has no time left for this call (not sent)"
             )
-        deadline = loop.time() + budget_s
+        deadline = asyncio.get_running_loop().time() + budget_s
+        # Per call, not per attempt: a call its retry saved was accepted, so one bad
+        # instance among several (ejection's business) never trips the breaker.
+        breaker = self._guards.breaker(self._method_name)
+        if not breaker.allow():
+            raise unavailable(
+                f"{service}: calls are being shed by the client's breaker (most recent"
+                f" {self._method_name} calls failed); try again shortly"
+            )
+        try:
+            response = await self._attempts(
+                cfg, deadline, request, metadata, credentials, wait_for_ready, compression
+            )
+        except grpc.aio.AioRpcError as error:
+            breaker.record(accepted=not counts_as_failure(error))
+            raise
+        breaker.record(accepted=True)
+        return response
+
+    async def _attempts(
+        self,
+        cfg: GrpcClientConfig,
+        deadline: float,
+        request: Any,
+        metadata: Any,
+        credentials: grpc.CallCredentials | None,
+        wait_for_ready: bool | None,
+        compression: grpc.Compression | None,
+    ) -> Any:
+        pool = self._pool
+        service = pool.service_name
+        loop = asyncio.get_running_loop()
         if not pool.started:
             # Past the deadline, answer from what is known: nothing, so UNAVAILABLE.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pool.ready(), max(deadline - loop.time(), 0.0))
-        budget, breaker = self._guards.budget, self._guards.breaker(self._method_name)
+        budget = self._guards.budget
         tried: list[Endpoint] = []
         last_error: grpc.aio.AioRpcError | None = None
         delay_s, sent = 0.0, False
@@ -155,11 +185,6 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                 if last_error is not None:
                     raise last_error
                 raise unavailable(f"no ready instance of {service}")
-            if not breaker.allow():
-                raise last_error or unavailable(
-                    f"{service}: calls are being shed by the client's breaker (most recent"
-                    f" {self._method_name} calls failed); try again shortly"
-                )
             endpoint.begin()
             latency_s: float | None = None  # stays None when nothing was learnt
             failed = sent = False
@@ -208,7 +233,6 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                     return response
             finally:
                 endpoint.end(latency_s, failed=failed)
-                breaker.record(accepted=not failed)
         assert last_error is not None
         raise last_error
 

@@ -57,10 +57,10 @@ class _Window:
 
 
 class AdaptiveThrottle:
-    """The breaker of one (dependency, method). `allow()` before each attempt,
-    `record(accepted)` after a sent one. A request counts when it ends, or at once when
-    refused (as Kratos does): counted when sent, a burst of calls still in flight would
-    look like requests nobody accepted."""
+    """The breaker of one (dependency, method). `allow()` when a call starts,
+    `record(accepted)` when it ends, whatever its retries. A request counts when it
+    ends, or at once when refused (as Kratos does): counted when sent, a burst of calls
+    still in flight would look like requests nobody accepted."""
 
     def __init__(
         self,
@@ -77,7 +77,8 @@ class AdaptiveThrottle:
         self._clock = clock
         self._rand = rand
         self._window: _Window | None = None
-        self.rejecting = False
+        self.rejecting = False  # shed a call within the last window
+        self._shed_at = float("-inf")
         self._probability = CLIENT_BREAKER_SHED_PROBABILITY.labels(service_name, method_name)
         self._rejections = CLIENT_BREAKER_REJECTIONS.labels(service_name, method_name)
 
@@ -96,39 +97,44 @@ class AdaptiveThrottle:
         return max(0.0, (requests - cfg.k * accepts) / (requests + 1))
 
     def allow(self) -> bool:
-        """Whether to send this attempt; a refusal counts as a request not accepted."""
-        if not self._config().enabled:
-            self._set_rejecting(False, 0.0)
+        """Whether to send this call; a refusal counts as a request not accepted."""
+        cfg = self._config()
+        if not cfg.enabled:
+            self._note(0.0, settled=True)
             return True
         probability = self.probability()
-        self._set_rejecting(probability > 0, probability)
+        self._note(probability, settled=self._clock() - self._shed_at >= cfg.window.total_seconds())
         if probability > 0 and self._rand() < probability:
-            self._counts(self._config()).add(self._clock(), requests=1)
+            self._counts(cfg).add(self._clock(), requests=1)
             self._rejections.inc()
             return False
         return True
 
     def record(self, *, accepted: bool) -> None:
-        """The attempt allowed last ended; accepted unless it failed by
+        """The call allowed last ended; accepted unless it failed by
         micro.client.outcome.counts_as_failure."""
         cfg = self._config()
         if cfg.enabled:
             self._counts(cfg).add(self._clock(), requests=1, accepts=int(accepted))
 
-    def _set_rejecting(self, rejecting: bool, probability: float) -> None:
+    def _note(self, probability: float, *, settled: bool) -> None:
+        """Export the share; log when shedding starts, and when it stops once no call
+        was shed for a whole window (`settled`), so that a share hovering near zero
+        does not log a line per call."""
         self._probability.set(probability)
-        if rejecting is self.rejecting:
-            return
-        self.rejecting = rejecting
-        if rejecting:  # one line per change of state, never per call
-            log.warning(
-                "client %s %s: breaker starts shedding calls (%.0f%% now): most recent"
-                " calls failed",
-                self.service_name,
-                self.method_name,
-                probability * 100,
-            )
-        else:
+        if probability > 0:
+            self._shed_at = self._clock()
+            if not self.rejecting:
+                self.rejecting = True
+                log.warning(
+                    "client %s %s: breaker starts shedding calls (%.0f%% now): most recent"
+                    " calls failed",
+                    self.service_name,
+                    self.method_name,
+                    probability * 100,
+                )
+        elif self.rejecting and settled:
+            self.rejecting = False
             log.info(
                 "client %s %s: breaker stops shedding calls", self.service_name, self.method_name
             )

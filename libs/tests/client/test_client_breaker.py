@@ -16,6 +16,8 @@ from micro.client import ClientFactory
 from micro.client.breaker import AdaptiveThrottle
 from micro.config.model import BreakerConfig, GrpcClientConfig, StaticService
 from micro.registry import StaticDiscovery
+from micro.testing.echo import EchoServicer
+from micro.testing.grpc_loopback import loopback_grpc_endpoint
 
 SERVICE = "go-micro.echo"
 StartReplica = Callable[[str], Awaitable[tuple[Any, int]]]
@@ -144,3 +146,41 @@ async def test_a_failing_dependency_is_refused_locally_naming_it(
     assert (refused or 0) - (refused_before or 0) == len(shed)
     shed_share = REGISTRY.get_sample_value("micro_client_breaker_shed_probability", labels)
     assert (shed_share or 0) > 0.5
+
+
+class EveryOtherFails(EchoServicer):
+    """Echo answers UNAVAILABLE to every other call: each call's retry succeeds."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def Echo(
+        self, request: echo_pb2.EchoRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> echo_pb2.EchoResponse:
+        self.calls += 1
+        if self.calls % 2:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "every other call fails")
+        return echo_pb2.EchoResponse(text="ok")
+
+
+async def test_calls_their_retries_save_are_accepted() -> None:
+    servicer = EveryOtherFails()
+    cfg = GrpcClientConfig.model_validate(
+        {
+            "breaker": {"min_requests": 5, "window": "1m"},
+            "retry_budget": {"ratio": 1.0, "backoff": "1ms"},
+        }
+    )
+    add = echo_pb2_grpc.add_EchoServiceServicer_to_server
+    async with loopback_grpc_endpoint((add, servicer)) as endpoint:
+        factory = ClientFactory(
+            StaticDiscovery([StaticService(name=SERVICE, endpoints=(endpoint,))]), cfg
+        )
+        stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
+        try:
+            answers = [await stub.Echo(echo_pb2.EchoRequest(text="d")) for _ in range(40)]
+        finally:
+            await factory.close()
+    assert [a.text for a in answers] == ["ok"] * 40
+    assert servicer.calls == 80  # half the attempts failed, yet no call was refused
+    assert not factory.guards(SERVICE).breaker("Echo").rejecting
