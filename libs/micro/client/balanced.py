@@ -144,7 +144,7 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
         budget = self._guards.budget
         tried: list[Endpoint] = []
         last_error: grpc.aio.AioRpcError | None = None
-        delay_s, sent = 0.0, False
+        delay_s, sent, deposited = 0.0, False, False
         connect_first = not self._retryable and not wait_for_ready
         hedger = self._hedger if cfg.hedging.enabled else None
 
@@ -166,10 +166,11 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
             return _accounted(endpoint, call)
 
         def retryable(error: BaseException) -> bool:
-            # A hedged call waits for its other attempts after a failure the loop retries.
-            return (
-                isinstance(error, grpc.aio.AioRpcError)
-                and retry_delay_s(error, 1, cfg.retry_budget) is not None
+            # After a failure the loop retries, or one of the instance (not an answer
+            # about the request), a hedged call waits for its other attempts: so an
+            # error that reaches the loop never blames an instance that merely lost.
+            return isinstance(error, grpc.aio.AioRpcError) and (
+                counts_as_failure(error) or retry_delay_s(error, 1, cfg.retry_budget) is not None
             )
 
         for attempt in range(cfg.max_attempts):
@@ -203,9 +204,9 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                     last_error = unavailable(f"cannot connect to {endpoint.target}")
                     delay_s = backoff_s(attempt + 1, cfg.retry_budget)
                     continue
-                if attempt == 0:
+                if not deposited:  # the call's first attempt sent earns its share
                     budget.sent()
-                sent = True
+                sent = deposited = True
                 try:
                     call = self._callable(endpoint)(
                         request,
