@@ -4,8 +4,9 @@ instance's calls are answered by the other one, and the held call is cancelled."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import grpc
@@ -13,7 +14,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from api.echo.v1 import echo_pb2, echo_pb2_grpc
-from micro.client import ClientFactory
+from micro.client import ClientFactory, InstancePool
+from micro.client.pool import Endpoint
 from micro.config.model import (
     BalancingConfig,
     GrpcClientConfig,
@@ -49,13 +51,18 @@ class Held(EchoServicer):
 
 
 class Quick(EchoServicer):
+    """Answers at once, or fails with `fail_with`."""
+
     def __init__(self) -> None:
         self.calls = 0
+        self.fail_with: grpc.StatusCode | None = None
 
     async def Echo(
         self, request: echo_pb2.EchoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> echo_pb2.EchoResponse:
         self.calls += 1
+        if self.fail_with is not None:
+            await context.abort(self.fail_with, "quick fails")
         return echo_pb2.EchoResponse(text="quick")
 
 
@@ -86,6 +93,24 @@ def factory_for(service: str, endpoints: list[str], budget: RetryBudgetConfig) -
         balancing=BalancingConfig(idle_pick_after=timedelta(milliseconds=1)),
     )
     return ClientFactory(discovery, cfg)
+
+
+async def started(pool: InstancePool) -> list[Endpoint]:
+    await pool.ready()
+    return pool.endpoints()
+
+
+def picked(call: asyncio.Future[Any], held: Held) -> Callable[[], bool]:
+    """Whether the call has ended, or reached the held instance (its first call)."""
+    return lambda: call.done() or held.calls == 1
+
+
+def called_after(servicer: Quick, before: int) -> bool:
+    return servicer.calls > before
+
+
+def idle(endpoint: Endpoint) -> bool:
+    return endpoint.outstanding == 0
 
 
 def hedges(name: str, service: str) -> float:
@@ -136,3 +161,37 @@ async def test_hedges_are_bounded_by_the_retry_budget(
     assert held.calls == tokens + 1
     assert hedges("sent", service) == tokens
     assert unhedged == [grpc.StatusCode.DEADLINE_EXCEEDED]  # no token left for its hedge
+
+
+async def test_a_hedge_failing_on_its_instance_leaves_the_call_to_the_first_attempt(
+    held_and_quick: tuple[Held, Quick, list[str]],
+) -> None:
+    """INTERNAL from the hedge's instance is that instance's failure, not the answer: the
+    call waits for the first attempt, which answers."""
+    held, quick, endpoints = held_and_quick
+    quick.fail_with = grpc.StatusCode.INTERNAL
+    service = "go-micro.hedged-failing"
+    factory = factory_for(service, endpoints, RetryBudgetConfig())
+    stub = factory.stub(service, echo_pb2_grpc.EchoServiceStub)
+    (hedged_to,) = [
+        e for e in await started(factory.pool(service)) if e.target.startswith("127.0.0.32:")
+    ]
+    answer = None
+    for _ in range(100):  # until a call is sent to the held instance first
+        quick_before = quick.calls
+        call = asyncio.ensure_future(stub.Echo(echo_pb2.EchoRequest(text="d")))
+        await waiting.eventually(picked(call, held), "a pick")
+        if held.calls == 0:  # sent to the failing instance first: its error is the answer
+            with pytest.raises(grpc.aio.AioRpcError):
+                await call
+            continue
+        await waiting.eventually(partial(called_after, quick, quick_before), "the hedge")
+        await waiting.eventually(partial(idle, hedged_to), "the hedge's failure")
+        assert not call.done()
+        held.released.set()
+        answer = (await call).text
+        break
+    await factory.close()
+    assert answer == "held"
+    assert hedges("sent", service) == 1
+    assert hedges("won", service) == 0
