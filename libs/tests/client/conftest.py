@@ -14,13 +14,15 @@ from micro.testing.echo import EchoServicer
 
 
 class Replica(EchoServicer):
-    """Answers its own host as the text; can fail every call, or answer slowly."""
+    """Answers its own host as the text; can fail every call (or every n-th: fail_every),
+    or answer slowly."""
 
     def __init__(self, host: str) -> None:
         self.host = host
         self.calls = 0
         self.called = asyncio.Event()
         self.fail_with: grpc.StatusCode | None = None
+        self.fail_every = 1
         self.delay_s = 0.0
 
     async def Echo(
@@ -28,7 +30,7 @@ class Replica(EchoServicer):
     ) -> echo_pb2.EchoResponse:
         self.calls += 1
         self.called.set()
-        if self.fail_with is not None:
+        if self.fail_with is not None and self.calls % self.fail_every == 0:
             await context.abort(self.fail_with, f"{self.host} fails")
         await asyncio.sleep(self.delay_s)
         return echo_pb2.EchoResponse(text=self.host)
