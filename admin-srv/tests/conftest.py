@@ -35,6 +35,7 @@ from micro.auth import TokenVerifier
 from micro.config import load_config
 from micro.config.model import GrpcServerConfig, HttpServerConfig
 from micro.db import open_database
+from micro.idempotency import IdempotencyConfig, OutcomeStore
 from micro.registry.endpoints import grpc_target
 from micro.testing.apps import running_app
 from micro.testing.fixtures import FAST_ARGON2
@@ -140,10 +141,11 @@ async def backends(
     devices = DeviceUseCases(SqlDeviceRepository(device_engine))
     await devices.seed(DEVICES)
     tokens = TokenUseCases(SqlTokenRepository(token_engine), lambda: settings)
-    user_servicer = CountingUserServicer(users)
+    token_outcomes = OutcomeStore(token_engine, IdempotencyConfig)
+    user_servicer = CountingUserServicer(users, OutcomeStore(user_engine, IdempotencyConfig))
     services = (
         (user_pb2_grpc.add_UserServiceServicer_to_server, user_servicer),
-        (token_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(tokens)),
+        (token_pb2_grpc.add_TokenServiceServicer_to_server, TokenServicer(tokens, token_outcomes)),
         (device_pb2_grpc.add_DevSvcServicer_to_server, DevSvcServicer(devices)),
     )
     upstreams = AdminSrvConfig().upstreams

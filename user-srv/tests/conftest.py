@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.user_srv.v1 import user_pb2_grpc
+from micro.idempotency import IdempotencyConfig, OutcomeStore
 from micro.testing.fixtures import FAST_ARGON2, ServeGrpc, schema_fixture
 from user_srv.attempts import LoginBudgets
 from user_srv.config import Argon2Config, LoginLimitsConfig
@@ -52,8 +53,10 @@ def usecases(
 
 
 @pytest.fixture
-async def user_stub(usecases: UserUseCases, serve_grpc: ServeGrpc) -> UserServiceAsyncStub:
+async def user_stub(
+    usecases: UserUseCases, engine: AsyncEngine, serve_grpc: ServeGrpc
+) -> UserServiceAsyncStub:
     """user-srv's UserService on the framework's real gRPC server, on a loopback port."""
-    servicer = UserServicer(usecases)
+    servicer = UserServicer(usecases, OutcomeStore(engine, IdempotencyConfig))
     channel = await serve_grpc(user_pb2_grpc.add_UserServiceServicer_to_server, servicer)
     return user_pb2_grpc.UserServiceStub(channel)

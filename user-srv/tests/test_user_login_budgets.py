@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.user_srv.v1 import user_pb2, user_pb2_grpc
 from micro.errors import ServiceError
+from micro.idempotency import IdempotencyConfig, OutcomeStore
 from micro.testing.fixtures import ServeGrpc
 from user_srv.attempts import LoginBudgets, lockout
 from user_srv.config import Argon2Config, LoginLimitsConfig
@@ -84,10 +85,12 @@ class UserSrv:
         self.hasher = CountingHasher(argon2)
         self.budgets = LoginBudgets(engine, limits, clock)
         self.usecases = UserUseCases(SqlUserRepository(engine), self.hasher, self.budgets)
+        self.outcomes = OutcomeStore(engine, IdempotencyConfig)
 
     async def serve(self, serve_grpc: ServeGrpc) -> UserServiceAsyncStub:
         channel = await serve_grpc(
-            user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(self.usecases)
+            user_pb2_grpc.add_UserServiceServicer_to_server,
+            UserServicer(self.usecases, self.outcomes),
         )
         return user_pb2_grpc.UserServiceStub(channel)
 

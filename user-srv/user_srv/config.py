@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, model_validator
 from micro.config.model import Duration, Section, ServiceConfig
 from micro.config.reload import Reload
 from micro.db import DatabaseConfig
+from micro.idempotency import IdempotencyConfig
 
 
 class Argon2Config(Section):
@@ -68,5 +69,7 @@ class UserSrvConfig(ServiceConfig):
     database: DatabaseConfig = DatabaseConfig()
     argon2: Argon2Config = Argon2Config()
     login_limits: LoginLimitsConfig = LoginLimitsConfig()
+    # CreateUser keeps its outcomes per idempotency key.
+    idempotency: IdempotencyConfig = IdempotencyConfig()
     # Created at start (and when the list changes) when missing; never overwritten.
     bootstrap_users: Annotated[tuple[BootstrapUser, ...], Reload.LIVE] = ()

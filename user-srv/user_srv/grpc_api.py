@@ -7,6 +7,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from api.user_srv.v1 import user_pb2, user_pb2_grpc
 from micro.errors import ServiceError, invalid_argument
+from micro.idempotency import OutcomeStore
 from micro.servicer import Context, Servicer
 from user_srv.domain import Role, User
 from user_srv.usecases import UserUseCases
@@ -28,6 +29,10 @@ def user_message(user: User) -> user_pb2.User:
 
 
 class UserServicer(Servicer[UserUseCases], user_pb2_grpc.UserServiceServicer):
+    def __init__(self, usecases: UserUseCases, outcomes: OutcomeStore) -> None:
+        super().__init__(usecases)
+        self.outcomes = outcomes  # CreateUser is keyed
+
     async def VerifyPassword(
         self, request: user_pb2.VerifyPasswordRequest, context: Context
     ) -> user_pb2.VerifyPasswordResponse:
@@ -56,8 +61,14 @@ class UserServicer(Servicer[UserUseCases], user_pb2_grpc.UserServiceServicer):
         role = _ROLE_FROM_PROTO.get(request.role)
         if role is None:
             raise invalid_argument("role", "must be USER_ROLE_USER or USER_ROLE_ADMIN")
-        user = await self.usecases.create_user(request.user_name, request.password, role)
-        return user_pb2.CreateUserResponse(user=user_message(user))
+        return await self.outcomes.run(
+            context,
+            "CreateUser",
+            request,
+            user_pb2.CreateUserResponse,
+            lambda user: user_pb2.CreateUserResponse(user=user_message(user)),
+            lambda once: self.usecases.create_user(request.user_name, request.password, role, once),
+        )
 
     async def ListUsers(
         self, request: user_pb2.ListUsersRequest, context: Context

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table
 
 from micro.db import Migration, create_tables
+from micro.idempotency import create_outcomes_table
 
 
 def _v1_users(meta: MetaData) -> None:
@@ -38,4 +39,5 @@ def _v2_login_budgets(meta: MetaData) -> None:
 MIGRATIONS = (
     Migration(1, "users table", create_tables(_v1_users)),
     Migration(2, "login budgets", create_tables(_v2_login_budgets)),
+    Migration(3, "outcomes of keyed CreateUser calls", create_outcomes_table),
 )

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from micro.db import UtcDateTime
+from micro.idempotency import Once
 from user_srv.domain import Role, StoredUser, User
 
 
@@ -18,8 +19,11 @@ class UserExistsError(Exception):
 
 
 class UserRepository(Protocol):
-    async def add(self, user_name: str, password_hash: str, role: Role) -> User:
-        """Store a new user; raises UserExistsError on a taken name."""
+    async def add(
+        self, user_name: str, password_hash: str, role: Role, once: Once[User] | None = None
+    ) -> User:
+        """Store a new user (with a keyed call's outcome); raises UserExistsError on a
+        taken name."""
         ...
 
     async def by_name(self, user_name: str) -> StoredUser | None: ...
@@ -55,10 +59,14 @@ class SqlUserRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def add(self, user_name: str, password_hash: str, role: Role) -> User:
+    async def add(
+        self, user_name: str, password_hash: str, role: Role, once: Once[User] | None = None
+    ) -> User:
         created = datetime.now(UTC)
         try:
             async with self._engine.begin() as conn:
+                if once is not None:
+                    await once.claim(conn)
                 result = await conn.execute(
                     users.insert()
                     .values(
@@ -69,10 +77,14 @@ class SqlUserRepository:
                     )
                     .returning(users.c.id)
                 )
-                user_id = result.scalar_one()
+                user = User(
+                    id=str(result.scalar_one()), user_name=user_name, role=role, create_time=created
+                )
+                if once is not None:
+                    await once.settle(conn, user)
         except IntegrityError as exc:
             raise UserExistsError(user_name) from exc
-        return User(id=str(user_id), user_name=user_name, role=role, create_time=created)
+        return user
 
     async def by_name(self, user_name: str) -> StoredUser | None:
         async with self._engine.connect() as conn:

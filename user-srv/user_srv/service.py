@@ -8,6 +8,7 @@ import time
 from api.user_srv.v1 import user_pb2_grpc
 from micro.app import ServiceContext, run
 from micro.db import open_service_database
+from micro.idempotency import OutcomeStore
 from micro.registry.names import package_registry_name
 from user_srv.attempts import LoginBudgets
 from user_srv.config import UserSrvConfig
@@ -34,7 +35,9 @@ async def compose(ctx: ServiceContext[UserSrvConfig]) -> None:
     users = UserUseCases(SqlUserRepository(engine), hasher, budgets)
     await users.bootstrap(cfg.bootstrap_users)
     ctx.config.follow(lambda c: c.bootstrap_users, users.bootstrap, what="bootstrap users")
-    ctx.add_grpc_service(user_pb2_grpc.add_UserServiceServicer_to_server, UserServicer(users))
+    outcomes = OutcomeStore(engine, ctx.config.view(lambda c: c.idempotency))
+    servicer = UserServicer(users, outcomes)
+    ctx.add_grpc_service(user_pb2_grpc.add_UserServiceServicer_to_server, servicer)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import grpc
 
 from micro import paging
 from micro.errors import ServiceError, invalid_argument, not_found, unauthenticated
+from micro.idempotency import Once
 from user_srv.attempts import LoginBudgets
 from user_srv.config import BootstrapUser
 from user_srv.domain import (
@@ -91,12 +92,19 @@ class UserUseCases:
             await self._users.set_password_hash(int(stored.user.id), new_hash)
         return stored.user
 
-    async def create_user(self, user_name: str, password: str, role: Role = Role.USER) -> User:
+    async def create_user(
+        self,
+        user_name: str,
+        password: str,
+        role: Role = Role.USER,
+        once: Once[User] | None = None,
+    ) -> User:
+        """The new user; `once` (a keyed call) commits its outcome with the user."""
         check_user_name(user_name)
         check_new_password(password)
         password_hash = await self._hasher.hash(password)
         try:
-            return await self._users.add(user_name, password_hash, role)
+            return await self._users.add(user_name, password_hash, role, once)
         except UserExistsError:
             raise ServiceError(
                 grpc.StatusCode.ALREADY_EXISTS,
