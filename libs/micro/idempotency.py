@@ -19,7 +19,6 @@ Needs the `db` extra of micro.
 from __future__ import annotations
 
 import hashlib
-import string
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -42,7 +41,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from micro.client.idempotency import IDEMPOTENCY_KEY_METADATA, serving_key
+from micro.client.idempotency import (
+    IDEMPOTENCY_KEY_METADATA,
+    MAX_KEY_LENGTH,
+    check_key,
+    serving_key,
+)
 from micro.config.model import Duration, Section
 from micro.config.reload import Reload
 from micro.db import UtcDateTime, create_tables
@@ -53,8 +57,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 M = TypeVar("M", bound=Message)
 
-MAX_KEY_LENGTH = 64
-_KEY_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_.:")
 # The code of a row claimed in a transaction not yet settled: never seen committed.
 _PENDING = -1
 # Expired outcomes are deleted by a claim at most this often (per store).
@@ -116,18 +118,10 @@ class KeyedCall:
         ]
         if not keys:
             return None
-        key = keys[0]
-        if len(keys) > 1 or not isinstance(key, str) or not _is_key(key):
-            raise invalid_argument(
-                IDEMPOTENCY_KEY_METADATA,
-                f"must be one value of 1-{MAX_KEY_LENGTH} letters, digits or -_.:",
-            )
+        key = keys[0] if len(keys) == 1 and isinstance(keys[0], str) else ""
+        check_key(key, IDEMPOTENCY_KEY_METADATA)
         caller = current_caller()
         return cls(caller.principal if caller else "", method, key, request)
-
-
-def _is_key(key: str) -> bool:
-    return 0 < len(key) <= MAX_KEY_LENGTH and set(key) <= _KEY_CHARACTERS
 
 
 class Outcome:

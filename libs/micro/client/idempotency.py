@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import string
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -16,6 +17,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 
 from micro.descriptors import stub_services
+from micro.errors import invalid_argument
 
 _SAFE_TO_REPEAT = (
     descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS,
@@ -23,8 +25,10 @@ _SAFE_TO_REPEAT = (
 )
 # The method option in proto/api/micro/v1/options.proto.
 KEYED_OPTION = "micro.v1.idempotency_key"
-# The gRPC metadata key of a call's idempotency key (HTTP: the Idempotency-Key header).
+# The gRPC metadata key of a call's idempotency key between services.
 IDEMPOTENCY_KEY_METADATA = "x-idempotency-key"
+MAX_KEY_LENGTH = 64
+_KEY_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_.:")
 
 # The key of the request being served, when its caller sent one: the calls made for it
 # derive their keys from it, so that a repeat of that request repeats them with the same keys.
@@ -86,6 +90,15 @@ def new_key(method: str) -> str:
     if parent is None:
         return secrets.token_hex(16)
     return hashlib.sha256(f"{parent}\n{method}".encode()).hexdigest()[:32]
+
+
+def check_key(key: str, name: str) -> None:
+    """A key as a client sends it (1-64 letters, digits or -_.:), else INVALID_ARGUMENT
+    naming where it came from (`name`: the header or metadata key)."""
+    if not 0 < len(key) <= MAX_KEY_LENGTH or not set(key) <= _KEY_CHARACTERS:
+        raise invalid_argument(
+            name, f"must be one value of 1-{MAX_KEY_LENGTH} letters, digits or -_.:"
+        )
 
 
 @contextmanager
