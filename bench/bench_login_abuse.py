@@ -13,9 +13,12 @@ address of its own (127.0.1.0/24).
   reported too.
 - Revocation delay p50/p99: log in, log out, then poll GET /admin/v1/me on every replica
   with the old access token until each answers 401.
-- Honest logins/s while the attacker floods one account, against no flood, same run:
-  quiet and flooded phases alternate, so outside load weighs on both alike; the attacker
-  runs in a process of its own, as on a machine of its own.
+- Honest logins/s while the attacker floods one account, against no flood, same run, under
+  the shipped lockouts: quiet and flooded phases alternate, so outside load weighs on both
+  alike. The flood is open-loop (micro.testing.open_loop): guesses arrive at a multiple of
+  the quiet login rate whatever the answers' pace, from a process of its own, as from a
+  machine of its own; a closed-loop attacker would instead take whatever CPU the refusals
+  leave on this one machine, which says more about sharing two cores than about the system.
 
     uv run python bench/bench_login_abuse.py [--attack-seconds 12] [--phase-seconds 12]
 """
@@ -25,11 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import multiprocessing
 import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -42,6 +47,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.results import merge_results, percentile  # noqa: E402
+from micro.testing.open_loop import Offered, Request, offer  # noqa: E402
 from tests.login_system import LoginSystem  # noqa: E402
 from user_srv.config import LoginLimitsConfig  # noqa: E402
 
@@ -65,13 +71,19 @@ REVOCATION_TIMEOUT_S = 10.0
 PHASES = 4
 
 
-def shipped_limits() -> LoginLimitsConfig:
-    """user-srv's login_limits as .k8s/user-srv.yaml configures them (defaults otherwise)."""
+def shipped_limits_config() -> dict[str, Any]:
+    """user-srv's login_limits section as .k8s/user-srv.yaml writes it ({}: the defaults)."""
     for document in yaml.safe_load_all((REPO_ROOT / ".k8s/user-srv.yaml").read_text()):
         if document and document.get("kind") == "ConfigMap":
             config = yaml.safe_load(document["data"]["config.yaml"]) or {}
-            return LoginLimitsConfig.model_validate(config.get("login_limits", {}))
-    return LoginLimitsConfig()
+            limits: dict[str, Any] = config.get("login_limits", {})
+            return limits
+    return {}
+
+
+def shipped_limits() -> LoginLimitsConfig:
+    """user-srv's login_limits as .k8s/user-srv.yaml configures them (defaults otherwise)."""
+    return LoginLimitsConfig.model_validate(shipped_limits_config())
 
 
 def guesses_within(cfg: LoginLimitsConfig, span: timedelta) -> int:
@@ -128,22 +140,25 @@ async def flood(
     return statuses
 
 
-# The attacker process's event loop and clients, made once before the phases: making a
-# client costs tens of milliseconds, a part of a short phase.
-_ATTACKER: dict[str, Any] = {}
+def flood_elsewhere(urls: list[str], victim: str, rate: float, seconds: float) -> Offered:
+    """Wrong passwords for `victim` at `rate` a second over every replica and attacker
+    address, open-loop; run in the attacker's process, as from a machine of its own: in
+    the honest users' event loop its client work would slow their logins, not the system's."""
 
+    def guess(k: int) -> Request:
+        body = json.dumps({"userName": victim, "password": f"guess-{k}"}).encode()
+        return ("POST", "/admin/v1/login", body)
 
-def prepare_attacker(urls: list[str]) -> None:
-    """Make the attacker process's loop and clients (run in that process)."""
-    _ATTACKER["loop"] = asyncio.new_event_loop()
-    _ATTACKER["clients"] = clients(urls, ATTACKER_ADDRESSES)
-
-
-def flood_elsewhere(victim: str, concurrency: int, until: float) -> dict[int, int]:
-    """flood() in the attacker's process, as from a machine of its own: in the honest
-    users' event loop its client work would slow their logins, not the system's."""
-    loop: asyncio.AbstractEventLoop = _ATTACKER["loop"]
-    return loop.run_until_complete(flood(_ATTACKER["clients"], victim, concurrency, until))
+    return asyncio.run(
+        offer(
+            urls,
+            guess,
+            rate=rate,
+            seconds=seconds,
+            connections=len(urls) * len(ATTACKER_ADDRESSES),
+            local_addresses=ATTACKER_ADDRESSES,
+        )
+    )
 
 
 async def honest_logins(
@@ -187,33 +202,39 @@ async def attack(system: LoginSystem, victim: str, seconds: float, concurrency: 
 
 
 async def flood_ratio(
-    system: LoginSystem, seconds: float, concurrency: int, attacking: int
-) -> tuple[float, float]:
-    """Honest logins/s without and with an attacker flooding one account, in alternating
-    phases of `seconds` / PHASES each, so load from outside the bench weighs on both."""
+    system: LoginSystem, seconds: float, concurrency: int, multiple: float
+) -> tuple[float, float, float]:
+    """Honest logins/s without and with a flood at `multiple` x the first quiet phase's
+    login rate, in alternating phases of `seconds` / PHASES each, so load from outside
+    the bench weighs on both; and the flood's rate."""
     honest = {
         name: clients(system.http_urls, [address]) for name, address in HONEST_ADDRESSES.items()
     }
     phase_s = seconds / PHASES
     rates: dict[bool, list[float]] = {False: [], True: []}
     answers: dict[bool, dict[int, int]] = {False: {}, True: {}}
-    flood_answers: dict[int, int] = {}
+    flood_answers: Counter[int] = Counter()
+    late = 0
     loop = asyncio.get_running_loop()
+    victim = VICTIMS[-1]["user_name"]
     try:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             # Started before the first phase: a process start is no part of a phase.
-            await loop.run_in_executor(pool, prepare_attacker, system.http_urls)
+            await loop.run_in_executor(pool, time.sleep, 0)
             for flooding in itertools.islice(itertools.cycle((False, True)), 2 * PHASES):
-                victim, until = VICTIMS[-1]["user_name"], time.monotonic() + phase_s
+                flood_rate = multiple * rates[False][0] if flooding else 0.0
                 running = (
-                    loop.run_in_executor(pool, flood_elsewhere, victim, attacking, until)
+                    loop.run_in_executor(
+                        pool, flood_elsewhere, system.http_urls, victim, flood_rate, phase_s
+                    )
                     if flooding
                     else None
                 )
                 rate, statuses = await honest_logins(honest, phase_s, concurrency)
                 if running is not None:
-                    for status, count in (await running).items():
-                        flood_answers[status] = flood_answers.get(status, 0) + count
+                    offered = await running
+                    flood_answers.update(offered.statuses)
+                    late += offered.late
                 rates[flooding].append(rate)
                 for status, count in statuses.items():
                     answers[flooding][status] = answers[flooding].get(status, 0) + count
@@ -221,8 +242,9 @@ async def flood_ratio(
         for client in itertools.chain(*honest.values()):
             await client.aclose()
     print(f"  honest answers: quiet {answers[False]}, flooded {answers[True]}")
-    print(f"  flood answers: {dict(sorted(flood_answers.items()))}")
-    return statistics.fmean(rates[False]), statistics.fmean(rates[True])
+    print(f"  flood answers: {dict(sorted(flood_answers.items()))}, {late} sent late")
+    quiet = statistics.fmean(rates[False])
+    return quiet, statistics.fmean(rates[True]), multiple * rates[False][0]
 
 
 async def revocation_delays(system: LoginSystem, rounds: int) -> list[float] | None:
@@ -302,16 +324,29 @@ def run(args: argparse.Namespace) -> dict[str, float]:
             figures[f"login_abuse_guesses_per_hour_{replicas}_replica"] = round(per_hour, 1)
             if replicas == 3:
                 revocation(system, args.revocations, figures)
-                quiet, flooded = asyncio.run(
-                    flood_ratio(system, args.phase_seconds, args.concurrency, args.attackers)
-                )
-                print(
-                    f"  honest logins/s {quiet:.1f} quiet, {flooded:.1f} under a flood: "
-                    f"ratio {flooded / quiet:.3f}"
-                )
-                figures["login_abuse_honest_per_second"] = round(quiet, 1)
-                figures["login_abuse_honest_flooded_per_second"] = round(flooded, 1)
-                figures["login_abuse_flood_ratio"] = round(flooded / quiet, 3)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-login-abuse-") as folder,
+        LoginSystem(
+            Path(folder),
+            bootstrap_users=[*HONEST, *VICTIMS],
+            login_limits=shipped_limits_config(),
+            admin_replicas=3,
+        ) as system,
+    ):
+        print("3 admin-srv replicas, the shipped lockouts:")
+        for multiple in args.flood_multiples:
+            quiet, flooded, flood_rate = asyncio.run(
+                flood_ratio(system, args.phase_seconds, args.concurrency, multiple)
+            )
+            print(
+                f"  honest logins/s {quiet:.1f} quiet, {flooded:.1f} under a flood of "
+                f"{flood_rate:.0f} guesses/s ({multiple:g}x): ratio {flooded / quiet:.3f}"
+            )
+            key = f"login_abuse_flood_{multiple:g}x"
+            figures[f"{key}_guesses_per_second"] = round(flood_rate)
+            figures[f"{key}_honest_per_second"] = round(flooded, 1)
+            figures[f"{key}_ratio"] = round(flooded / quiet, 3)
+            figures["login_abuse_honest_per_second"] = round(quiet, 1)
     return figures
 
 
@@ -319,6 +354,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attack-seconds", type=float, default=12.0)
     parser.add_argument("--attackers", type=int, default=16, help="concurrent guesses")
+    parser.add_argument(
+        "--flood-multiples",
+        type=float,
+        nargs="+",
+        default=[10.0, 50.0],
+        help="flood rates, as multiples of the quiet login rate",
+    )
     parser.add_argument("--phase-seconds", type=float, default=12.0, help="per mode, in all")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--revocations", type=int, default=100)
