@@ -337,6 +337,7 @@ class App(Generic[C]):
                 identity=self._identity,
                 shedding=cfg.server.shedding,
                 fault=cfg.fault,
+                pod=self.instance_id,
             )
             for add_to_server, servicer in ctx.grpc_services:
                 grpc.add_service(add_to_server, servicer)

@@ -485,6 +485,9 @@ class FaultConfig(Section):
     """Share of calls answered UNAVAILABLE without running the handler."""
     methods: Annotated[tuple[str, ...], AfterValidator(_method_patterns)] = ()
     """pkg.Service/Method or pkg.Service/*; none: every method."""
+    pods: tuple[str, ...] = ()
+    """Names of the pods it applies to (POD_NAME, else HOSTNAME); none: every pod. One
+    ConfigMap serves every replica, so a drill on one replica names it here."""
 
 
 class ServiceConfig(Section):

@@ -21,12 +21,18 @@ _log = logging.getLogger("micro.fault")
 
 class FaultInjector:
     """What the config asks of one call: `delay_s(method)` and `fails(method)`.
-    `chance` is injectable (a uniform draw in [0, 1)) so tests are deterministic."""
+    `chance` is injectable (a uniform draw in [0, 1)) so tests are deterministic; `pod`
+    is this process's pod name, matched against the config's `pods`."""
 
     def __init__(
-        self, config: FaultConfig | None = None, *, chance: Callable[[], float] = random.random
+        self,
+        config: FaultConfig | None = None,
+        *,
+        pod: str = "",
+        chance: Callable[[], float] = random.random,
     ) -> None:
         self._config = FaultConfig()
+        self._pod = pod
         self._chance = chance
         self._methods: frozenset[str] = frozenset()
         self._services: tuple[str, ...] = ()
@@ -36,6 +42,8 @@ class FaultInjector:
     @property
     def active(self) -> bool:
         config = self._config
+        if config.pods and self._pod not in config.pods:
+            return False
         return config.delay.total_seconds() > 0 or config.unavailable_share > 0
 
     def update(self, config: FaultConfig) -> None:

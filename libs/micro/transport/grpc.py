@@ -43,11 +43,12 @@ class GrpcServer:
         identity: IdentityGuard | None = None,
         shedding: SheddingConfig | None = None,
         fault: FaultConfig | None = None,
+        pod: str = "",
     ) -> None:
         self._config = config
         # Both follow the config at run time (`.update`); shedding is on by default.
         self.shedding = ConcurrencyLimiter(shedding or SheddingConfig(), transport="grpc")
-        self.fault = FaultInjector(fault)
+        self.fault = FaultInjector(fault, pod=pod)  # pod: for the config's `fault.pods`
         self._health = health
         self._policy = policy if policy is not None else AccessPolicy()
         self._identity = identity  # None: no caller identity asked (public port, or off)

@@ -107,3 +107,10 @@ async def test_a_server_answers_unavailable_then_slow_then_normally_as_configure
 
     server.fault.update(FaultConfig())
     assert (await echo.Echo(echo_pb2.EchoRequest(text="x"), timeout=10)).text == "x"
+
+
+def test_pods_narrow_it_to_the_named_replicas() -> None:
+    drill = FaultConfig(unavailable_share=1.0, pods=("device-srv-b",))
+    assert not FaultInjector(drill, pod="device-srv-a").applies(ECHO)
+    assert FaultInjector(drill, pod="device-srv-b").applies(ECHO)
+    assert FaultInjector(FaultConfig(unavailable_share=1.0), pod="device-srv-a").applies(ECHO)
