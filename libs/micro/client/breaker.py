@@ -5,6 +5,11 @@ Rather than a fixed open/closed switch, a call is refused locally with probabili
 max(0, (requests - k x accepts) / (requests + 1)) over a sliding window: a dependency
 that fails most calls gets fewer of them (and its callers fail fast), while some calls
 still go through and tell when it is back.
+
+Unlike the book and Kratos, `requests` are the calls sent, not the refused ones too:
+counting refusals feeds the refused share back into itself, so that after an outage it
+fell by only about half a window's worth at a time and took several windows to clear;
+counting sent calls only, the first answers after recovery clear it within a window.
 """
 
 from __future__ import annotations
@@ -59,8 +64,8 @@ class _Window:
 class AdaptiveThrottle:
     """The breaker of one (dependency, method). `allow()` when a call starts,
     `record(accepted)` when it ends, whatever its retries. A request counts when it
-    ends, or at once when refused (as Kratos does): counted when sent, a burst of calls
-    still in flight would look like requests nobody accepted."""
+    ends: counted when sent, a burst of calls still in flight would look like requests
+    nobody accepted."""
 
     def __init__(
         self,
@@ -97,7 +102,7 @@ class AdaptiveThrottle:
         return max(0.0, (requests - cfg.k * accepts) / (requests + 1))
 
     def allow(self) -> bool:
-        """Whether to send this call; a refusal counts as a request not accepted."""
+        """Whether to send this call (a refusal is not counted as a request)."""
         cfg = self._config()
         if not cfg.enabled:
             self._note(0.0, settled=True)
@@ -105,7 +110,6 @@ class AdaptiveThrottle:
         probability = self.probability()
         self._note(probability, settled=self._clock() - self._shed_at >= cfg.window.total_seconds())
         if probability > 0 and self._rand() < probability:
-            self._counts(cfg).add(self._clock(), requests=1)
             self._rejections.inc()
             return False
         return True

@@ -4,6 +4,7 @@ unit tests on an injected clock and a scripted random source, then over a real s
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -184,3 +185,23 @@ async def test_calls_their_retries_save_are_accepted() -> None:
     assert [a.text for a in answers] == ["ok"] * 40
     assert servicer.calls == 80  # half the attempts failed, yet no call was refused
     assert not factory.guards(SERVICE).breaker("Echo").rejecting
+
+
+def test_after_an_outage_the_first_answers_clear_it_within_a_window() -> None:
+    clock = Clock()
+    cfg = BreakerConfig.model_validate({"window": "5s", "k": 2.0, "min_requests": 20})
+    draws = random.Random(7)  # noqa: S311  (seeded: the same draws every run)
+    breaker = AdaptiveThrottle(SERVICE, "Echo", lambda: cfg, clock=clock, rand=draws.random)
+    start, sent_while_down, cleared_after = clock.now, 0, None
+    for n in range(3000):  # 100 calls a second: 10 s calm, 10 s down, then back
+        clock.now = start + n / 100
+        down = 10 <= n / 100 < 20
+        if breaker.allow():
+            breaker.record(accepted=not down)
+            sent_while_down += down
+        if n / 100 >= 20 and cleared_after is None and breaker.probability() == 0:
+            cleared_after = n / 100 - 20
+    assert sent_while_down < 500  # most of the outage's 1000 calls never left
+    assert cleared_after is not None
+    assert cleared_after < 5.0  # within a window of the first answers
+    assert not breaker.rejecting  # and its stop was logged once settled
