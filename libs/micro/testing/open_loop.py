@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 # What a request is: method, path and JSON body (empty for none).
 Request = tuple[str, str, bytes]
@@ -31,6 +31,8 @@ class Offered:
     statuses: Counter[int] = field(default_factory=Counter)
     latencies_s: list[float] = field(default_factory=list)
     """From each arrival's due time to its answer, so a wait for a free connection counts."""
+    accepted_latencies_s: list[float] = field(default_factory=list)
+    """The same, of the 2xx answers only: an overloaded server's fast refusals left out."""
     late: int = 0
     """Arrivals that found every connection busy and waited for one."""
 
@@ -122,6 +124,8 @@ async def offer(
             status = NO_ANSWER
         else:
             offered.latencies_s.append(time.monotonic() - due)
+            if 200 <= status < 300:
+                offered.accepted_latencies_s.append(offered.latencies_s[-1])
         finally:
             idle.put_nowait(connection)
         offered.statuses[status] += 1
@@ -142,4 +146,45 @@ async def offer(
             task.cancel()
         while not idle.empty():
             idle.get_nowait().close()
+    return offered
+
+
+async def saturate(
+    urls: Sequence[str],
+    make_request: Callable[[int], Request],
+    *,
+    seconds: float,
+    connections: int = 16,
+) -> Offered:
+    """Closed loop: each of `connections` kept-alive connections sends its next request as
+    soon as the last is answered, for `seconds`; 2xx answers per second is the capacity
+    an open-loop test offers a multiple of."""
+    if seconds <= 0 or connections < 1:
+        raise ValueError("seconds and connections must be positive")
+    targets = [urlsplit(url) for url in urls]
+    offered = Offered()
+    counter = itertools.count()
+    end = time.monotonic() + seconds
+
+    async def loop(target: SplitResult) -> None:
+        if target.hostname is None or target.port is None:
+            raise ValueError(f"{target.geturl()!r} names no host and port")
+        connection = _Connection(target.hostname, target.port, None)
+        try:
+            while (start := time.monotonic()) < end:
+                request = _encode(connection.host, make_request(next(counter)))
+                try:
+                    status = await connection.exchange(request)
+                except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+                    connection.close()
+                    status = NO_ANSWER
+                else:
+                    offered.latencies_s.append(time.monotonic() - start)
+                    if 200 <= status < 300:
+                        offered.accepted_latencies_s.append(offered.latencies_s[-1])
+                offered.statuses[status] += 1
+        finally:
+            connection.close()
+
+    await asyncio.gather(*(loop(targets[n % len(targets)]) for n in range(connections)))
     return offered

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from micro.testing.open_loop import NO_ANSWER, Request, offer
+from micro.testing.open_loop import NO_ANSWER, Request, offer, saturate
 
 
 class SlowServer:
@@ -94,8 +94,19 @@ async def test_closed_and_dropped_connections_are_counted(server: SlowServer) ->
     assert closed.statuses == {503: 5}  # a new connection after each Connection: close
     assert dropped.statuses == {NO_ANSWER: 5}
     assert dropped.latencies_s == []
+    assert closed.accepted_latencies_s == []  # a 503 is answered, not accepted
 
 
 async def test_a_rate_that_sends_nothing_is_refused() -> None:
     with pytest.raises(ValueError, match="must be positive"):
         await offer(["http://127.0.0.1:1"], post("/"), rate=0, seconds=1)
+
+
+async def test_saturate_keeps_each_connection_busy_until_the_time_is_up(
+    server: SlowServer,
+) -> None:
+    server.release.set()  # answer at once
+    offered = await saturate([server.url], post("/"), seconds=0.2, connections=2)
+    assert offered.statuses[200] == offered.sent > 2
+    assert len(offered.accepted_latencies_s) == offered.sent
+    assert server.most_in_flight <= 2  # closed loop: never more than one per connection
