@@ -96,7 +96,7 @@ class GrpcServer:
                         self._identity,
                         self.proxies,
                         quiet=self._quiet_methods(),
-                        shedding=shedding_layer(self.shedding),
+                        shedding=shedding_layer(self.shedding, self._quiet_methods()),
                         fault=fault_layer(self.fault),
                     )
                 )

@@ -165,11 +165,14 @@ class ConcurrencyLimiter:
         self._in_flight_gauge.set(self.in_flight)
         return Ticket(self._clock(), self.in_flight)
 
-    def done(self, ticket: Ticket) -> None:
+    def done(self, ticket: Ticket, *, sample: bool = True) -> None:
+        """The call ended; `sample=False` for a call whose length is not the server's
+        work (a long poll, a stream): it held a slot but tells nothing of latency."""
         self.in_flight -= 1
         self._in_flight_gauge.set(self.in_flight)
-        limit = self._algorithm.sample(self._clock() - ticket.started, ticket.in_flight)
-        self._limit_gauge.set(limit)
+        if sample:
+            limit = self._algorithm.sample(self._clock() - ticket.started, ticket.in_flight)
+            self._limit_gauge.set(limit)
 
     def retry_after_s(self) -> float:
         """How long until a slot is likely free: the long-term latency of a call."""

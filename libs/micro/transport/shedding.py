@@ -9,6 +9,7 @@ Health checks, reflection and the probe paths are never shed nor counted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -28,11 +29,14 @@ def refusal(limiter: ConcurrencyLimiter) -> ServiceError:
 
 
 class _Shed(_CallLayer):
-    __slots__ = ("_limiter", "_ticket")
+    __slots__ = ("_limiter", "_ticket", "_unsampled")
 
-    def __init__(self, call: GrpcCall, limiter: ConcurrencyLimiter) -> None:
+    def __init__(
+        self, call: GrpcCall, limiter: ConcurrencyLimiter, unsampled: frozenset[str]
+    ) -> None:
         super().__init__(call)
         self._limiter = limiter
+        self._unsampled = unsampled
         self._ticket: Ticket | None = None
 
     async def __aenter__(self) -> None:
@@ -49,13 +53,18 @@ class _Shed(_CallLayer):
         self, exc_type: type[BaseException] | None, error: BaseException | None, tb: Any
     ) -> bool:
         if self._ticket is not None:
-            self._limiter.done(self._ticket)
+            call = self.call
+            sample = not call.response_streaming and call.method not in self._unsampled
+            self._limiter.done(self._ticket, sample=sample)
         return False
 
 
-def shedding_layer(limiter: ConcurrencyLimiter) -> Layer:
-    """The outermost gRPC layer: admit through `limiter` or answer RESOURCE_EXHAUSTED."""
-    return lambda call: _Shed(call, limiter)
+def shedding_layer(limiter: ConcurrencyLimiter, unsampled: Iterable[str] = ()) -> Layer:
+    """The outermost gRPC layer: admit through `limiter` or answer RESOURCE_EXHAUSTED.
+    `unsampled` (full method names: long polls, feeds) and streaming calls hold a slot
+    but their length, the poll's or the stream's, is no latency sample."""
+    methods = frozenset(unsampled)
+    return lambda call: _Shed(call, limiter, methods)
 
 
 class SheddingMiddleware:

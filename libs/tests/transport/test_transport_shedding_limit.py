@@ -100,6 +100,20 @@ def test_a_config_change_clamps_the_limit_and_off_admits_everything() -> None:
     assert all(t is not None for t in tickets)
 
 
+def test_a_call_that_is_no_sample_frees_its_slot_and_leaves_the_limit() -> None:
+    """A long poll ends when the poll does: its length says nothing of the server."""
+    clock = Clock()
+    limits = limiter(clock, initial_limit=4, min_limit=1, max_limit=4)
+    for _ in range(10):
+        run_calls(limits, clock, at_once=4, rtt=0.01)
+    long_poll = limits.admit()
+    assert long_poll is not None
+    clock.now += 30.0
+    limits.done(long_poll, sample=False)
+    assert (limits.limit, limits.in_flight) == (4, 0)
+    assert limits.retry_after_s() == pytest.approx(0.01)
+
+
 def test_min_above_max_is_refused() -> None:
     with pytest.raises(ValueError, match="min_limit 30 is above max_limit 20"):
         SheddingConfig(min_limit=30, max_limit=20)
