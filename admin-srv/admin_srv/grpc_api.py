@@ -6,7 +6,12 @@ from typing import Any
 
 from admin_srv import messages
 from admin_srv.device_tokens import METADATA_KEY
-from admin_srv.usecases import AuthUseCases, DeviceUseCases, UserAdminUseCases
+from admin_srv.usecases import (
+    IDEMPOTENCY_METADATA,
+    AuthUseCases,
+    DeviceUseCases,
+    UserAdminUseCases,
+)
 from api.admin_srv.v1 import admin_pb2, admin_pb2_grpc
 from micro.auth import bearer_token, require_principal
 from micro.servicer import Context, Servicer
@@ -30,6 +35,16 @@ def _metadata(context: Context, wanted: str) -> str:
     return ""
 
 
+def _idempotency_key(context: Context) -> tuple[str, str] | None:
+    """The client's key of a retryable login, when it sent one (any value: checked by
+    the use case)."""
+    values = [v for k, v in context.invocation_metadata() or () if k == IDEMPOTENCY_METADATA]
+    if not values:
+        return None
+    key = values[0] if len(values) == 1 and isinstance(values[0], str) else ""
+    return IDEMPOTENCY_METADATA, key
+
+
 def _authorization(context: Context) -> str:
     return bearer_token(_metadata(context, "authorization")) or ""
 
@@ -44,6 +59,7 @@ class AuthenticationServicer(Servicer[AuthUseCases], admin_pb2_grpc.Authenticati
             request.platform,
             client_address(),
             _metadata(context, METADATA_KEY),
+            _idempotency_key(context),
         )
         await context.send_initial_metadata(((METADATA_KEY, signed_in.device_token),))
         return messages.login_reply(signed_in.session)

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from admin_srv import http_schemas as schemas
 from admin_srv import messages
 from admin_srv.device_tokens import COOKIE_NAME
 from admin_srv.json_body import message_json, parse_message
-from admin_srv.usecases import AuthUseCases, DeviceUseCases, UserAdminUseCases
+from admin_srv.usecases import (
+    IDEMPOTENCY_HEADER,
+    AuthUseCases,
+    DeviceUseCases,
+    UserAdminUseCases,
+)
 from api.admin_srv.v1 import admin_pb2
 from micro.auth import bearer_token, require_principal
 from micro.paging import MAX_REQUESTED_PAGE_SIZE
@@ -50,11 +55,26 @@ def build_router(
             401: WRONG_CREDENTIALS,
         },
     )
-    async def login(request: Request, response: Response) -> Any:
+    async def login(
+        request: Request,
+        response: Response,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias=IDEMPOTENCY_HEADER,
+                description=(
+                    "Makes the login safe to retry: a retry with the same key (1-64 "
+                    "letters, digits or -_.:) gets the session of the first attempt, "
+                    "never a second one. A new key for each login."
+                ),
+            ),
+        ] = None,
+    ) -> Any:
         body = parse_message(await request.body(), admin_pb2.LoginRequest())
         device_token = request.cookies.get(COOKIE_NAME, "")
+        keyed = None if idempotency_key is None else (IDEMPOTENCY_HEADER, idempotency_key)
         signed_in = await auth.login(
-            body.user_name, body.password, body.platform, client_address(), device_token
+            body.user_name, body.password, body.platform, client_address(), device_token, keyed
         )
         # Sent back only to the login path, never readable by scripts or other sites.
         response.set_cookie(

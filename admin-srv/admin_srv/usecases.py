@@ -15,9 +15,13 @@ import grpc
 from admin_srv.device_tokens import DeviceTokenSigner
 from admin_srv.refusals import RateRefusals
 from micro.auth import Principal
+from micro.client.idempotency import check_key, serving_key
 from micro.errors import ServiceError, invalid_argument, unauthenticated
 
 ROLES = ("user", "admin")
+# Where a login's idempotency key comes from: the HTTP header and the gRPC metadata key.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_METADATA = "idempotency-key"
 
 
 @dataclass(frozen=True)
@@ -97,12 +101,33 @@ class AuthUseCases:
         platform: int,
         client_address: str,
         device_token: str = "",
+        idempotency_key: tuple[str, str] | None = None,
     ) -> SignedIn:
         """user-srv limits the attempts (budgets in its database, shared by every replica);
         a valid device token for this account gets the device's own budget. A rate-limit
-        refusal is remembered for its triple until it ends, so a flood costs no calls."""
+        refusal is remembered for its triple until it ends, so a flood costs no calls.
+
+        With the client's idempotency key ((where it came from, the key)), the calls to
+        token-srv derive their keys from it and the account's name, so a retried login
+        (on any replica) gets the session its first attempt started, never a second one."""
         if not user_name:
             raise invalid_argument("userName", "must not be empty")
+        if idempotency_key is None:
+            return await self._login(user_name, password, platform, client_address, device_token)
+        source, key = idempotency_key
+        check_key(key, source)
+        # The account's name in the derived keys: two users sending one key never meet.
+        with serving_key(f"login\n{user_name}\n{key}"):
+            return await self._login(user_name, password, platform, client_address, device_token)
+
+    async def _login(
+        self,
+        user_name: str,
+        password: str,
+        platform: int,
+        client_address: str,
+        device_token: str,
+    ) -> SignedIn:
         device_id = self._devices.device_id(device_token, user_name)
         key = (user_name, device_id, client_address)
         self._refusals.check(key)
