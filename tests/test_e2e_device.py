@@ -9,6 +9,7 @@ from __future__ import annotations
 import pathlib
 import time
 from collections.abc import Iterator
+from concurrent import futures
 from typing import Any
 
 import httpx
@@ -72,8 +73,14 @@ class DeviceFlow:
 def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeviceFlow]:
     flow = DeviceFlow(tmp_path_factory.mktemp("device-flow"))
     try:
-        flow.device.start(flow.device_ready)
-        flow.data.start(flow.data_ready)
+        # data-srv's static registry needs no running device-srv: both start together.
+        with futures.ThreadPoolExecutor(2) as pool:
+            starts = [
+                pool.submit(flow.device.start, flow.device_ready),
+                pool.submit(flow.data.start, flow.data_ready),
+            ]
+        for start in starts:
+            start.result()
         yield flow
     finally:
         flow.data.stop()
