@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,10 +22,6 @@ from api.admin_srv.v1 import admin_pb2, admin_pb2_grpc
 
 from .cluster_system import LOGIN, System
 
-# Operations whose backend call is not safe to repeat: a login issues a refresh token
-# (token-srv GenerateToken is IDEMPOTENCY_UNKNOWN), so the gateway never retries it
-# on another instance. Every other operation only reads.
-NON_IDEMPOTENT = frozenset({"login_http", "login_grpc"})
 OPERATIONS = ("login_http", "login_grpc", "me", "device_admin", "device_data")
 REQUEST_TIMEOUT_S = 10.0
 PAUSE_S = 0.02  # between two requests of one client: leaves the two cores some room
@@ -96,7 +93,9 @@ class Client:
         self.requests.append(Request(operation, start, time.monotonic(), error))
 
     def _login_http(self, http: httpx.Client) -> None:
-        reply = http.post("/admin/v1/login", json=LOGIN)
+        # A key per login, as a client that may retry it sends (admin-srv README).
+        headers = {"Idempotency-Key": uuid.uuid4().hex}
+        reply = http.post("/admin/v1/login", json=LOGIN, headers=headers)
         assert reply.status_code == 200, f"http {reply.status_code}: {reply.text[:200]}"
         self.token = reply.json()["token"]
 
@@ -104,6 +103,7 @@ class Client:
         reply = auth.Login(
             admin_pb2.LoginRequest(user_name=LOGIN["userName"], password=LOGIN["password"]),
             timeout=REQUEST_TIMEOUT_S,
+            metadata=(("idempotency-key", uuid.uuid4().hex),),
         )
         assert reply.user_name == LOGIN["userName"], f"login answered {reply.user_name!r}"
         self.token = reply.token

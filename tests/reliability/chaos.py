@@ -26,7 +26,7 @@ from ..cluster_system import NAMESPACE, SERVICES, System, replicas_ready, rolled
 BACKENDS = ("user-srv", "token-srv", "device-srv")
 GATEWAYS = ("admin-srv", "data-srv")
 # Crashes go round the backends, token-srv first: its GenerateToken (every login) is the
-# one call a crash may fail, since it is never retried.
+# one non-idempotent call, retried only because it carries an idempotency key.
 CRASH_ORDER = ("token-srv", "user-srv", "device-srv")
 RECOVERY_TIMEOUT_S = 90.0
 KINDS = ("delete", "crash", "rollout", "apiserver")
