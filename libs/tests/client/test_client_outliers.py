@@ -62,7 +62,16 @@ async def test_a_slow_replica_gets_a_small_share(start_replica: StartReplica) ->
     for _ in range(30):
         # Few at once: with many, the queue of the fast ones (same loop) costs as much.
         answers.update(await wave(stub, 4))
+    seen = {
+        e.target.rsplit(":", 1)[0]: REGISTRY.get_sample_value(
+            "micro_client_endpoint_latency_ewma_seconds",
+            {"service": "go-micro.slowish", "endpoint": e.target},
+        )
+        for e in factory.pool("go-micro.slowish").endpoints()
+    }
     await factory.close()
+    # Every answer of the slow one took its delay at least, so its average did too.
+    assert (seen["127.0.21.1"] or 0) >= slow.delay_s, seen
     assert sum(answers.values()) == 30 * 4
     # An even share would be a third; the slow one is tried, then mostly passed over.
     assert 0 < answers["127.0.21.1"] <= sum(answers.values()) / 10, answers
