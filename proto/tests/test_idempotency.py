@@ -9,6 +9,8 @@ from pathlib import Path
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import MethodDescriptor
 
+from api.micro.v1 import options_pb2
+
 API_DIR = Path(__file__).resolve().parents[1] / "api"
 
 
@@ -49,3 +51,22 @@ def test_methods_that_record_something_are_not_no_side_effects() -> None:
         "token_srv.v1.TokenService.RefreshToken",
     ):
         assert levels[name] == descriptor_pb2.MethodOptions.IDEMPOTENCY_UNKNOWN, name
+
+
+def test_the_keyed_methods_are_those_whose_servers_keep_outcomes() -> None:
+    """`(micro.v1.idempotency_key)` promises that the server answers a repeat with the
+    first outcome (micro.idempotency): only methods whose servicer runs through an
+    OutcomeStore may declare it, and none of them is NO_SIDE_EFFECTS (never hedged)."""
+    methods = _methods()
+    keyed = {
+        n for n, m in methods.items() if m.GetOptions().Extensions[options_pb2.idempotency_key]
+    }
+    assert keyed == {
+        "echo.v1.EchoService.AppendOnce",
+        "token_srv.v1.TokenService.GenerateToken",
+        "token_srv.v1.TokenService.RefreshToken",
+        "user_srv.v1.UserService.CreateUser",
+    }
+    for name in keyed:
+        level = methods[name].GetOptions().idempotency_level
+        assert level != descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS, name
