@@ -85,14 +85,18 @@ async def held_and_quick() -> AsyncIterator[tuple[Held, Quick, list[str]]]:
 
 def factory_for(service: str, endpoints: list[str], budget: RetryBudgetConfig) -> ClientFactory:
     discovery = StaticDiscovery([StaticService(name=service, endpoints=tuple(endpoints))])
-    cfg = GrpcClientConfig(
+    return ClientFactory(discovery, factory_cfg(budget))
+
+
+def factory_cfg(budget: RetryBudgetConfig, **more: Any) -> GrpcClientConfig:
+    return GrpcClientConfig(
         timeout=timedelta(seconds=5),
         hedging=HedgingConfig(fallback_delay=timedelta(milliseconds=20)),
         retry_budget=budget,
         # The held instance keeps being picked now and then, however slow it looks.
         balancing=BalancingConfig(idle_pick_after=timedelta(milliseconds=1)),
+        **more,
     )
-    return ClientFactory(discovery, cfg)
 
 
 async def started(pool: InstancePool) -> list[Endpoint]:
@@ -195,3 +199,25 @@ async def test_a_hedge_failing_on_its_instance_leaves_the_call_to_the_first_atte
     await factory.close()
     assert answer == "held"
     assert hedges("sent", service) == 1
+
+
+async def test_an_override_turns_hedging_off_for_one_method(
+    held_and_quick: tuple[Held, Quick, list[str]],
+) -> None:
+    held, _, endpoints = held_and_quick
+    service = "go-micro.hedged-not-echo"
+    factory = factory_for(service, endpoints, RetryBudgetConfig())
+    off = {service: {"methods": {"Echo": {"hedging": {"enabled": False}}}}}
+    factory.update(factory_cfg(RetryBudgetConfig(), dependencies=off))
+    stub = factory.stub(service, echo_pb2_grpc.EchoServiceStub)
+    failed: list[grpc.StatusCode] = []
+    for _ in range(100):  # until a call is sent to the held instance
+        try:
+            await stub.Echo(echo_pb2.EchoRequest(text="d"), timeout=0.2)
+        except grpc.aio.AioRpcError as error:
+            failed.append(error.code())
+            break
+    await factory.close()
+    assert failed == [grpc.StatusCode.DEADLINE_EXCEEDED]  # waited for the held instance
+    assert held.calls == 1
+    assert hedges("sent", service) == 0
