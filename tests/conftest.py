@@ -97,8 +97,9 @@ def uses_the_running_system(item: pytest.Item) -> bool:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests on the running system run last and one after another: it starts for the
-    first and stops after the last, instead of idling (ten pods' worth of CPU) under the
-    other tests. The sort is stable: their order among themselves stays."""
+    first and stops after the last, instead of idling under the other tests (its pods
+    still rotate tokens and answer probes). The sort is stable: their order among
+    themselves stays."""
     items.sort(key=uses_the_running_system)
 
 
