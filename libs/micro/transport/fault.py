@@ -20,7 +20,8 @@ _log = logging.getLogger("micro.fault")
 
 
 class FaultInjector:
-    """What the config asks of one call: `delay_s(method)` and `fails(method)`.
+    """What the config asks of one call: whether it `applies(method)`, then `delay_s()`
+    and whether it `fails()`.
     `chance` is injectable (a uniform draw in [0, 1)) so tests are deterministic; `pod`
     is this process's pod name, matched against the config's `pods`."""
 
