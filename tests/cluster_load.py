@@ -48,6 +48,7 @@ class Client:
     stop: threading.Event
     deadline: float
     limit: int
+    operations: tuple[str, ...] = OPERATIONS
     requests: list[Request] = field(default_factory=list)
     token: str = ""
 
@@ -72,7 +73,7 @@ class Client:
                 and len(self.requests) < self.limit
                 and time.monotonic() < self.deadline
             ):
-                operation = OPERATIONS[index % len(OPERATIONS)]
+                operation = self.operations[index % len(self.operations)]
                 index += 1
                 if operation in ("me", "device_admin") and not self.token:
                     operation = "login_http"  # nothing to authenticate with yet
@@ -118,10 +119,20 @@ class Client:
 class Load:
     """`clients` client threads until stop() (or each reaches its bounds)."""
 
-    def __init__(self, system: System, clients: int, duration_s: float, limit: int) -> None:
+    def __init__(
+        self,
+        system: System,
+        clients: int,
+        duration_s: float,
+        limit: int,
+        operations: tuple[str, ...] = OPERATIONS,
+    ) -> None:
+        """`operations`: a subset of OPERATIONS (e.g. the device lookups of a drill)."""
         self._stop = threading.Event()
         deadline = time.monotonic() + duration_s
-        self.clients = [Client(system, n, self._stop, deadline, limit) for n in range(clients)]
+        self.clients = [
+            Client(system, n, self._stop, deadline, limit, operations) for n in range(clients)
+        ]
         self._threads = [
             threading.Thread(target=c.run, name=f"load-{c.number}", daemon=True)
             for c in self.clients

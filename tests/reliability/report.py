@@ -82,3 +82,20 @@ class Report:
         self.sections[name] = section
         RESULTS.write_text(json.dumps({"seed": self.seed, **self.sections}, indent=2) + "\n")
         print(f"\n== reliability: {name}\n{json.dumps(section, indent=2)}")
+
+
+def phase_figures(requests: list[Request]) -> dict[str, Any]:
+    """A scenario phase as the issue compares it with calm: requests sent and failed, the
+    caller's p50/p99 of all of them, and of the successes and the failures apart."""
+    ok = [(r.end - r.start) * 1000 for r in requests if r.ok]
+    failed = [(r.end - r.start) * 1000 for r in requests if not r.ok]
+    every = ok + failed
+    return {
+        "requests": len(requests),
+        "failed": len(failed),
+        "p50_ms": round(percentile(every, 0.50), 1),
+        "p99_ms": round(percentile(every, 0.99), 1),
+        "ok_p50_ms": round(percentile(ok, 0.50), 1),
+        "failed_p99_ms": round(percentile(failed, 0.99), 1),
+        "errors": dict(Counter((r.error or "")[:80] for r in requests if not r.ok).most_common(5)),
+    }
