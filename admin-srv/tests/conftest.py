@@ -234,10 +234,13 @@ def _admin_env(backends: Backends, auth_config: AdminAuthConfig) -> dict[str, st
 
 
 @contextlib.asynccontextmanager
-async def serve_admin(backends: Backends, auth_config: AdminAuthConfig) -> AsyncIterator[Admin]:
+async def serve_admin(
+    backends: Backends, auth_config: AdminAuthConfig, **overrides: str
+) -> AsyncIterator[Admin]:
     """admin-srv as its process runs it (its compose, config file and servers), in this
-    process; several at once are replicas sharing the backends."""
-    env = _admin_env(backends, auth_config)
+    process; several at once are replicas sharing the backends. `overrides` are more
+    MICRO__* environment overrides."""
+    env = _admin_env(backends, auth_config) | overrides
     async with running_app(
         ADMIN_SRV, AdminSrvConfig, compose_admin_srv, config_dir=CONFIG_DIR, env=env
     ) as app:
