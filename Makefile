@@ -125,8 +125,9 @@ secrets: sync ## generate the JWT key, bootstrap and database Secrets (DEV=1: th
 bench: sync ## benchmarks; figures go to bench/results.json
 	@for script in bench/bench_*.py; do echo "== $$script"; $(RUN) python $$script; done
 
-# RELIABILITY_SECONDS (120), RELIABILITY_CHAOS_S, _CLIENTS, _USERS, _SEED, _FUZZ_CASES: tests/reliability/conftest.py
-reliability: sync ## soak under chaos, crash durability, leaks, OpenAPI fuzz; figures go to bench/reliability.json
+# RELIABILITY_SECONDS (120), RELIABILITY_CHAOS_S, _CLIENTS, _USERS, _SEED, _FUZZ_CASES,
+# _PHASE_S, _OVERLOAD_S: tests/reliability/conftest.py
+reliability: sync ## soak under chaos, resilience drills, durability, leaks, OpenAPI fuzz; figures: bench/reliability.json
 	$(RUN) pytest tests/reliability -s $(PYTEST_ARGS)
 
 DEVCLUSTER_ARGS ?=

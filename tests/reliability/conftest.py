@@ -10,6 +10,8 @@ the environment, so a CI-like run can stay short:
     RELIABILITY_USERS     users created for the durability test (10)
     RELIABILITY_SEED      the chaos schedule's and the fuzz run's seed (a fresh one when unset)
     RELIABILITY_FUZZ_CASES  generated requests per API in the OpenAPI fuzz run (500)
+    RELIABILITY_PHASE_S   length of the calm phase and of each resilience drill (20)
+    RELIABILITY_OVERLOAD_S  how long 4x data-srv's capacity is offered (10)
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ SECONDS = setting("RELIABILITY_SECONDS", 120)
 CHAOS_INTERVAL_S = setting("RELIABILITY_CHAOS_S", 15)
 CLIENTS = int(setting("RELIABILITY_CLIENTS", 3))
 USERS = int(setting("RELIABILITY_USERS", 10))
+PHASE_S = setting("RELIABILITY_PHASE_S", 20)
+OVERLOAD_S = setting("RELIABILITY_OVERLOAD_S", 10)
 SEED = int(setting("RELIABILITY_SEED", random.randrange(1 << 30)))  # noqa: S311
 # Start-up (about a minute on two cores), the soak, and each chaos action's recovery.
 TIMEOUT_S = 300 + 3 * SECONDS

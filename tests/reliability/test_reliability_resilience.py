@@ -33,15 +33,13 @@ from ..cluster_load import Load, Request
 from ..cluster_system import NAMESPACE, REPO_ROOT, System
 from . import drills, generator
 from .chaos import Chaos, _restart_count, wait_steady
-from .conftest import CLIENTS, setting
+from .conftest import CLIENTS, OVERLOAD_S, PHASE_S
 from .report import Report, percentile, phase_figures
 
-PHASE_S = setting("RELIABILITY_PHASE_S", 20)
 OUTAGE_S = 10.0
 EJECTION_BOUND_S = 15.0
 EJECTION_CALLS = 20  # ejection.min_requests by default
 OVERLOAD_MULTIPLE = 4.0
-OVERLOAD_S = setting("RELIABILITY_OVERLOAD_S", 10)
 CAPACITY_S = 5.0
 # The lookups succeed again within this after a drill ends (breakers close gradually).
 RECOVERY_BOUND_S = 10.0
