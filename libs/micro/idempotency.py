@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -124,11 +125,14 @@ class KeyedCall:
         return cls(caller.principal if caller else "", method, key, request)
 
 
+@dataclass(frozen=True)
 class Outcome:
-    """A settled call: the response's bytes, or its error."""
+    """A settled call: the response's bytes (code 0), or its error."""
 
-    def __init__(self, code: int, response: bytes, message: str, field: str | None) -> None:
-        self.code, self.response, self.message, self.field = code, response, message, field
+    code: int  # a grpc.StatusCode's number
+    response: bytes
+    message: str
+    field: str | None
 
     def answer(self, response_type: type[M]) -> M:
         """The stored response, or the stored error raised."""

@@ -66,6 +66,7 @@ def test_the_keyed_methods_are_those_whose_servers_keep_outcomes() -> None:
         "token_srv.v1.TokenService.GenerateToken",
         "token_srv.v1.TokenService.RefreshToken",
         "user_srv.v1.UserService.CreateUser",
+        "user_srv.v1.UserService.VerifyPassword",  # counted once per key (user_srv.attempts)
     }
     for name in keyed:
         level = methods[name].GetOptions().idempotency_level

@@ -1,6 +1,7 @@
 """Login budgets held in the database, over user-srv's real gRPC server, on SQLite and
 PostgreSQL: attempts in flight count, replicas share the count, lockouts escalate, a known
-device keeps its own budget, and a busy hasher sheds instead of queueing."""
+device keeps its own budget, a busy hasher sheds instead of queueing, and a keyed attempt
+(a retry of one login attempt) counts once."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.user_srv.v1 import user_pb2, user_pb2_grpc
+from micro.client.idempotency import IDEMPOTENCY_KEY_METADATA
 from micro.errors import ServiceError
 from micro.idempotency import IdempotencyConfig, OutcomeStore
 from micro.testing.fixtures import ServeGrpc
-from user_srv.attempts import LoginBudgets, lockout
+from user_srv.attempts import LoginBudgets, lockout, login_budgets
 from user_srv.config import Argon2Config, LoginLimitsConfig
 from user_srv.grpc_api import UserServicer
 from user_srv.passwords import Argon2PasswordHasher
@@ -543,3 +545,74 @@ async def test_a_check_cut_by_its_deadline_frees_its_hold_at_once(
     assert cut.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     assert started_again == [True, True]
     assert _code(await retried) is grpc.StatusCode.OK
+
+
+# A keyed VerifyPassword (a retry of one login attempt) is counted once, also when its
+# attempts run at once; a key never stands in for the password.
+UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
+
+
+async def keyed(
+    stub: UserServiceAsyncStub, request: user_pb2.VerifyPasswordRequest, key: str
+) -> Any:
+    try:
+        await stub.VerifyPassword(request, metadata=((IDEMPOTENCY_KEY_METADATA, key),))
+    except grpc.aio.AioRpcError as error:
+        return ServiceError.from_rpc_error(error).code
+    return grpc.StatusCode.OK
+
+
+async def failures(engine: AsyncEngine, key: str = "acct:alice") -> int:
+    t = login_budgets.c
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(t.failures).where(t.key == key))).first()
+    return 0 if row is None else int(row.failures)
+
+
+async def test_a_repeated_keyed_wrong_password_counts_once(
+    replicas: Any, serve_grpc: ServeGrpc, db: AsyncEngine
+) -> None:
+    srv = replicas()
+    stub = await srv.serve(serve_grpc)
+    answers = [await keyed(stub, _verify(), "attempt-1") for _ in range(4)]
+    assert answers == [UNAUTHENTICATED] * 4
+    assert srv.hasher.verifications == 1  # the repeats were answered without a check
+    assert await failures(db) == 1
+    # A different attempt (a new key) counts as one more.
+    assert await keyed(stub, _verify(), "attempt-2") is UNAUTHENTICATED
+    assert await failures(db) == 2
+
+
+async def test_keyed_attempts_at_once_count_once(
+    replicas: Any, serve_grpc: ServeGrpc, db: AsyncEngine, limits: dict[str, Any]
+) -> None:
+    limits["max_in_flight"] = 4
+    srv = replicas()
+    stub = await srv.serve(serve_grpc)
+    srv.hasher.gate = threading.Event()
+    try:
+        calls = [asyncio.create_task(keyed(stub, _verify(), "attempt-1")) for _ in range(3)]
+        for _ in calls:  # all three are checking at once before any settles
+            assert await asyncio.to_thread(srv.hasher.started.acquire, True, 10)
+    finally:
+        srv.hasher.gate.set()
+    assert await asyncio.gather(*calls) == [UNAUTHENTICATED] * 3
+    assert await failures(db) == 1
+
+
+async def test_a_key_never_stands_in_for_the_password(
+    replicas: Any, serve_grpc: ServeGrpc, db: AsyncEngine
+) -> None:
+    srv = replicas()
+    stub = await srv.serve(serve_grpc)
+    assert await keyed(stub, _verify(password=PASSWORD), "attempt-1") is grpc.StatusCode.OK
+    # The same key with a wrong password: checked and counted, not the success replayed.
+    assert await keyed(stub, _verify(), "attempt-1") is UNAUTHENTICATED
+    assert await failures(db) == 1
+    # A repeat of a wrong password stays that failure, even with the right one.
+    assert await keyed(stub, _verify(), "attempt-2") is UNAUTHENTICATED
+    assert await keyed(stub, _verify(password=PASSWORD), "attempt-2") is UNAUTHENTICATED
+    assert await failures(db) == 2
+    assert _code(await keyed(stub, _verify(user="bob"), "attempt-2")) is (
+        grpc.StatusCode.INVALID_ARGUMENT  # the key of another account's attempt
+    )

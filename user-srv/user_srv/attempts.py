@@ -3,6 +3,13 @@
 One row per budget key (an account and client, or a client address). A reservation is a
 conditional UPDATE that takes the row's write lock (PostgreSQL row lock, SQLite's single
 writer), so every replica sees the same count and checks in flight use the budget too.
+
+A keyed attempt (VerifyPassword with an idempotency key: a retry of one login attempt)
+is counted once: its settle records the key's result (micro.idempotency) in the same
+transaction as the count, and a repeat of a wrong password is answered that failure
+without a check or a count. Only a wrong password is replayed: a repeat after a success
+checks again (so a key never stands in for the password), and every other repeat counts
+as an attempt of its own.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+import grpc
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, case, delete, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -20,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from micro.errors import ServiceError, rate_limited
+from micro.idempotency import KeyedCall, Outcome, OutcomeStore, Replayed
 from user_srv.config import LoginLimitsConfig
 
 # Budget keys are at most this long: a prefix, a user name (64) and a client key (64).
@@ -38,6 +47,40 @@ login_budgets = Table(
     Column("reserved_at", Float, nullable=False),
     Column("touched", Float, nullable=False),
 )
+
+
+# The status stored for a keyed attempt's result: the one a repeat may be answered with.
+_WRONG_PASSWORD: int = grpc.StatusCode.UNAUTHENTICATED.value[0]
+_RIGHT_PASSWORD: int = grpc.StatusCode.OK.value[0]
+
+
+@dataclass(frozen=True)
+class KeyedAttempt:
+    """A VerifyPassword call with an idempotency key; its call's request digest is of
+    the account's name alone, so no fast hash of a password is ever stored."""
+
+    store: OutcomeStore
+    call: KeyedCall
+
+    async def failed_before(self) -> bool:
+        """Whether an earlier attempt with this key had a wrong password (INVALID_ARGUMENT
+        when the key was used for another account)."""
+        stored = await self.store.stored(self.call)
+        return stored is not None and stored.code == _WRONG_PASSWORD
+
+    async def count_once(self, conn: AsyncConnection, success: bool) -> bool:
+        """Inside the settle's transaction: record this attempt's result under its key;
+        True when an attempt with this key already had a wrong password (this one is a
+        repeat: not counted, and answered that failure)."""
+        try:
+            await self.store.claim(conn, self.call)
+        except Replayed as replayed:
+            return replayed.outcome.code == _WRONG_PASSWORD
+        except ServiceError:
+            return False  # another request's key (a race past failed_before): counted
+        code = _RIGHT_PASSWORD if success else _WRONG_PASSWORD
+        await self.store.settle(conn, self.call, Outcome(code, b"", "", None))
+        return False
 
 
 @dataclass(frozen=True)
@@ -74,7 +117,7 @@ class LoginBudgets:
         insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._insert = insert
         # Settles under way, kept referenced so that a cancelled caller's one finishes.
-        self._settling: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Task[bool]] = set()
 
     def budgets(self, user_name: str, client_key: str, address: str) -> list[Budget]:
         """A known device has its own budget per account; unknown clients share the
@@ -107,24 +150,46 @@ class LoginBudgets:
                     # Leaving the block by an exception rolls back the other keys' holds.
                     raise refusal
 
-    async def settle(self, budgets: Sequence[Budget], *, checked: bool, success: bool) -> None:
+    async def settle(
+        self,
+        budgets: Sequence[Budget],
+        *,
+        checked: bool,
+        success: bool,
+        keyed: KeyedAttempt | None = None,
+    ) -> bool:
         """End the attempt: a checked failure stays counted (and may lock the key), a
         success resets the client's key; unchecked (shed) attempts only free their hold.
+        With `keyed` (given when the check decided), True when the attempt repeated one
+        whose password was wrong: it only freed its hold, and answers that failure.
 
         It runs to its end even when its caller is cancelled meanwhile: a cancelled call
         is often cancelled twice (its deadline, then the transport), and a settle cut
         short would hold the key until stale_in_flight."""
-        settling = asyncio.create_task(self._settle(budgets, checked=checked, success=success))
+        settling = asyncio.create_task(
+            self._settle(budgets, checked=checked, success=success, keyed=keyed)
+        )
         self._settling.add(settling)
         settling.add_done_callback(self._settling.discard)
-        await asyncio.shield(settling)
+        return await asyncio.shield(settling)
 
-    async def _settle(self, budgets: Sequence[Budget], *, checked: bool, success: bool) -> None:
+    async def _settle(
+        self,
+        budgets: Sequence[Budget],
+        *,
+        checked: bool,
+        success: bool,
+        keyed: KeyedAttempt | None,
+    ) -> bool:
         cfg = self._cfg()
         now = self._clock()
         async with self._engine.begin() as conn:
+            repeat = keyed is not None and await keyed.count_once(conn, success)
             for budget in budgets:
-                await self._settle_one(conn, budget, cfg, now, checked=checked, success=success)
+                await self._settle_one(
+                    conn, budget, cfg, now, checked=checked and not repeat, success=success
+                )
+        return repeat
 
     async def forget_idle(self) -> int:
         """Delete keys untouched for forget_after and not locked; answers how many."""

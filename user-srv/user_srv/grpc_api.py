@@ -7,8 +7,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from api.user_srv.v1 import user_pb2, user_pb2_grpc
 from micro.errors import ServiceError, invalid_argument
-from micro.idempotency import OutcomeStore
+from micro.idempotency import KeyedCall, OutcomeStore
 from micro.servicer import Context, Servicer
+from user_srv.attempts import KeyedAttempt
 from user_srv.domain import Role, User
 from user_srv.usecases import UserUseCases
 
@@ -31,13 +32,21 @@ def user_message(user: User) -> user_pb2.User:
 class UserServicer(Servicer[UserUseCases], user_pb2_grpc.UserServiceServicer):
     def __init__(self, usecases: UserUseCases, outcomes: OutcomeStore) -> None:
         super().__init__(usecases)
-        self.outcomes = outcomes  # CreateUser is keyed
+        self.outcomes = outcomes  # CreateUser and VerifyPassword are keyed
 
     async def VerifyPassword(
         self, request: user_pb2.VerifyPasswordRequest, context: Context
     ) -> user_pb2.VerifyPasswordResponse:
+        # The key's request is the account alone: no fast hash of a password is ever
+        # stored, and a retried login may carry the device token its first attempt set.
+        attempt = user_pb2.VerifyPasswordRequest(user_name=request.user_name)
+        call = KeyedCall.of(context, "VerifyPassword", attempt)
         user = await self.usecases.verify_password(
-            request.user_name, request.password, request.client_key, request.client_address
+            request.user_name,
+            request.password,
+            request.client_key,
+            request.client_address,
+            None if call is None else KeyedAttempt(self.outcomes, call),
         )
         return user_pb2.VerifyPasswordResponse(user=user_message(user))
 

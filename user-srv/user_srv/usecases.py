@@ -10,7 +10,7 @@ import grpc
 from micro import paging
 from micro.errors import ServiceError, invalid_argument, not_found, unauthenticated
 from micro.idempotency import Once
-from user_srv.attempts import LoginBudgets
+from user_srv.attempts import KeyedAttempt, LoginBudgets
 from user_srv.config import BootstrapUser
 from user_srv.domain import (
     Role,
@@ -47,31 +47,47 @@ class UserUseCases:
         self._attempts = 0
 
     async def verify_password(
-        self, user_name: str, password: str, client_key: str = "", address: str = ""
+        self,
+        user_name: str,
+        password: str,
+        client_key: str = "",
+        address: str = "",
+        keyed: KeyedAttempt | None = None,
     ) -> User:
         """The user, when the password is right; the attempt is reserved on the client's
-        budgets before any password work and settled after it."""
+        budgets before any password work and settled after it. A keyed attempt is counted
+        once (user_srv.attempts): a repeat of a wrong password is answered that failure."""
         check_user_name(user_name)
         check_offered_password(password)
         check_client_key(client_key)
         budgets = self._budgets.budgets(user_name, client_key, client_address(address))
+        if keyed is not None and await keyed.failed_before():
+            raise unauthenticated(None, BAD_CREDENTIALS)
         await self._budgets.reserve(budgets)
-        checked, success = False, False
+        # decided: the check ran to a verdict, the one result a key may record.
+        checked, success, decided = False, False, False
+        outcome: User | BaseException
         try:
-            user = await self._check_password(user_name, password)
-            checked = success = True
-            return user
+            outcome = await self._check_password(user_name, password)
+            checked = success = decided = True
         except ServiceError as error:
             # Shed before any check (overloaded): the attempt only frees its hold.
             checked = error.code is not grpc.StatusCode.RESOURCE_EXHAUSTED
-            raise
-        except BaseException:
+            decided = error.code is grpc.StatusCode.UNAUTHENTICATED
+            outcome = error
+        except BaseException as error:
             # Cancelled or failed mid-check: it may have run, so it counts as a failure.
             checked = True
-            raise
-        finally:
-            await self._budgets.settle(budgets, checked=checked, success=success)
-            await self._forget_idle_now_and_then()
+            outcome = error
+        repeat = await self._budgets.settle(
+            budgets, checked=checked, success=success, keyed=keyed if decided else None
+        )
+        await self._forget_idle_now_and_then()
+        if repeat:  # another attempt with this key had a wrong password: its answer
+            raise unauthenticated(None, BAD_CREDENTIALS)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
     async def _forget_idle_now_and_then(self) -> None:
         self._attempts += 1

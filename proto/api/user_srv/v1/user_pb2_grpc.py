@@ -66,7 +66,9 @@ class UserServiceServicer:
         used up, before any password work; RESOURCE_EXHAUSTED (overloaded) when every
         password slot is busy.
         IDEMPOTENT, not NO_SIDE_EFFECTS: it rewrites a hash made with outdated parameters.
-        A repeat counts one more attempt in the login budget, which only makes it stricter.
+        A plain repeat counts one more attempt in the login budget, which only makes it
+        stricter; a keyed repeat is the same attempt, counted once: after a wrong password it
+        answers that failure again without a check.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

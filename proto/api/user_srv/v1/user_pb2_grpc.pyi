@@ -38,7 +38,9 @@ class UserServiceStub:
     used up, before any password work; RESOURCE_EXHAUSTED (overloaded) when every
     password slot is busy.
     IDEMPOTENT, not NO_SIDE_EFFECTS: it rewrites a hash made with outdated parameters.
-    A repeat counts one more attempt in the login budget, which only makes it stricter.
+    A plain repeat counts one more attempt in the login budget, which only makes it
+    stricter; a keyed repeat is the same attempt, counted once: after a wrong password it
+    answers that failure again without a check.
     """
     GetUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.GetUserResponse]
     CreateUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.CreateUserRequest, _user_pb2.CreateUserResponse]
@@ -57,7 +59,9 @@ class UserServiceAsyncStub(UserServiceStub):
     used up, before any password work; RESOURCE_EXHAUSTED (overloaded) when every
     password slot is busy.
     IDEMPOTENT, not NO_SIDE_EFFECTS: it rewrites a hash made with outdated parameters.
-    A repeat counts one more attempt in the login budget, which only makes it stricter.
+    A plain repeat counts one more attempt in the login budget, which only makes it
+    stricter; a keyed repeat is the same attempt, counted once: after a wrong password it
+    answers that failure again without a check.
     """
     GetUser: _aio.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.GetUserResponse]  # type: ignore[assignment]
     CreateUser: _aio.UnaryUnaryMultiCallable[_user_pb2.CreateUserRequest, _user_pb2.CreateUserResponse]  # type: ignore[assignment]
@@ -79,7 +83,9 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         used up, before any password work; RESOURCE_EXHAUSTED (overloaded) when every
         password slot is busy.
         IDEMPOTENT, not NO_SIDE_EFFECTS: it rewrites a hash made with outdated parameters.
-        A repeat counts one more attempt in the login budget, which only makes it stricter.
+        A plain repeat counts one more attempt in the login budget, which only makes it
+        stricter; a keyed repeat is the same attempt, counted once: after a wrong password it
+        answers that failure again without a check.
         """
 
     @_abc_1.abstractmethod
