@@ -58,6 +58,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 M = TypeVar("M", bound=Message)
 
+# The stored error's message and field are cut to these lengths (the columns' sizes).
+MAX_MESSAGE = 1000
+MAX_FIELD = 100
 # The code of a row claimed in a transaction not yet settled: never seen committed.
 _PENDING = -1
 # Expired outcomes are deleted by a claim at most this often (per store).
@@ -84,8 +87,8 @@ def _v1_outcomes(meta: MetaData) -> None:
         Column("request_digest", String(64), nullable=False),
         Column("code", Integer, nullable=False),
         Column("response", LargeBinary, nullable=False),
-        Column("message", String(1000), nullable=False),
-        Column("field", String(100), nullable=True),
+        Column("message", String(1000), nullable=False),  # MAX_MESSAGE
+        Column("field", String(100), nullable=True),  # MAX_FIELD
         Column("expires_at", UtcDateTime(), nullable=False, index=True),
     )
 
@@ -297,7 +300,9 @@ class Once(Generic[T]):
     async def settle(self, conn: AsyncConnection, result: T | ServiceError) -> None:
         """Store the effect's result (encoded as the response) or the error it ends in."""
         if isinstance(result, ServiceError):
-            outcome = Outcome(result.code.value[0], b"", result.message, result.field)
+            # Cut to the columns' sizes: an error echoing a long input must still commit.
+            field = None if result.field is None else result.field[:MAX_FIELD]
+            outcome = Outcome(result.code.value[0], b"", result.message[:MAX_MESSAGE], field)
         else:
             response = self._encode(result).SerializeToString(deterministic=True)
             outcome = Outcome(grpc.StatusCode.OK.value[0], response, "", None)
