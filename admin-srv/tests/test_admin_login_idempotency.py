@@ -55,3 +55,18 @@ async def test_a_malformed_key_is_refused_naming_it(admin: Admin, key: str) -> N
         await admin.auth.Login(request, metadata=(("idempotency-key", key),))
     assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "idempotency-key" in (raised.value.details() or "")
+
+
+async def test_a_retried_wrong_login_counts_once_against_the_limit(admin: Admin) -> None:
+    guess = {"userName": "thangn", "password": "wrong-guess"}
+    retried = [
+        (await admin.http.post(LOGIN, json=guess, headers={"Idempotency-Key": "g-1"}))
+        for _ in range(4)
+    ]
+    assert [r.status_code for r in retried] == [401] * 4  # one attempt, counted once
+    # Unknown clients have three failures (the test limits): two more attempts, then locked.
+    others = [
+        (await admin.http.post(LOGIN, json=guess, headers={"Idempotency-Key": f"g-{n}"}))
+        for n in (2, 3, 4)
+    ]
+    assert [r.status_code for r in others] == [401, 401, 429]
