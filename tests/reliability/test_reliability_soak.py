@@ -15,7 +15,7 @@ from ..cluster_system import System
 from . import procstats
 from .chaos import KINDS, Chaos, ChaosEvent, wait_steady
 from .conftest import CHAOS_INTERVAL_S, CLIENTS, SECONDS, TIMEOUT_S
-from .report import Report, SoakFigures
+from .report import Report, SoakFigures, action_of, phase_figures
 
 pytestmark = pytest.mark.timeout(TIMEOUT_S)
 
@@ -82,6 +82,9 @@ def test_soak_under_chaos(system: System, chaos: Chaos, rng: random.Random, repo
                 f"{r.operation} at {r.start - began:.1f}s: {r.error}" for r in figures.unexpected
             ],
             "latency_ms": figures.latency_ms,
+            # Issue 16's comparison: the requests no action overlapped, and the others.
+            "calm": phase_figures([r for r in requests if action_of(r, events) is None]),
+            "under_chaos": phase_figures([r for r in requests if action_of(r, events)]),
             "resources": [g.as_dict() for g in growth],
             "processes_alive_whole_soak": sum(g.seconds >= SECONDS - 1 for g in growth),
         },
