@@ -62,7 +62,7 @@ def wait_steady(system: System) -> float:
     return time.monotonic()
 
 
-def _restart_count(pod: Any) -> int:
+def restart_count(pod: Any) -> int:
     return sum(s.restart_count for s in pod.status.container_statuses or [])
 
 
@@ -114,7 +114,7 @@ class Chaos:
             service, pod = self._victim((service,))
             name = pod.metadata.name
         (pid,) = pod_pids([pod])
-        restarts = _restart_count(pod)
+        restarts = restart_count(pod)
         start = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         wait_for(f"{name}'s process {pid} to die", lambda: not alive(pid), 5.0, 0.001)
@@ -122,7 +122,7 @@ class Chaos:
 
         def restarted() -> bool:
             for ready in ready_pods(self._system.node.core, NAMESPACE, f"app={service}"):
-                if ready.metadata.name == name and _restart_count(ready) > restarts:
+                if ready.metadata.name == name and restart_count(ready) > restarts:
                     return True
             return False
 
