@@ -22,6 +22,7 @@ from admin_srv.usecases import (
 )
 from api.admin_srv.v1 import admin_pb2
 from micro.auth import bearer_token, require_principal
+from micro.client.idempotency import KEY_PATTERN
 from micro.paging import MAX_REQUESTED_PAGE_SIZE
 from micro.transport.client_address import client_address
 from micro.transport.openapi import OPTIONAL_BEARER, error_response, error_responses
@@ -62,6 +63,7 @@ def build_router(
             str | None,
             Header(
                 alias=IDEMPOTENCY_HEADER,
+                pattern=KEY_PATTERN,
                 description=(
                     "Makes the login safe to retry: a retry with the same key (1-64 "
                     "letters, digits or -_.:) gets the session of the first attempt, "

@@ -29,6 +29,8 @@ KEYED_OPTION = "micro.v1.idempotency_key"
 IDEMPOTENCY_KEY_METADATA = "x-idempotency-key"
 MAX_KEY_LENGTH = 64
 _KEY_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_.:")
+# The same rule as check_key's, for schemas (an OpenAPI header's pattern).
+KEY_PATTERN = rf"^[A-Za-z0-9_.:-]{{1,{MAX_KEY_LENGTH}}}$"
 
 # The key of the request being served, when its caller sent one: the calls made for it
 # derive their keys from it, so that a repeat of that request repeats them with the same keys.
