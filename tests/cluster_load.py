@@ -1,7 +1,11 @@
 """A steady mixed load on the system from a few client threads, every request recorded.
 
 Each client loops over the operations a user of the system makes: logins over HTTP and
-gRPC, /me, and device lookups through admin-srv and through data-srv. A request is
+gRPC, /me, and device lookups through admin-srv and through data-srv. Each client is one
+device of the same user: it logs in once, one client after another, before its loop,
+and from then on sends the device token it was given (the HTTP cookie, the gRPC
+metadata), as a returning device does; unknown devices of one account log in one at a
+time (user-srv's login limits), which concurrent clients would otherwise trip over. A request is
 recorded with its start and end (time.monotonic()) and, when it failed, what failed,
 so failures can be matched against the chaos actions afterwards. Used by the disruption
 tests of tests/test_e2e_cluster.py and the soak of tests/reliability/.
@@ -22,6 +26,8 @@ from api.admin_srv.v1 import admin_pb2, admin_pb2_grpc
 
 from .cluster_system import LOGIN, System
 
+# admin-srv's gRPC metadata key for the device token (admin_srv.device_tokens).
+DEVICE_TOKEN_METADATA = "x-device-token"
 OPERATIONS = ("login_http", "login_grpc", "me", "device_admin", "device_data")
 REQUEST_TIMEOUT_S = 10.0
 PAUSE_S = 0.02  # between two requests of one client: leaves the two cores some room
@@ -49,8 +55,11 @@ class Client:
     deadline: float
     limit: int
     operations: tuple[str, ...] = OPERATIONS
+    enrolment: threading.Lock = field(default_factory=threading.Lock)
+    """Held for each client's first logins, shared by the clients of one Load."""
     requests: list[Request] = field(default_factory=list)
     token: str = ""
+    device_token: str = ""  # the gRPC side's; httpx keeps the HTTP cookie itself
 
     def run(self) -> None:
         with (
@@ -66,6 +75,10 @@ class Client:
                 "device_admin": lambda: self._get(http, "/admin/v1/devices/device2", "device2"),
                 "device_data": lambda: self._get(data, "/data/device1", "device1"),
             }
+            with self.enrolment:
+                for login in ("login_http", "login_grpc"):
+                    if login in self.operations:
+                        self._record(login, calls[login])
             # Clients start on different operations so that every one runs at any time.
             index = self.number
             while (
@@ -101,13 +114,18 @@ class Client:
         self.token = reply.json()["token"]
 
     def _login_grpc(self, auth: admin_pb2_grpc.AuthenticationServiceStub) -> None:
-        reply = auth.Login(
+        metadata: tuple[tuple[str, str | bytes], ...] = (("idempotency-key", uuid.uuid4().hex),)
+        if self.device_token:
+            metadata += ((DEVICE_TOKEN_METADATA, self.device_token),)
+        reply, call = auth.Login.with_call(
             admin_pb2.LoginRequest(user_name=LOGIN["userName"], password=LOGIN["password"]),
             timeout=REQUEST_TIMEOUT_S,
-            metadata=(("idempotency-key", uuid.uuid4().hex),),
+            metadata=metadata,
         )
         assert reply.user_name == LOGIN["userName"], f"login answered {reply.user_name!r}"
         self.token = reply.token
+        sent = dict(call.initial_metadata() or ())
+        self.device_token = str(sent.get(DEVICE_TOKEN_METADATA, self.device_token))
 
     def _get(self, http: httpx.Client, path: str, expected: str) -> None:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -130,8 +148,10 @@ class Load:
         """`operations`: a subset of OPERATIONS (e.g. the device lookups of a drill)."""
         self._stop = threading.Event()
         deadline = time.monotonic() + duration_s
+        enrolment = threading.Lock()
         self.clients = [
-            Client(system, n, self._stop, deadline, limit, operations) for n in range(clients)
+            Client(system, n, self._stop, deadline, limit, operations, enrolment)
+            for n in range(clients)
         ]
         self._threads = [
             threading.Thread(target=c.run, name=f"load-{c.number}", daemon=True)
