@@ -33,8 +33,8 @@ class EchoServicer(echo_pb2_grpc.EchoServiceServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Append is not served here")
 
     async def AppendOnce(
-        self, request: echo_pb2.AppendRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> echo_pb2.AppendResponse:
+        self, request: echo_pb2.AppendOnceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> echo_pb2.AppendOnceResponse:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "AppendOnce is not served here")
 
 

@@ -35,15 +35,15 @@ class KeyRecorder(EchoServicer):
         self.fail_first = False
 
     async def AppendOnce(
-        self, request: echo_pb2.AppendRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> echo_pb2.AppendResponse:
+        self, request: echo_pb2.AppendOnceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> echo_pb2.AppendOnceResponse:
         metadata = dict(context.invocation_metadata() or ())
         key = metadata.get(IDEMPOTENCY_KEY_METADATA)
         first = key not in self.keys
         self.keys.append(key)
         if self.fail_first and first:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "scripted failure")
-        return echo_pb2.AppendResponse(entries=[echo_pb2.Entry(text=request.text)])
+        return echo_pb2.AppendOnceResponse(entries=[echo_pb2.Entry(text=request.text)])
 
 
 StartRecorder = Callable[[str], Awaitable[tuple[KeyRecorder, str]]]
@@ -90,7 +90,7 @@ async def test_a_keyed_call_is_retried_elsewhere_with_the_same_key(
     stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
     try:
         for n in range(20):
-            answer = await stub.AppendOnce(echo_pb2.AppendRequest(text=str(n)))
+            answer = await stub.AppendOnce(echo_pb2.AppendOnceRequest(text=str(n)))
             assert [e.text for e in answer.entries] == [str(n)]
     finally:
         await factory.close()
@@ -108,13 +108,13 @@ async def test_a_call_made_while_serving_a_keyed_request_derives_its_key(
     stub = factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
     try:
         with serving_key("request-key-1"):
-            await stub.AppendOnce(echo_pb2.AppendRequest(text="a"))
+            await stub.AppendOnce(echo_pb2.AppendOnceRequest(text="a"))
         with serving_key("request-key-1"):  # the served request, repeated
-            await stub.AppendOnce(echo_pb2.AppendRequest(text="a"))
+            await stub.AppendOnce(echo_pb2.AppendOnceRequest(text="a"))
         with serving_key("request-key-2"):
-            await stub.AppendOnce(echo_pb2.AppendRequest(text="a"))
+            await stub.AppendOnce(echo_pb2.AppendOnceRequest(text="a"))
         own = (("x-other", "v"), (IDEMPOTENCY_KEY_METADATA, "the-callers-own"))
-        await stub.AppendOnce(echo_pb2.AppendRequest(text="a"), metadata=own)
+        await stub.AppendOnce(echo_pb2.AppendOnceRequest(text="a"), metadata=own)
     finally:
         await factory.close()
     first, repeated, other, explicit = recorder.keys

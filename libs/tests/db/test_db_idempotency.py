@@ -68,8 +68,8 @@ class OnceAppender(EchoServicer):
         self._arrivals = asyncio.Condition()
 
     async def AppendOnce(
-        self, request: echo_pb2.AppendRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> echo_pb2.AppendResponse:
+        self, request: echo_pb2.AppendOnceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> echo_pb2.AppendOnceResponse:
         async with self._arrivals:
             self.arrived += 1
             self._arrivals.notify_all()
@@ -93,11 +93,11 @@ class OnceAppender(EchoServicer):
                 raise result
             return result
 
-        def encode(texts: list[str]) -> echo_pb2.AppendResponse:
-            return echo_pb2.AppendResponse(entries=[echo_pb2.Entry(text=t) for t in texts])
+        def encode(texts: list[str]) -> echo_pb2.AppendOnceResponse:
+            return echo_pb2.AppendOnceResponse(entries=[echo_pb2.Entry(text=t) for t in texts])
 
         return await self.store.run(
-            context, "AppendOnce", request, echo_pb2.AppendResponse, encode, effect
+            context, "AppendOnce", request, echo_pb2.AppendOnceResponse, encode, effect
         )
 
 
@@ -134,9 +134,9 @@ async def count(engine: AsyncEngine, table: Table) -> int:
 
 async def append(
     stub: echo_pb2_grpc.EchoServiceAsyncStub, text: str, key: str | None
-) -> echo_pb2.AppendResponse:
+) -> echo_pb2.AppendOnceResponse:
     metadata = () if key is None else ((KEY, key),)
-    return await stub.AppendOnce(echo_pb2.AppendRequest(text=text), metadata=metadata)
+    return await stub.AppendOnce(echo_pb2.AppendOnceRequest(text=text), metadata=metadata)
 
 
 async def test_a_repeat_answers_the_first_outcome_and_applies_nothing(

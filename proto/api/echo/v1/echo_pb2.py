@@ -26,7 +26,7 @@ from api.micro.v1 import options_pb2 as api_dot_micro_dot_v1_dot_options__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61pi/echo/v1/echo.proto\x12\x07\x65\x63ho.v1\x1a\x1a\x61pi/micro/v1/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"F\n\x0b\x45\x63hoRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\x12\x1b\n\x04tone\x18\x03 \x01(\x0e\x32\r.echo.v1.Tone\",\n\x0c\x45\x63hoResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06length\x18\x02 \x01(\x03\"\'\n\nPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\r\n\x0bPutResponse\"\x1d\n\rAppendRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\"1\n\x0e\x41ppendResponse\x12\x1f\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x0e.echo.v1.Entry\"F\n\x05\x45ntry\x12\x0c\n\x04text\x18\x01 \x01(\t\x12/\n\x0b\x61ppend_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*K\n\x04Tone\x12\x14\n\x10TONE_UNSPECIFIED\x10\x00\x12\x0e\n\nTONE_PLAIN\x10\x01\x12\r\n\tTONE_LOUD\x10\x02\x12\x0e\n\nTONE_QUIET\x10\x03\x32\x86\x02\n\x0b\x45\x63hoService\x12\x38\n\x04\x45\x63ho\x12\x14.echo.v1.EchoRequest\x1a\x15.echo.v1.EchoResponse\"\x03\x90\x02\x01\x12\x35\n\x03Put\x12\x13.echo.v1.PutRequest\x1a\x14.echo.v1.PutResponse\"\x03\x90\x02\x02\x12>\n\x06\x41ppend\x12\x16.echo.v1.AppendRequest\x1a\x17.echo.v1.AppendResponse\"\x03\x90\x02\x00\x12\x46\n\nAppendOnce\x12\x16.echo.v1.AppendRequest\x1a\x17.echo.v1.AppendResponse\"\x07\x90\x02\x00\xe0\xe1\x18\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61pi/echo/v1/echo.proto\x12\x07\x65\x63ho.v1\x1a\x1a\x61pi/micro/v1/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"F\n\x0b\x45\x63hoRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\x12\x1b\n\x04tone\x18\x03 \x01(\x0e\x32\r.echo.v1.Tone\",\n\x0c\x45\x63hoResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06length\x18\x02 \x01(\x03\"\'\n\nPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\r\n\x0bPutResponse\"\x1d\n\rAppendRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\"1\n\x0e\x41ppendResponse\x12\x1f\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x0e.echo.v1.Entry\"!\n\x11\x41ppendOnceRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\"5\n\x12\x41ppendOnceResponse\x12\x1f\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x0e.echo.v1.Entry\"F\n\x05\x45ntry\x12\x0c\n\x04text\x18\x01 \x01(\t\x12/\n\x0b\x61ppend_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*K\n\x04Tone\x12\x14\n\x10TONE_UNSPECIFIED\x10\x00\x12\x0e\n\nTONE_PLAIN\x10\x01\x12\r\n\tTONE_LOUD\x10\x02\x12\x0e\n\nTONE_QUIET\x10\x03\x32\x8e\x02\n\x0b\x45\x63hoService\x12\x38\n\x04\x45\x63ho\x12\x14.echo.v1.EchoRequest\x1a\x15.echo.v1.EchoResponse\"\x03\x90\x02\x01\x12\x35\n\x03Put\x12\x13.echo.v1.PutRequest\x1a\x14.echo.v1.PutResponse\"\x03\x90\x02\x02\x12>\n\x06\x41ppend\x12\x16.echo.v1.AppendRequest\x1a\x17.echo.v1.AppendResponse\"\x03\x90\x02\x00\x12N\n\nAppendOnce\x12\x1a.echo.v1.AppendOnceRequest\x1a\x1b.echo.v1.AppendOnceResponse\"\x07\x90\x02\x00\xe0\xe1\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,8 +41,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ECHOSERVICE'].methods_by_name['Append']._serialized_options = b'\220\002\000'
   _globals['_ECHOSERVICE'].methods_by_name['AppendOnce']._loaded_options = None
   _globals['_ECHOSERVICE'].methods_by_name['AppendOnce']._serialized_options = b'\220\002\000\340\341\030\001'
-  _globals['_TONE']._serialized_start=424
-  _globals['_TONE']._serialized_end=499
+  _globals['_TONE']._serialized_start=514
+  _globals['_TONE']._serialized_end=589
   _globals['_ECHOREQUEST']._serialized_start=96
   _globals['_ECHOREQUEST']._serialized_end=166
   _globals['_ECHORESPONSE']._serialized_start=168
@@ -55,8 +55,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPENDREQUEST']._serialized_end=299
   _globals['_APPENDRESPONSE']._serialized_start=301
   _globals['_APPENDRESPONSE']._serialized_end=350
-  _globals['_ENTRY']._serialized_start=352
-  _globals['_ENTRY']._serialized_end=422
-  _globals['_ECHOSERVICE']._serialized_start=502
-  _globals['_ECHOSERVICE']._serialized_end=764
+  _globals['_APPENDONCEREQUEST']._serialized_start=352
+  _globals['_APPENDONCEREQUEST']._serialized_end=385
+  _globals['_APPENDONCERESPONSE']._serialized_start=387
+  _globals['_APPENDONCERESPONSE']._serialized_end=440
+  _globals['_ENTRY']._serialized_start=442
+  _globals['_ENTRY']._serialized_end=512
+  _globals['_ECHOSERVICE']._serialized_start=592
+  _globals['_ECHOSERVICE']._serialized_end=862
 # @@protoc_insertion_point(module_scope)

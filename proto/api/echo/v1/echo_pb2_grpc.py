@@ -51,8 +51,8 @@ class EchoServiceStub:
                 _registered_method=True)
         self.AppendOnce = channel.unary_unary(
                 '/echo.v1.EchoService/AppendOnce',
-                request_serializer=api_dot_echo_dot_v1_dot_echo__pb2.AppendRequest.SerializeToString,
-                response_deserializer=api_dot_echo_dot_v1_dot_echo__pb2.AppendResponse.FromString,
+                request_serializer=api_dot_echo_dot_v1_dot_echo__pb2.AppendOnceRequest.SerializeToString,
+                response_deserializer=api_dot_echo_dot_v1_dot_echo__pb2.AppendOnceResponse.FromString,
                 _registered_method=True)
 
 
@@ -107,8 +107,8 @@ def add_EchoServiceServicer_to_server(servicer, server):
             ),
             'AppendOnce': grpc.unary_unary_rpc_method_handler(
                     servicer.AppendOnce,
-                    request_deserializer=api_dot_echo_dot_v1_dot_echo__pb2.AppendRequest.FromString,
-                    response_serializer=api_dot_echo_dot_v1_dot_echo__pb2.AppendResponse.SerializeToString,
+                    request_deserializer=api_dot_echo_dot_v1_dot_echo__pb2.AppendOnceRequest.FromString,
+                    response_serializer=api_dot_echo_dot_v1_dot_echo__pb2.AppendOnceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -217,8 +217,8 @@ class EchoService:
             request,
             target,
             '/echo.v1.EchoService/AppendOnce',
-            api_dot_echo_dot_v1_dot_echo__pb2.AppendRequest.SerializeToString,
-            api_dot_echo_dot_v1_dot_echo__pb2.AppendResponse.FromString,
+            api_dot_echo_dot_v1_dot_echo__pb2.AppendOnceRequest.SerializeToString,
+            api_dot_echo_dot_v1_dot_echo__pb2.AppendOnceResponse.FromString,
             options,
             channel_credentials,
             insecure,

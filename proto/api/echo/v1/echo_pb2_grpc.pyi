@@ -39,7 +39,7 @@ class EchoServiceStub:
     """Put keeps the text under its key: the same effect when repeated."""
     Append: _grpc.UnaryUnaryMultiCallable[_echo_pb2.AppendRequest, _echo_pb2.AppendResponse]
     """Append adds the text to a log: a repeated call appends it again."""
-    AppendOnce: _grpc.UnaryUnaryMultiCallable[_echo_pb2.AppendRequest, _echo_pb2.AppendResponse]
+    AppendOnce: _grpc.UnaryUnaryMultiCallable[_echo_pb2.AppendOnceRequest, _echo_pb2.AppendOnceResponse]
     """AppendOnce appends too, but keeps its answer per idempotency key: a keyed repeat."""
 
 @_typing.type_check_only
@@ -51,7 +51,7 @@ class EchoServiceAsyncStub(EchoServiceStub):
     """Put keeps the text under its key: the same effect when repeated."""
     Append: _aio.UnaryUnaryMultiCallable[_echo_pb2.AppendRequest, _echo_pb2.AppendResponse]  # type: ignore[assignment]
     """Append adds the text to a log: a repeated call appends it again."""
-    AppendOnce: _aio.UnaryUnaryMultiCallable[_echo_pb2.AppendRequest, _echo_pb2.AppendResponse]  # type: ignore[assignment]
+    AppendOnce: _aio.UnaryUnaryMultiCallable[_echo_pb2.AppendOnceRequest, _echo_pb2.AppendOnceResponse]  # type: ignore[assignment]
     """AppendOnce appends too, but keeps its answer per idempotency key: a keyed repeat."""
 
 class EchoServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -82,9 +82,9 @@ class EchoServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def AppendOnce(
         self,
-        request: _echo_pb2.AppendRequest,
+        request: _echo_pb2.AppendOnceRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_echo_pb2.AppendResponse, _abc.Awaitable[_echo_pb2.AppendResponse]]:
+    ) -> _typing.Union[_echo_pb2.AppendOnceResponse, _abc.Awaitable[_echo_pb2.AppendOnceResponse]]:
         """AppendOnce appends too, but keeps its answer per idempotency key: a keyed repeat."""
 
 def add_EchoServiceServicer_to_server(servicer: EchoServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
