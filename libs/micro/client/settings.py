@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from micro.config.merge import deep_merge
 from micro.config.model import GrpcClientConfig
-from micro.config.overrides import DEPENDENCIES_KEY, merged, split_override
+from micro.config.overrides import DEPENDENCIES_KEY, split_override
 
 
 class CallSettings:
@@ -47,7 +48,7 @@ def _resolve(cfg: GrpcClientConfig, service_name: str, method_name: str | None) 
     if override is None:
         return cfg
     own, methods = split_override(service_name, override)  # validated at load already
-    values = merged(cfg.model_dump(exclude={DEPENDENCIES_KEY}), own)
+    values = deep_merge(cfg.model_dump(exclude={DEPENDENCIES_KEY}), own)
     if method_name is not None and method_name in methods:
-        values = merged(values, methods[method_name])
+        values = deep_merge(values, methods[method_name])
     return GrpcClientConfig.model_validate(values)

@@ -23,7 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from micro.config.overrides import DEPENDENCIES_KEY, merged, split_override
+from micro.config.merge import deep_merge
+from micro.config.overrides import DEPENDENCIES_KEY, split_override
 from micro.config.reload import Reload
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)(ms|s|m|h))+\s*$")
@@ -311,9 +312,9 @@ class GrpcClientConfig(Section):
         base = self.model_dump(exclude={DEPENDENCIES_KEY})
         for name, override in self.dependencies.items():
             own, methods = split_override(name, override)
-            layers = {f"dependencies[{name!r}]": merged(base, own)}
+            layers = {f"dependencies[{name!r}]": deep_merge(base, own)}
             for method, keys in methods.items():
-                layers[f"dependencies[{name!r}].methods[{method!r}]"] = merged(
+                layers[f"dependencies[{name!r}].methods[{method!r}]"] = deep_merge(
                     layers[f"dependencies[{name!r}]"], keys
                 )
             for where, values in layers.items():

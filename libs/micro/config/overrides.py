@@ -14,19 +14,6 @@ DEPENDENCIES_KEY = "dependencies"
 METHODS_KEY = "methods"
 
 
-def merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """`override` over `base`; a mapping over a mapping merges key by key, so that
-    {"breaker": {"k": 1.5}} changes k and keeps the breaker's other keys."""
-    out = dict(base)
-    for key, value in override.items():
-        below = out.get(key)
-        if isinstance(value, Mapping) and isinstance(below, Mapping):
-            out[key] = merged(below, value)
-        else:
-            out[key] = value
-    return out
-
-
 def split_override(name: str, override: object) -> tuple[dict[str, Any], dict[str, Any]]:
     """A dependency's own keys and its `methods`, checked for shape; ValueError naming
     where the problem is."""

@@ -87,6 +87,20 @@ def _encode(host: str, request: Request) -> bytes:
     return head.encode() + b"\r\n" + body
 
 
+async def _send(connection: _Connection, request: Request, offered: Offered, since: float) -> None:
+    """Send the request and record its answer in `offered`, its latency from `since`."""
+    try:
+        status = await connection.exchange(_encode(connection.host, request))
+    except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+        connection.close()
+        status = NO_ANSWER
+    else:
+        offered.latencies_s.append(time.monotonic() - since)
+        if 200 <= status < 300:
+            offered.accepted_latencies_s.append(offered.latencies_s[-1])
+    offered.statuses[status] += 1
+
+
 async def offer(
     urls: Sequence[str],
     make_request: Callable[[int], Request],
@@ -118,17 +132,9 @@ async def offer(
             offered.late += 1
         connection = await idle.get()
         try:
-            status = await connection.exchange(_encode(connection.host, make_request(k)))
-        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
-            connection.close()
-            status = NO_ANSWER
-        else:
-            offered.latencies_s.append(time.monotonic() - due)
-            if 200 <= status < 300:
-                offered.accepted_latencies_s.append(offered.latencies_s[-1])
+            await _send(connection, make_request(k), offered, due)
         finally:
             idle.put_nowait(connection)
-        offered.statuses[status] += 1
 
     tasks = set()
     try:
@@ -172,17 +178,7 @@ async def saturate(
         connection = _Connection(target.hostname, target.port, None)
         try:
             while (start := time.monotonic()) < end:
-                request = _encode(connection.host, make_request(next(counter)))
-                try:
-                    status = await connection.exchange(request)
-                except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
-                    connection.close()
-                    status = NO_ANSWER
-                else:
-                    offered.latencies_s.append(time.monotonic() - start)
-                    if 200 <= status < 300:
-                        offered.accepted_latencies_s.append(offered.latencies_s[-1])
-                offered.statuses[status] += 1
+                await _send(connection, make_request(next(counter)), offered, start)
         finally:
             connection.close()
 
