@@ -119,3 +119,15 @@ def rolled_out(system: System, name: str, replaced: set[str], count: int = 2) ->
         and (status.replicas or 0) == count
         and replicas_ready(system, name, replaced, count)
     )
+
+
+def pod_warnings(system: System, limit: int = 40) -> str:
+    """The last `limit` WARNING and ERROR lines of the pods' logs, for the message of a
+    failed whole-system test (the logs go with the test's temporary folder)."""
+    lines = [
+        f"{path.parent.name}: {line[:400]}"
+        for path in sorted((system.node.state_dir / "logs").rglob("*.log"))
+        for line in path.read_text(errors="replace").splitlines()
+        if line.startswith(("WARNING", "ERROR"))
+    ]
+    return "pods' warnings:\n" + "\n".join(lines[-limit:])

@@ -30,6 +30,7 @@ from .cluster_system import (
     NAMESPACE,
     SERVICES,
     System,
+    pod_warnings,
     replicas_ready,
     rolled_out,
 )
@@ -156,7 +157,7 @@ def test_deleted_backend_pods_are_replaced_without_a_failed_request(system: Syst
 
     requests = under_load(system, delete_and_wait)
     assert len(requests) > 20
-    assert failed(requests) == []
+    assert failed(requests) == [], pod_warnings(system)
 
 
 def test_rolling_update_completes_without_a_failed_request(system: System) -> None:
@@ -171,7 +172,7 @@ def test_rolling_update_completes_without_a_failed_request(system: System) -> No
 
     requests = under_load(system, roll)
     assert len(requests) > 20
-    assert failed(requests) == []
+    assert failed(requests) == [], pod_warnings(system)
 
 
 @pytest.mark.kubectl
