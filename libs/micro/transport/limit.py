@@ -100,6 +100,11 @@ def _clamp(value: float, settings: SheddingConfig) -> float:
     return max(settings.min_limit, min(settings.max_limit, value))
 
 
+# A shedding spell ends after this long without a shed call: a limit hovering at the
+# edge logs once per spell, not once per flip.
+SPELL_QUIET_S = 1.0
+
+
 @dataclass(slots=True)
 class Ticket:
     """An admitted call: when it started and how many were in flight with it."""
@@ -126,6 +131,7 @@ class ConcurrencyLimiter:
         self._transport = transport
         self.in_flight = 0
         self.shed = 0  # calls shed since the current shedding spell began
+        self._last_shed = 0.0
         self._limit_gauge = LIMIT.labels(transport)
         self._in_flight_gauge = IN_FLIGHT.labels(transport)
         self._shed_counter = SHED.labels(transport)
@@ -156,9 +162,10 @@ class ConcurrencyLimiter:
                     self.in_flight,
                 )
             self.shed += 1
+            self._last_shed = self._clock()
             self._shed_counter.inc()
             return None
-        if self.shed:
+        if self.shed and self._clock() - self._last_shed >= SPELL_QUIET_S:
             _log.info("%s no longer shedding: %d calls were shed", self._transport, self.shed)
             self.shed = 0
         self.in_flight += 1

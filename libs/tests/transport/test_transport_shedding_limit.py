@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from micro.config.model import SheddingConfig
-from micro.transport.limit import ConcurrencyLimiter, Gradient2, Ticket
+from micro.transport.limit import SPELL_QUIET_S, ConcurrencyLimiter, Gradient2, Ticket
 
 
 class Clock:
@@ -41,6 +41,10 @@ def test_calls_past_the_limit_are_shed_and_admitted_again_once_one_ends() -> Non
     assert (limits.in_flight, limits.shed) == (3, 1)
     clock.now += 0.01
     limits.done(tickets[0])  # type: ignore[arg-type]
+    assert limits.admit() is not None
+    assert limits.shed == 1  # a shed call a moment ago: the spell goes on
+    clock.now += SPELL_QUIET_S
+    limits.done(tickets[1])  # type: ignore[arg-type]
     assert limits.admit() is not None
     assert limits.shed == 0  # the spell of shedding is over
 
@@ -129,12 +133,18 @@ def test_one_log_line_when_shedding_starts_and_one_when_it_stops(
         for _ in range(5):
             assert limits.admit() is None
         assert ticket is not None
+        # Flapping at the edge: admitted at once, shed again; still one spell.
         limits.done(ticket)
+        flap = limits.admit()
+        assert flap is not None
+        assert limits.admit() is None
+        limits.done(flap)
+        clock.now += SPELL_QUIET_S
         assert limits.admit() is not None
     messages = [r.getMessage() for r in caplog.records if r.name == "micro.shedding"]
     assert messages == [
         "test shedding load: 1 calls in flight reached the limit",
-        "test no longer shedding: 5 calls were shed",
+        "test no longer shedding: 6 calls were shed",
     ]
 
 
