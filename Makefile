@@ -126,8 +126,8 @@ bench: sync ## benchmarks; figures go to bench/results.json
 	@for script in bench/bench_*.py; do echo "== $$script"; $(RUN) python $$script; done
 
 # RELIABILITY_SECONDS (120), RELIABILITY_CHAOS_S, _CLIENTS, _USERS, _SEED, _FUZZ_CASES,
-# _PHASE_S, _OVERLOAD_S: tests/reliability/conftest.py
-reliability: sync ## soak under chaos, resilience drills, durability, leaks, OpenAPI fuzz; figures: bench/reliability.json
+# _PHASE_S, _OVERLOAD_S, _DRAIN_ROUNDS, _DRAIN_LOAD_S: tests/reliability/conftest.py
+reliability: sync ## soak under chaos, resilience drills, keep-alive drain, durability, leaks, OpenAPI fuzz; figures: bench/reliability.json
 	$(RUN) pytest tests/reliability -s $(PYTEST_ARGS)
 
 DEVCLUSTER_ARGS ?=

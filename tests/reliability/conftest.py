@@ -10,6 +10,8 @@ the environment, so a CI-like run can stay short:
     RELIABILITY_USERS     users created for the durability test (10)
     RELIABILITY_SEED      the chaos schedule's and the fuzz run's seed (a fresh one when unset)
     RELIABILITY_FUZZ_CASES  generated requests per API in the OpenAPI fuzz run (500)
+    RELIABILITY_DRAIN_ROUNDS  rounds of the keep-alive drain test (10)
+    RELIABILITY_DRAIN_LOAD_S  each drain round's load in seconds (70)
     RELIABILITY_PHASE_S   length of the calm phase and of each resilience drill (20)
     RELIABILITY_OVERLOAD_S  how long 4x data-srv's capacity is offered (10)
 """

@@ -20,3 +20,9 @@ def capacity(urls: list[str], seconds: float) -> Offered:
 def flood(urls: list[str], rate: float, seconds: float) -> Offered:
     """`rate` lookups a second, whatever the answers' pace."""
     return asyncio.run(offer(urls, lookup, rate=rate, seconds=seconds, connections=256))
+
+
+def keep_alive(urls: list[str], seconds: float) -> Offered:
+    """Closed loop on 4 kept-alive connections, as `wrk -c 4`: a connection pinned to a
+    pod that terminates must be told to move, not closed under a request."""
+    return asyncio.run(saturate(urls, lookup, seconds=seconds, connections=4))
