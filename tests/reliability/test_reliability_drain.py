@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from devcluster.runner.testing import ready_pods, wait_for
-from micro.testing.open_loop import NO_ANSWER
 
 from ..cluster_system import NAMESPACE, REPO_ROOT, System, replicas_ready, rolled_out
 from . import generator
@@ -74,5 +73,5 @@ def test_keep_alive_clients_lose_nothing_across_rollouts(
             )
     report.add("drain_keep_alive", {"rounds": rounds, "load_s": LOAD_S})
     assert all(r["disruption_s"] < LOAD_S for r in rounds), json.dumps(rounds)
+    # Nothing but 200: no 5xx and no NO_ANSWER (a connection closed under a request).
     assert all(set(r["statuses"]) == {"200"} for r in rounds), json.dumps(rounds)
-    assert str(NO_ANSWER) not in json.dumps([r["statuses"] for r in rounds])
