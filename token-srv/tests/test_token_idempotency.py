@@ -27,13 +27,6 @@ if TYPE_CHECKING:
 GENERATE = token_pb2.GenerateTokenRequest(user_id="1", user_name="thangn")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def any_engine(request: pytest.FixtureRequest) -> AsyncEngine:
-    name = "engine" if request.param == "sqlite" else "postgres_engine"
-    engine: AsyncEngine = request.getfixturevalue(name)
-    return engine
-
-
 @pytest.fixture
 async def stub(
     any_engine: AsyncEngine, settings: JwtSettings, serve_grpc: ServeGrpc

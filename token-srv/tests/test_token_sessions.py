@@ -23,14 +23,6 @@ from .conftest import jwt_config
 THANGN = Subject(user_id="1", user_name="thangn")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def any_engine(request: pytest.FixtureRequest) -> AsyncEngine:
-    """token-srv's migrated schema on each kind of database."""
-    name = "engine" if request.param == "sqlite" else "postgres_engine"
-    engine: AsyncEngine = request.getfixturevalue(name)
-    return engine
-
-
 @pytest.fixture
 def sessions(any_engine: AsyncEngine, settings: JwtSettings) -> TokenUseCases:
     return TokenUseCases(SqlTokenRepository(any_engine), lambda: settings)

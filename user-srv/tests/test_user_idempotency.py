@@ -30,13 +30,6 @@ if TYPE_CHECKING:
 NEW_USER = user_pb2.CreateUserRequest(user_name="alice", password="correct horse")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def any_engine(request: pytest.FixtureRequest) -> AsyncEngine:
-    name = "engine" if request.param == "sqlite" else "postgres_engine"
-    engine: AsyncEngine = request.getfixturevalue(name)
-    return engine
-
-
 @pytest.fixture
 async def stub(
     any_engine: AsyncEngine, hasher: Argon2PasswordHasher, serve_grpc: ServeGrpc

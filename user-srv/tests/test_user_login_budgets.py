@@ -39,14 +39,6 @@ RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 ROOMY_ARGON2 = Argon2Config(time_cost=1, memory_kib=1024, max_concurrency=16, max_waiting=16)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest) -> AsyncEngine:
-    """The same tests on both databases: the database transaction decides."""
-    name = "engine" if request.param == "sqlite" else "postgres_engine"
-    engine: AsyncEngine = request.getfixturevalue(name)
-    return engine
-
-
 class CountingHasher(Argon2PasswordHasher):
     """The real hasher, counting its argon2 verifications; `gate`, when set, holds every
     verification in its worker thread until the test opens it."""
@@ -109,11 +101,11 @@ def limits() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def replicas(db: AsyncEngine, limits: dict[str, Any], clock: Clock) -> Any:
+async def replicas(any_engine: AsyncEngine, limits: dict[str, Any], clock: Clock) -> Any:
     made: list[UserSrv] = []
 
     def replica() -> UserSrv:
-        srv = UserSrv(db, lambda: LoginLimitsConfig(**limits), clock)
+        srv = UserSrv(any_engine, lambda: LoginLimitsConfig(**limits), clock)
         made.append(srv)
         return srv
 
@@ -348,11 +340,11 @@ async def test_bad_client_key_or_address_is_invalid_argument(
 
 
 async def test_a_burst_is_shed_at_once_and_other_users_still_log_in(
-    db: AsyncEngine, serve_grpc: ServeGrpc, clock: Clock
+    any_engine: AsyncEngine, serve_grpc: ServeGrpc, clock: Clock
 ) -> None:
     # One slot and no queue at all: the slot is busy or free.
     argon2 = Argon2Config(time_cost=1, memory_kib=1024, max_concurrency=1, max_waiting=0)
-    srv = UserSrv(db, lambda: LoginLimitsConfig(max_in_flight=1), clock, argon2)
+    srv = UserSrv(any_engine, lambda: LoginLimitsConfig(max_in_flight=1), clock, argon2)
     try:
         await srv.usecases.create_user("carol", PASSWORD)
         await srv.usecases.create_user("dave", PASSWORD)
@@ -472,7 +464,7 @@ def _count_writes(engine: AsyncEngine) -> list[str]:
 
 
 async def test_a_locked_key_is_refused_without_a_write(
-    replicas: Any, serve_grpc: ServeGrpc, db: AsyncEngine, limits: dict[str, Any]
+    replicas: Any, serve_grpc: ServeGrpc, any_engine: AsyncEngine, limits: dict[str, Any]
 ) -> None:
     limits.update(unknown_max_failures=2, first_lockout="60s")
     srv = replicas()
@@ -481,7 +473,7 @@ async def test_a_locked_key_is_refused_without_a_write(
         _codes([await _outcome(stub, _verify()) for _ in range(2)])
         == [grpc.StatusCode.UNAUTHENTICATED] * 2
     )
-    writes = _count_writes(db)
+    writes = _count_writes(any_engine)
 
     refused = [await _outcome(stub, _verify(password=p)) for p in (WRONG, PASSWORD, WRONG)]
 
@@ -570,21 +562,21 @@ async def failures(engine: AsyncEngine, key: str = "acct:alice") -> int:
 
 
 async def test_a_repeated_keyed_wrong_password_counts_once(
-    replicas: Any, serve_grpc: ServeGrpc, db: AsyncEngine
+    replicas: Any, serve_grpc: ServeGrpc, any_engine: AsyncEngine
 ) -> None:
     srv = replicas()
     stub = await srv.serve(serve_grpc)
     answers = [await keyed(stub, _verify(), "attempt-1") for _ in range(4)]
     assert answers == [UNAUTHENTICATED] * 4
     assert srv.hasher.verifications == 1  # the repeats were answered without a check
-    assert await failures(db) == 1
+    assert await failures(any_engine) == 1
     # A different attempt (a new key) counts as one more.
     assert await keyed(stub, _verify(), "attempt-2") is UNAUTHENTICATED
-    assert await failures(db) == 2
+    assert await failures(any_engine) == 2
 
 
 async def test_keyed_attempts_at_once_count_once(
-    replicas: Any, serve_grpc: ServeGrpc, db: AsyncEngine, limits: dict[str, Any]
+    replicas: Any, serve_grpc: ServeGrpc, any_engine: AsyncEngine, limits: dict[str, Any]
 ) -> None:
     limits["max_in_flight"] = 4
     srv = replicas()
@@ -597,22 +589,22 @@ async def test_keyed_attempts_at_once_count_once(
     finally:
         srv.hasher.gate.set()
     assert await asyncio.gather(*calls) == [UNAUTHENTICATED] * 3
-    assert await failures(db) == 1
+    assert await failures(any_engine) == 1
 
 
 async def test_a_key_never_stands_in_for_the_password(
-    replicas: Any, serve_grpc: ServeGrpc, db: AsyncEngine
+    replicas: Any, serve_grpc: ServeGrpc, any_engine: AsyncEngine
 ) -> None:
     srv = replicas()
     stub = await srv.serve(serve_grpc)
     assert await keyed(stub, _verify(password=PASSWORD), "attempt-1") is grpc.StatusCode.OK
     # The same key with a wrong password: checked and counted, not the success replayed.
     assert await keyed(stub, _verify(), "attempt-1") is UNAUTHENTICATED
-    assert await failures(db) == 1
+    assert await failures(any_engine) == 1
     # A repeat of a wrong password stays that failure, even with the right one.
     assert await keyed(stub, _verify(), "attempt-2") is UNAUTHENTICATED
     assert await keyed(stub, _verify(password=PASSWORD), "attempt-2") is UNAUTHENTICATED
-    assert await failures(db) == 2
+    assert await failures(any_engine) == 2
     assert _code(await keyed(stub, _verify(user="bob"), "attempt-2")) is (
         grpc.StatusCode.INVALID_ARGUMENT  # the key of another account's attempt
     )

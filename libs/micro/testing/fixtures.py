@@ -130,6 +130,15 @@ async def postgres_engine(postgres_url: str, schema: Schema) -> AsyncIterator[As
         await engines[0].dispose()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_engine(request: pytest.FixtureRequest) -> AsyncEngine:
+    """`engine`, then `postgres_engine`: the same test on each kind of database, where
+    the database's own locking decides the outcome."""
+    name = "engine" if request.param == "sqlite" else "postgres_engine"
+    engine: AsyncEngine = request.getfixturevalue(name)
+    return engine
+
+
 @pytest.fixture
 async def serve_grpc() -> AsyncIterator[ServeGrpc]:
     """`channel = await serve_grpc(add_XServicer_to_server, servicer)`: the servicer on
