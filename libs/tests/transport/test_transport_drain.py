@@ -5,57 +5,19 @@ lets the call in flight finish while new calls are told to go elsewhere."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from datetime import timedelta
-from typing import Any
 
 import grpc
 import httpx
 import pytest
-from fastapi import APIRouter
 
 from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.config.model import GrpcServerConfig, HttpServerConfig
 from micro.health import Health
-from micro.testing.echo import EchoServicer
 from micro.testing.waiting import eventually
 from micro.transport.grpc import GrpcServer
 from micro.transport.http import HttpServer
 
-# Held calls outlast the default 1 s server timeout on a busy machine.
-HELD_S = timedelta(seconds=10)
-
-
-class Gate:
-    def __init__(self) -> None:
-        self.entered = 0
-        self.opened = asyncio.Event()
-
-    async def hold(self) -> None:
-        self.entered += 1
-        await asyncio.wait_for(self.opened.wait(), timeout=10)
-
-
-@pytest.fixture
-async def gate() -> AsyncIterator[Gate]:
-    gate = Gate()
-    yield gate
-    gate.opened.set()
-
-
-def router(gate: Gate) -> APIRouter:
-    routes = APIRouter()
-
-    @routes.get("/hold")
-    async def hold() -> dict[str, str]:
-        await gate.hold()
-        return {"held": "yes"}
-
-    @routes.get("/quick")
-    async def quick() -> dict[str, str]:
-        return {"quick": "yes"}
-
-    return routes
+from .conftest import HELD_S, Gate, GatedEcho, held_router
 
 
 async def test_keep_alive_requests_during_drain_get_connection_close_and_none_fails(
@@ -63,7 +25,7 @@ async def test_keep_alive_requests_during_drain_get_connection_close_and_none_fa
 ) -> None:
     health = Health()
     server = HttpServer(HttpServerConfig(addr="127.0.0.1:0", timeout=HELD_S), health=health)
-    server.include_router(router(gate))
+    server.include_router(held_router(gate))
     await server.start()
     await health.set_serving()
     stopping: asyncio.Task[None] | None = None
@@ -97,17 +59,6 @@ async def test_keep_alive_requests_during_drain_get_connection_close_and_none_fa
             await server.stop(0)
 
 
-class GatedEcho(EchoServicer):
-    def __init__(self, gate: Gate) -> None:
-        self.gate = gate
-
-    async def Echo(
-        self, request: echo_pb2.EchoRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> echo_pb2.EchoResponse:
-        await self.gate.hold()
-        return echo_pb2.EchoResponse(text=request.text)
-
-
 async def test_grpc_stop_finishes_the_call_in_flight_and_turns_new_calls_away(
     gate: Gate,
 ) -> None:
@@ -122,7 +73,7 @@ async def test_grpc_stop_finishes_the_call_in_flight_and_turns_new_calls_away(
     stopping: asyncio.Task[None] | None = None
     try:
         echo = echo_pb2_grpc.EchoServiceStub(channel)
-        held = asyncio.ensure_future(echo.Echo(echo_pb2.EchoRequest(text="held"), timeout=10))
+        held = asyncio.ensure_future(echo.Echo(echo_pb2.EchoRequest(text="hold"), timeout=10))
         await eventually(lambda: gate.entered == 1, "the call in the handler")
         stopping = asyncio.ensure_future(server.stop(10))
         await asyncio.sleep(0)  # one turn: grpc.aio starts its shutdown before any await
@@ -133,7 +84,7 @@ async def test_grpc_stop_finishes_the_call_in_flight_and_turns_new_calls_away(
         assert refused.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
         assert gate.entered == 1
         gate.opened.set()
-        assert (await held).text == "held"
+        assert (await held).text == "hold"
         await stopping
     finally:
         gate.opened.set()

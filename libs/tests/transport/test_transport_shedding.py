@@ -5,8 +5,6 @@ again once the burst is over."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -20,52 +18,19 @@ from api.echo.v1 import echo_pb2, echo_pb2_grpc
 from micro.config.model import GrpcServerConfig, HttpServerConfig, SheddingConfig
 from micro.errors import PUSHBACK_KEY
 from micro.health import Health
-from micro.testing.echo import EchoServicer
 from micro.testing.waiting import eventually
 from micro.transport.grpc import GrpcServer
 from micro.transport.http import HttpServer
+
+from .conftest import HELD_S, Gate, GatedEcho, held_router
 
 # Two calls in flight at most: the third is shed.
 TIGHT = SheddingConfig(initial_limit=2, min_limit=2, max_limit=2)
 BURST = 6
 
-# Held calls outlast the default 1 s server timeout on a busy machine.
-HELD_S = timedelta(seconds=10)
-
-
-class Gate:
-    """Holds every call until opened; counts the calls that got in."""
-
-    def __init__(self) -> None:
-        self.entered = 0
-        self.opened = asyncio.Event()
-
-    async def hold(self) -> None:
-        self.entered += 1
-        await asyncio.wait_for(self.opened.wait(), timeout=10)
-
-
-class GatedEcho(EchoServicer):
-    def __init__(self, gate: Gate) -> None:
-        self.gate = gate
-
-    async def Echo(
-        self, request: echo_pb2.EchoRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> echo_pb2.EchoResponse:
-        if request.text == "hold":
-            await self.gate.hold()
-        return echo_pb2.EchoResponse(text=request.text)
-
 
 def shed_total(transport: str) -> float:
     return REGISTRY.get_sample_value("micro_server_shed_total", {"transport": transport}) or 0.0
-
-
-@pytest.fixture
-async def gate() -> AsyncIterator[Gate]:
-    gate = Gate()
-    yield gate
-    gate.opened.set()  # nothing stays held past the test
 
 
 async def test_grpc_burst_is_shed_with_pushback_and_admitted_again_after(
@@ -106,21 +71,6 @@ async def test_grpc_burst_is_shed_with_pushback_and_admitted_again_after(
     )
     assert [a.text for a in answers] == ["after-0", "after-1"]
     assert server.shedding.in_flight == 0
-
-
-def held_router(gate: Gate) -> APIRouter:
-    router = APIRouter()
-
-    @router.get("/hold")
-    async def hold() -> dict[str, str]:
-        await gate.hold()
-        return {"held": "yes"}
-
-    @router.get("/quick")
-    async def quick() -> dict[str, str]:
-        return {"quick": "yes"}
-
-    return router
 
 
 async def start_http(
