@@ -50,8 +50,8 @@ REQUESTS_PER_CLIENT_SECOND = 100
 pytestmark = pytest.mark.timeout(600)
 
 
-def device_load(system: System, seconds: float) -> list[Request]:
-    """Device lookups from CLIENTS clients for `seconds` (their login left out)."""
+def device_lookups(system: System, seconds: float) -> Load:
+    """Device lookups from CLIENTS clients for at most `seconds`, started."""
     load = Load(
         system,
         CLIENTS,
@@ -60,6 +60,12 @@ def device_load(system: System, seconds: float) -> list[Request]:
         operations=DEVICE_OPERATIONS,
     )
     load.start()
+    return load
+
+
+def device_load(system: System, seconds: float) -> list[Request]:
+    """Device lookups from CLIENTS clients for `seconds` (their login left out)."""
+    load = device_lookups(system, seconds)
     time.sleep(seconds)  # the load's own length: it runs for `seconds` and stops itself
     return [r for r in load.stop() if r.operation in DEVICE_OPERATIONS]
 
@@ -103,14 +109,7 @@ def test_a_half_failing_replica_is_ejected_and_no_lookup_fails(
 ) -> None:
     name, ip = victim(system)
     callers = drills.gateway_ips(system)
-    load = Load(
-        system,
-        CLIENTS,
-        duration_s=PHASE_S,
-        limit=int(REQUESTS_PER_CLIENT_SECOND * PHASE_S),
-        operations=DEVICE_OPERATIONS,
-    )
-    load.start()
+    load = device_lookups(system, PHASE_S)
     try:
         before = {caller: drills.device_attempts([caller]) for caller in callers}
         drills.set_fault(system, "device-srv", {"unavailable_share": 0.5, "pods": [name]})
@@ -190,14 +189,7 @@ def test_device_srv_down_fails_fast_without_a_retry_storm(
 ) -> None:
     callers = drills.gateway_ips(system)
     seconds = OUTAGE_S + RECOVERY_BOUND_S + 30  # more than the drill takes: stopped after
-    load = Load(
-        system,
-        CLIENTS,
-        duration_s=seconds,
-        limit=int(REQUESTS_PER_CLIENT_SECOND * seconds),
-        operations=DEVICE_OPERATIONS,
-    )
-    load.start()
+    load = device_lookups(system, seconds)
     try:
         started = time.monotonic()
         wait_for("the load under way", lambda: load.completed_since(started) >= 20, 30, 0.05)
