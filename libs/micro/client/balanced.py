@@ -148,14 +148,8 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
         connect_first = not self._retryable and not wait_for_ready
         hedger = self._hedger if cfg.hedging.enabled else None
 
-        def hedge() -> Awaitable[Any] | None:
-            # On an instance not tried yet, with a retry-budget token.
-            endpoint = pool.pick(tried)
-            remaining = deadline - loop.time()
-            if endpoint is None or remaining <= 0 or not budget.try_spend():
-                return None
-            tried.append(endpoint)
-            call = self._callable(endpoint)(
+        def send(endpoint: Endpoint, remaining: float) -> Any:
+            return self._callable(endpoint)(
                 request,
                 timeout=remaining,
                 metadata=metadata,
@@ -163,7 +157,15 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                 wait_for_ready=wait_for_ready,
                 compression=compression,
             )
-            return _accounted(endpoint, call)
+
+        def hedge() -> Awaitable[Any] | None:
+            # On an instance not tried yet, with a retry-budget token.
+            endpoint = pool.pick(tried)
+            remaining = deadline - loop.time()
+            if endpoint is None or remaining <= 0 or not budget.try_spend():
+                return None
+            tried.append(endpoint)
+            return _accounted(endpoint, send(endpoint, remaining))
 
         def retryable(error: BaseException) -> bool:
             # After a failure the loop retries, or one of the instance (not an answer
@@ -208,14 +210,7 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                     budget.sent()
                 sent = deposited = True
                 try:
-                    call = self._callable(endpoint)(
-                        request,
-                        timeout=remaining,
-                        metadata=metadata,
-                        credentials=credentials,
-                        wait_for_ready=wait_for_ready,
-                        compression=compression,
-                    )
+                    call = send(endpoint, remaining)
                     if hedger is not None:
                         # When a hedge wins, this attempt reports the call's time: a lower
                         # bound of its own, which steers picks away from a slow instance.
