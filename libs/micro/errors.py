@@ -94,6 +94,9 @@ CALLER_IDENTITY_REFUSED = "CALLER_IDENTITY_REFUSED"
 IDENTITY_REFUSED_MESSAGE = "an internal call was refused this service's identity"
 
 INTERNAL_MESSAGE = "internal error"
+# A status code by its number (grpc.aio sometimes answers a bare int; stored outcomes
+# keep the number).
+STATUS_BY_NUMBER: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def http_status(code: grpc.StatusCode) -> int:

@@ -51,7 +51,7 @@ from micro.client.idempotency import (
 from micro.config.model import Duration, Section
 from micro.config.reload import Reload
 from micro.db import UtcDateTime, create_tables
-from micro.errors import ServiceError, invalid_argument
+from micro.errors import STATUS_BY_NUMBER, ServiceError, invalid_argument
 from micro.identity.principal import current_caller
 
 T = TypeVar("T")
@@ -141,8 +141,7 @@ class Outcome:
         """The stored response, or the stored error raised."""
         if self.code == grpc.StatusCode.OK.value[0]:
             return response_type.FromString(self.response)
-        code = next(c for c in grpc.StatusCode if c.value[0] == self.code)
-        raise ServiceError(code, self.message, field=self.field)
+        raise ServiceError(STATUS_BY_NUMBER[self.code], self.message, field=self.field)
 
 
 class Replayed(Exception):

@@ -29,7 +29,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from micro import deadline, metrics, tracing
 from micro.auth import AccessPolicy, acting_as
-from micro.errors import INTERNAL_MESSAGE, ServiceError, invalid_argument
+from micro.errors import INTERNAL_MESSAGE, STATUS_BY_NUMBER, ServiceError, invalid_argument
 from micro.identity.guard import IdentityGuard
 from micro.identity.principal import IDENTITY_METADATA_KEY, acting_for
 from micro.transport.client_address import ProxyPolicy, ProxyRules, grpc_peer_ip, serving
@@ -153,15 +153,16 @@ class ObserveLayer(_CallLayer):
         return False
 
 
-_CODE_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
-
-
 def _context_code(call: GrpcCall) -> grpc.StatusCode:
     # grpc.aio answers a bare int (or None) here in some versions, whatever the stubs say.
     code: object = call.context.code()
     if isinstance(code, grpc.StatusCode):
         return code
-    return _CODE_BY_NUMBER.get(code, grpc.StatusCode.OK)
+    return (
+        STATUS_BY_NUMBER.get(code, grpc.StatusCode.OK)
+        if isinstance(code, int)
+        else grpc.StatusCode.OK
+    )
 
 
 class RecoveryLayer(_CallLayer):
