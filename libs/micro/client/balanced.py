@@ -180,10 +180,15 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                 assert last_error is not None
                 # A retry waits its backoff (or the server's pushback) when that fits
                 # the deadline, and one that was sent before takes a budget token.
-                if delay_s >= deadline - loop.time() or (sent and not budget.try_spend()):
+                # A retry also needs an instance in good standing to go to.
+                if (
+                    delay_s >= deadline - loop.time()
+                    or not pool.any_in_good_standing()
+                    or (sent and not budget.try_spend())
+                ):
                     raise last_error
                 await asyncio.sleep(delay_s)
-            endpoint = pool.pick(tried) or (pool.pick() if tried else None)
+            endpoint = pool.pick_for_retry(tried) if attempt else pool.pick()
             if endpoint is None:
                 if last_error is not None:
                     raise last_error

@@ -57,6 +57,10 @@ class Outlier:
     def ejected(self) -> bool:
         return self.ejected_until is not None
 
+    def in_good_standing(self, failing_after: int) -> bool:
+        """Not ejected, and fewer than `failing_after` failures in a row: worth a retry."""
+        return self.ejected_until is None and self._consecutive < failing_after
+
     def record(self, failed: bool, now: float, cfg: EjectionConfig) -> str | None:
         """An answer from this endpoint: why to eject it when it crosses a bound, else
         None (the pool decides whether the share of ejected endpoints allows it)."""

@@ -164,6 +164,27 @@ class InstancePool:
             choices = [e for e in choices if e not in exclude]
             healthy = [e for e in choices if not e.outlier.ejected]
             choices = healthy or choices
+        return self._pick_from(choices, now)
+
+    def pick_for_retry(self, tried: Sequence[Endpoint]) -> Endpoint | None:
+        """An instance in good standing, one not tried first; None when there is none."""
+        now = self._clock()
+        if self._out:
+            self._bring_back_due(now)
+        good = self._in_good_standing()
+        return self._pick_from([e for e in good if e not in tried] or good, now)
+
+    def any_in_good_standing(self) -> bool:
+        """Whether a retry has somewhere to go: with every instance ejected or failing
+        (retry_budget.failing_after failures in a row), the dependency as a whole is
+        failing (or the request is at fault), and a retry would add load and wait."""
+        return bool(self._in_good_standing())
+
+    def _in_good_standing(self) -> list[Endpoint]:
+        failing_after = self._cfg().retry_budget.failing_after
+        return [e for e in self._choices if e.outlier.in_good_standing(failing_after)]
+
+    def _pick_from(self, choices: list[Endpoint], now: float) -> Endpoint | None:
         if len(choices) < 2:
             chosen = choices[0] if choices else None
         else:

@@ -155,6 +155,10 @@ class SheddingConfig(Section):
     shrinks."""
     queue_size: int = Field(default=4, ge=0)
     """Calls the limit grows by per sample while latency holds."""
+    window: Duration = Field(default=timedelta(seconds=1), gt=timedelta(0))
+    """Calls are sampled by the window: each gives one sample, their mean latency."""
+    window_calls: int = Field(default=10, ge=1)
+    """Calls a window waits for before it gives a sample (a quiet server's is longer)."""
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:
@@ -275,6 +279,9 @@ class RetryBudgetConfig(Section):
     backoff x 2^(n-1) (full jitter), so that callers do not retry in step."""
     max_backoff: Duration = Field(default=timedelta(milliseconds=500), ge=timedelta(0))
     """The longest wait between two attempts (a server's pushback excepted)."""
+    failing_after: int = Field(default=2, ge=1)
+    """Failures in a row after which an instance gets no retries; when every instance
+    has failed that often (or is ejected), failed calls are not retried at all."""
 
 
 class DeadlineConfig(Section):

@@ -35,7 +35,10 @@ def local_config(*endpoints: str) -> dict[str, Any]:
 
 
 def client_config(timeout: str, max_attempts: int = 3) -> dict[str, Any]:
-    return {"client": {"grpc": {"timeout": timeout, "max_attempts": max_attempts}}}
+    # Its one replica keeps its standing for every attempt a call may make.
+    retry_budget = {"failing_after": 5}
+    grpc = {"timeout": timeout, "max_attempts": max_attempts, "retry_budget": retry_budget}
+    return {"client": {"grpc": grpc}}
 
 
 class GatedEcho(EchoServicer):

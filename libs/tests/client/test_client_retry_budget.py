@@ -157,20 +157,47 @@ class Refusing(EchoServicer):
 
 
 @contextlib.asynccontextmanager
-async def client_of(servicer: Refusing, **cfg: Any) -> AsyncIterator[Any]:
-    server = grpc.aio.server()
-    echo_pb2_grpc.add_EchoServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.51:0")
-    await server.start()
-    discovery = StaticDiscovery(
-        [StaticService(name=SERVICE, endpoints=(f"grpc://127.0.0.51:{port}",))]
-    )
-    factory = ClientFactory(discovery, GrpcClientConfig.model_validate(cfg))
-    try:
+async def client_of(*servicers: Refusing, **cfg: Any) -> AsyncIterator[Any]:
+    """A stub of one service whose instances are `servicers`, each on a server of its own."""
+    async with contextlib.AsyncExitStack() as stack:
+        endpoints = []
+        for n, servicer in enumerate(servicers):
+            server = grpc.aio.server()
+            echo_pb2_grpc.add_EchoServiceServicer_to_server(servicer, server)
+            port = server.add_insecure_port(f"127.0.0.{51 + n}:0")
+            await server.start()
+            stack.push_async_callback(server.stop, 0)
+            endpoints.append(f"grpc://127.0.0.{51 + n}:{port}")
+        discovery = StaticDiscovery([StaticService(name=SERVICE, endpoints=tuple(endpoints))])
+        factory = ClientFactory(discovery, GrpcClientConfig.model_validate(cfg))
+        stack.push_async_callback(factory.close)
         yield factory.stub(SERVICE, echo_pb2_grpc.EchoServiceStub)
-    finally:
-        await factory.close()
-        await server.stop(0)
+
+
+async def test_a_failure_is_retried_on_the_same_lone_instance() -> None:
+    servicer = Refusing(grpc.StatusCode.UNAVAILABLE, None, failures=1)
+    async with client_of(servicer) as stub:
+        assert (await stub.Echo(echo_pb2.EchoRequest(text="d"))).text == "ok"
+    assert servicer.calls == 2
+
+
+async def test_when_every_instance_is_failing_a_failed_call_is_not_retried() -> None:
+    down = [Refusing(grpc.StatusCode.UNAVAILABLE, None, failures=1000) for _ in range(2)]
+    cfg: dict[str, Any] = {
+        "max_attempts": 5,
+        "retry_budget": {"failing_after": 2, "backoff": "1ms"},
+        "breaker": {"enabled": False},
+        "ejection": {"enabled": False},
+    }
+    async with client_of(*down, **cfg) as stub:
+        attempts = []
+        for _ in range(3):
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.Echo(echo_pb2.EchoRequest(text="d"))
+            attempts.append(sum(s.calls for s in down))
+    # The first call tries each instance until both have failed twice in a row; later
+    # calls are sent once and not retried: there is nowhere worth retrying them.
+    assert attempts == [4, 5, 6]
 
 
 async def test_resource_exhausted_with_pushback_is_retried() -> None:
@@ -201,7 +228,13 @@ async def test_a_pushback_past_the_deadline_is_not_waited_for() -> None:
 
 async def test_an_outage_is_not_multiplied_once_the_budget_is_spent() -> None:
     servicer = Refusing(grpc.StatusCode.UNAVAILABLE, None, failures=1000)
-    budget_cfg = {"burst": 2, "min_per_second": 0, "ratio": 0, "backoff": "1ms"}
+    budget_cfg = {
+        "burst": 2,
+        "min_per_second": 0,
+        "ratio": 0,
+        "backoff": "1ms",
+        "failing_after": 1000,  # the budget alone bounds the retries here
+    }
     labels = {"service": SERVICE}
     denied_before = REGISTRY.get_sample_value("micro_client_retry_budget_denied_total", labels)
     async with client_of(
