@@ -1,14 +1,16 @@
 """The adaptive concurrency limit of a server (server.shedding): Netflix
-concurrency-limits' Gradient2, fed one latency sample per finished call.
+concurrency-limits' Gradient2, fed one latency sample per window of calls (its
+WindowedLimit).
 
-Gradient2 compares a short-term latency (the call just finished) with a long-term
-exponential average: while they agree the limit grows by a small queue allowance, when
+Gradient2 compares a short-term latency (the mean of the last window's calls) with a
+long-term exponential average over many windows: while they agree the limit grows by a small queue allowance, when
 the short one rises past `tolerance` times the long one the limit shrinks by their ratio
 (at most by half per sample), smoothed. It needs no no-load baseline (Vegas's minimum
 latency drifts with the data a service holds) and no CPU reading (BBR-style shedders
 read the host's CPU, which a pod sharing cores cannot tell apart from its own load).
 Calls past the limit are shed at once, so the server never queues more than it can
-finish within its normal latency.
+finish within its normal latency. Sampled per call instead, the long average caught up
+with a sustained overload within seconds and the limit grew back under it.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ SHED = Counter(
     ["transport"],
 )
 
-# The long-term average: the mean of the first samples, then an EWMA over about this
-# many samples, so one slow burst barely moves the reference it is judged against.
+# The long-term average: the mean of the first samples (windows), then an EWMA over
+# about this many, so one slow burst barely moves the reference it is judged against.
 _LONG_WINDOW = 600
 _WARMUP = 10
 # When the long average is this many times the short one, load has gone and the long
@@ -106,6 +108,16 @@ SPELL_QUIET_S = 1.0
 
 
 @dataclass(slots=True)
+class _Window:
+    """The calls finished since `started`: one latency sample once the window is over."""
+
+    started: float
+    calls: int = 0
+    total_s: float = 0.0
+    max_in_flight: int = 0
+
+
+@dataclass(slots=True)
 class Ticket:
     """An admitted call: when it started and how many were in flight with it."""
 
@@ -136,6 +148,7 @@ class ConcurrencyLimiter:
         self._in_flight_gauge = IN_FLIGHT.labels(transport)
         self._shed_counter = SHED.labels(transport)
         self._limit_gauge.set(self._algorithm.limit)
+        self._window = _Window(clock())
 
     @property
     def limit(self) -> int:
@@ -177,9 +190,20 @@ class ConcurrencyLimiter:
         work (a long poll, a stream): it held a slot but tells nothing of latency."""
         self.in_flight -= 1
         self._in_flight_gauge.set(self.in_flight)
-        if sample:
-            limit = self._algorithm.sample(self._clock() - ticket.started, ticket.in_flight)
-            self._limit_gauge.set(limit)
+        if not sample:
+            return
+        now = self._clock()
+        window = self._window
+        window.calls += 1
+        window.total_s += now - ticket.started
+        window.max_in_flight = max(window.max_in_flight, ticket.in_flight)
+        settings = self._algorithm.settings
+        if window.calls >= settings.window_calls and (
+            now - window.started >= settings.window.total_seconds()
+        ):
+            mean_s = window.total_s / window.calls
+            self._limit_gauge.set(self._algorithm.sample(mean_s, window.max_in_flight))
+            self._window = _Window(now)
 
     def retry_after_s(self) -> float:
         """How long until a slot is likely free: the long-term latency of a call."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,7 +21,11 @@ class Clock:
 
 
 def limiter(clock: Clock, **settings: Any) -> ConcurrencyLimiter:
-    return ConcurrencyLimiter(SheddingConfig(**settings), transport="test", clock=clock)
+    """A limiter whose every call is a window of its own (unless `settings` say else)."""
+    windows: dict[str, Any] = {"window": timedelta(microseconds=1), "window_calls": 1}
+    return ConcurrencyLimiter(
+        SheddingConfig(**(windows | settings)), transport="test", clock=clock
+    )
 
 
 def run_calls(limits: ConcurrencyLimiter, clock: Clock, *, at_once: int, rtt: float) -> None:
@@ -63,10 +68,10 @@ def test_rising_latency_shrinks_the_limit_and_it_recovers_when_latency_does() ->
     for _ in range(20):  # the long-term average learns 10 ms
         run_calls(limits, clock, at_once=40, rtt=0.01)
     assert limits.limit == 40
-    for _ in range(3):  # a queue builds: each call takes five times as long
+    for _ in range(20):  # a queue builds: each call takes five times as long
         run_calls(limits, clock, at_once=limits.limit, rtt=0.05)
     assert 5 <= limits.limit < 15
-    for _ in range(30):  # the load goes: latency back to normal
+    for _ in range(60):  # the load goes: latency back to normal
         run_calls(limits, clock, at_once=limits.limit, rtt=0.01)
     assert limits.limit == 40
 
@@ -116,6 +121,31 @@ def test_a_call_that_is_no_sample_frees_its_slot_and_leaves_the_limit() -> None:
     limits.done(long_poll, sample=False)
     assert (limits.limit, limits.in_flight) == (4, 0)
     assert limits.retry_after_s() == pytest.approx(0.01)
+
+
+def test_a_window_of_calls_gives_one_sample_their_mean_latency() -> None:
+    clock = Clock()
+    limits = limiter(clock, initial_limit=40, min_limit=5, max_limit=40, window=timedelta(seconds=1))
+    for _ in range(20):  # the long-term average learns 10 ms, a window a second
+        run_calls(limits, clock, at_once=40, rtt=0.01)
+        clock.now += 1.0
+    assert limits.limit == 40
+    # One slow call among a window's fast ones: their mean is within the tolerance.
+    slow = limits.admit()
+    clock.now += 0.1
+    limits.done(slow)  # type: ignore[arg-type]
+    for _ in range(3):
+        run_calls(limits, clock, at_once=40, rtt=0.01)
+    clock.now += 1.0
+    run_calls(limits, clock, at_once=40, rtt=0.01)
+    assert limits.limit == 40
+    # A window whose calls were all slow is one sample: the limit shrinks once.
+    for _ in range(3):
+        run_calls(limits, clock, at_once=40, rtt=0.05)
+    assert limits.limit == 40  # the window is not over yet
+    clock.now += 1.0
+    run_calls(limits, clock, at_once=40, rtt=0.05)
+    assert 30 <= limits.limit < 40
 
 
 def test_min_above_max_is_refused() -> None:
