@@ -3,11 +3,12 @@ concurrency-limits' Gradient2, fed one latency sample per window of calls (its
 WindowedLimit).
 
 Gradient2 compares a short-term latency (the mean of the last window's calls) with a
-long-term exponential average over many windows: while they agree the limit grows by a small queue allowance, when
-the short one rises past `tolerance` times the long one the limit shrinks by their ratio
-(at most by half per sample), smoothed. It needs no no-load baseline (Vegas's minimum
-latency drifts with the data a service holds) and no CPU reading (BBR-style shedders
-read the host's CPU, which a pod sharing cores cannot tell apart from its own load).
+long-term exponential average over many windows: while they agree the limit grows by a
+small queue allowance, when the short one rises past `tolerance` times the long one
+the limit shrinks by their ratio (at most by half per sample), smoothed. It needs no
+no-load baseline (Vegas's minimum latency drifts with the data a service holds) and no
+CPU reading (BBR-style shedders read the host's CPU, which a pod sharing cores cannot
+tell apart from its own load).
 Calls past the limit are shed at once, so the server never queues more than it can
 finish within its normal latency. Sampled per call instead, the long average caught up
 with a sustained overload within seconds and the limit grew back under it.
