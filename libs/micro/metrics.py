@@ -60,6 +60,12 @@ CLIENT_HEDGES_SENT = Counter(
     "Hedged attempts sent because the first attempt was slow, by target service.",
     ["service"],
 )
+CLIENT_PROBES_SENT = Counter(
+    "micro_client_probes_sent",
+    "Copies of calls without side effects sent to an idle instance to learn its latency"
+    " while the call went elsewhere, by target service.",
+    ["service"],
+)
 CLIENT_HEDGES_WON = Counter(
     "micro_client_hedges_won",
     "Hedged attempts whose answer was used, by target service.",

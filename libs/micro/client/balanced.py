@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
 import grpc
 
+from micro.client.budget import RetryBudget
 from micro.client.guards import DependencyGuards
 from micro.client.hedging import Hedger
 from micro.client.idempotency import keyed_metadata
@@ -20,6 +21,7 @@ from micro.client.retry import backoff_s, retry_delay_s
 from micro.client.settings import CallSettings
 from micro.config.model import GrpcClientConfig
 from micro.deadline import outgoing_timeout_s
+from micro.metrics import CLIENT_PROBES_SENT
 
 
 def unavailable(message: str) -> grpc.aio.AioRpcError:
@@ -189,6 +191,11 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                     raise last_error
                 await asyncio.sleep(delay_s)
             endpoint = pool.pick_for_retry(tried) if attempt else pool.pick()
+            probe = pool.probing and cfg.balancing.probe_aside and hedger is not None
+            if endpoint is not None and probe and not attempt:
+                endpoint = _probe_aside(
+                    pool, endpoint, budget, lambda e: send(e, deadline - loop.time())
+                )
             if endpoint is None:
                 if last_error is not None:
                     raise last_error
@@ -236,6 +243,37 @@ class BalancedUnaryUnary(grpc.aio.UnaryUnaryMultiCallable):  # type: ignore[type
                 endpoint.end(latency_s, failed=failed)
         assert last_error is not None
         raise last_error
+
+
+# Probes in flight: a task needs a reference until it is done.
+_PROBES: set[asyncio.Future[Any]] = set()
+
+
+def _probe_aside(
+    pool: InstancePool,
+    idle: Endpoint,
+    budget: RetryBudget,
+    send: Callable[[Endpoint], Awaitable[Any]],
+) -> Endpoint:
+    """Where a call without side effects goes when the balancer picked `idle` only
+    because it had idled: a copy is sent there in the background, with a retry-budget
+    token, and its answer only updates that instance's score, while the call goes to
+    the best of the others; so no caller waits on an instance that is still slow.
+    Without another instance or a token, the call goes to `idle` as picked."""
+    other = pool.pick([idle])
+    if other is None or not budget.try_spend():
+        return idle
+    probe = asyncio.ensure_future(_accounted(idle, send(idle)))
+    _PROBES.add(probe)
+    probe.add_done_callback(_probe_done)
+    CLIENT_PROBES_SENT.labels(pool.service_name).inc()
+    return other
+
+
+def _probe_done(probe: asyncio.Future[Any]) -> None:
+    _PROBES.discard(probe)
+    if not probe.cancelled():
+        probe.exception()  # its outcome went to the score; nobody awaits it
 
 
 async def _accounted(endpoint: Endpoint, call: Awaitable[Any]) -> Any:

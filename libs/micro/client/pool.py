@@ -118,6 +118,9 @@ class InstancePool:
         self._unsubscribe: Callable[[], None] | None = None
         self._started: asyncio.Task[None] | None = None
         self._closed = False
+        # Whether the last pick was the loser of its draw, chosen because it had idled:
+        # read right after pick(), before anything awaits.
+        self.probing = False
         POOLS.add(self)
 
     def follow(self) -> asyncio.Task[None]:
@@ -185,6 +188,7 @@ class InstancePool:
         return [e for e in self._choices if e.outlier.in_good_standing(failing_after)]
 
     def _pick_from(self, choices: list[Endpoint], now: float) -> Endpoint | None:
+        self.probing = False
         if len(choices) < 2:
             chosen = choices[0] if choices else None
         else:
@@ -200,8 +204,8 @@ class InstancePool:
                 second.outstanding, cfg, neutral
             ):
                 first, second = second, first
-            idle = now - second.last_picked >= cfg.idle_pick_after.total_seconds()
-            chosen = second if idle else first
+            self.probing = now - second.last_picked >= cfg.idle_pick_after.total_seconds()
+            chosen = second if self.probing else first
         if chosen is not None:
             chosen.last_picked = now
         return chosen

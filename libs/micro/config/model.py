@@ -211,6 +211,10 @@ class BalancingConfig(Section):
     idle_pick_after: Duration = Field(default=timedelta(seconds=1), gt=timedelta(0))
     """An instance not picked for this long is picked once when it is drawn, so a
     recovered one gets a chance to show it."""
+    probe_aside: bool = True
+    """For a hedged (NO_SIDE_EFFECTS) method, that pick is a copy of the call sent aside,
+    and the call itself goes to the best of the others: no caller waits on a pod that is
+    still slow. False: the call itself goes to the idle instance."""
 
 
 class EjectionConfig(Section):

@@ -93,8 +93,9 @@ def factory_cfg(budget: RetryBudgetConfig, **more: Any) -> GrpcClientConfig:
         timeout=timedelta(seconds=5),
         hedging=HedgingConfig(fallback_delay=timedelta(milliseconds=20)),
         retry_budget=budget,
-        # The held instance keeps being picked now and then, however slow it looks.
-        balancing=BalancingConfig(idle_pick_after=timedelta(milliseconds=1)),
+        # The held instance keeps being picked now and then, however slow it looks: the
+        # call itself, not a copy aside, so that its hedge is what answers.
+        balancing=BalancingConfig(idle_pick_after=timedelta(milliseconds=1), probe_aside=False),
         **more,
     )
 

@@ -77,6 +77,36 @@ async def test_a_slow_replica_gets_a_small_share(start_replica: StartReplica) ->
     assert 0 < answers["127.0.21.1"] <= sum(answers.values()) / 10, answers
 
 
+async def test_an_idle_slow_replica_is_probed_aside_and_no_call_waits_on_it(
+    start_replica: StartReplica,
+) -> None:
+    (slow, _), endpoints = await replicas(start_replica, "127.0.21.4", "127.0.21.5")
+    slow.delay_s = 0.25
+    service = "go-micro.probed"
+    discovery = StaticDiscovery([StaticService(name=service, endpoints=tuple(endpoints))])
+    cfg = GrpcClientConfig.model_validate(
+        {
+            # Every draw the slow one loses finds it idle: each would be a forced pick.
+            "balancing": {"idle_pick_after": timedelta(microseconds=1)},
+            "hedging": {"max_hedges": 0},  # the probes alone keep the calls off it
+            "retry_budget": {"burst": 100},  # a token for each probe
+        }
+    )
+    factory = ClientFactory(discovery, cfg)
+    stub = factory.stub(service, echo_pb2_grpc.EchoServiceStub)
+    labels = {"service": service}
+    probes_before = REGISTRY.get_sample_value("micro_client_probes_sent_total", labels) or 0
+    try:
+        answers = [(await stub.Echo(echo_pb2.EchoRequest(text="d"))).text for _ in range(40)]
+        probes = REGISTRY.get_sample_value("micro_client_probes_sent_total", labels) or 0
+    finally:
+        await factory.close()
+    # Before any answer the two look alike: the first call may go to either.
+    assert answers[1:] == ["127.0.21.5"] * 39  # none answered by the slow one after
+    assert probes - probes_before >= 1
+    assert slow.calls >= probes - probes_before  # each probe reached it
+
+
 async def test_a_replica_failing_half_its_calls_is_ejected_and_back_once_it_recovers(
     start_replica: StartReplica,
 ) -> None:
