@@ -5,6 +5,7 @@ and in-process."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -22,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.sdk.trace import SpanProcessor
 
 from api.echo.v1 import echo_pb2, echo_pb2_grpc
-from micro.app import App, ServiceContext
+from micro.app import App, ServiceContext, freeze_startup_heap
 from micro.config.model import ServiceConfig, TracingConfig
 from micro.testing.apps import IDENTITY_OFF
 from micro.tracing import setup_tracing
@@ -354,3 +355,14 @@ async def test_a_failing_shutdown_step_does_not_skip_the_later_ones(
     assert flush.flushes == 1  # after the config watch's failed stop
     with pytest.raises(ConnectionRefusedError):  # the HTTP server stopped beside it
         socket.create_connection(("127.0.0.1", http_port), timeout=2).close()
+
+
+def test_what_start_up_built_is_frozen_out_of_the_collector() -> None:
+    built = [{"start-up": n} for n in range(1000)]
+    before = gc.get_freeze_count()
+    try:
+        freeze_startup_heap()
+        assert gc.get_freeze_count() >= before + len(built)
+        assert gc.get_count()[0] < 100  # the young generation starts afresh
+    finally:
+        gc.unfreeze()
