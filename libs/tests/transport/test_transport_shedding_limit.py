@@ -23,9 +23,7 @@ class Clock:
 def limiter(clock: Clock, **settings: Any) -> ConcurrencyLimiter:
     """A limiter whose every call is a window of its own (unless `settings` say else)."""
     windows: dict[str, Any] = {"window": timedelta(microseconds=1), "window_calls": 1}
-    return ConcurrencyLimiter(
-        SheddingConfig(**(windows | settings)), transport="test", clock=clock
-    )
+    return ConcurrencyLimiter(SheddingConfig(**(windows | settings)), transport="test", clock=clock)
 
 
 def run_calls(limits: ConcurrencyLimiter, clock: Clock, *, at_once: int, rtt: float) -> None:
@@ -125,7 +123,9 @@ def test_a_call_that_is_no_sample_frees_its_slot_and_leaves_the_limit() -> None:
 
 def test_a_window_of_calls_gives_one_sample_their_mean_latency() -> None:
     clock = Clock()
-    limits = limiter(clock, initial_limit=40, min_limit=5, max_limit=40, window=timedelta(seconds=1))
+    limits = limiter(
+        clock, initial_limit=40, min_limit=5, max_limit=40, window=timedelta(seconds=1)
+    )
     for _ in range(20):  # the long-term average learns 10 ms, a window a second
         run_calls(limits, clock, at_once=40, rtt=0.01)
         clock.now += 1.0
