@@ -277,7 +277,7 @@ def _probe_done(probe: asyncio.Future[Any]) -> None:
 
 
 async def _accounted(endpoint: Endpoint, call: Awaitable[Any]) -> Any:
-    """A hedge's attempt, counted on its instance; when it loses (cancelled) nothing is
+    """A hedge's or a probe's attempt, counted on its instance; cancelled, nothing is
     learnt: it started late, so its short run says nothing of the instance."""
     loop = asyncio.get_running_loop()
     endpoint.begin()
