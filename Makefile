@@ -124,6 +124,7 @@ secrets: sync ## generate the JWT key, bootstrap and database Secrets (DEV=1: th
 
 bench: sync ## benchmarks; figures go to bench/results.json
 	@for script in bench/bench_*.py; do echo "== $$script"; $(RUN) python $$script; done
+	@$(RUN) python bench/compare.py
 
 # RELIABILITY_SECONDS (120), RELIABILITY_CHAOS_S, _CLIENTS, _USERS, _SEED, _FUZZ_CASES,
 # _PHASE_S, _OVERLOAD_S, _DRAIN_ROUNDS, _DRAIN_LOAD_S: tests/reliability/conftest.py
