@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import pathlib
+import sys
 from collections.abc import Callable
+from types import ModuleType
 
 from devcluster.apiserver.audit import DEFAULT_MAX_MEGABYTES
 from devcluster.apiserver.server import ServeOptions, serve
 from devcluster.apiserver.store import DEFAULT_HISTORY
-from devcluster.runner import run as runner
+
+
+def _runner() -> ModuleType:
+    # Imported for `run` only: it loads the kubernetes client, which `serve` (started
+    # once per test that needs an API server) has no use for.
+    return importlib.import_module("devcluster.runner.run")
 
 
 def _add_serve(parser: argparse.ArgumentParser) -> None:
@@ -70,17 +78,22 @@ COMMANDS: dict[
     "serve": ("run the Kubernetes API server in the foreground", _add_serve, _run_serve),
     "run": (
         "the API server, the manifests and a one-node cluster running them, in the foreground",
-        runner.add_arguments,
-        runner.run,
+        lambda parser: _runner().add_arguments(parser),
+        lambda args: int(_runner().run(args)),
     ),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m devcluster")
     commands = parser.add_subparsers(dest="command", required=True)
+    # Only the command given gets its arguments (and the imports they need).
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
     for name, (help_text, add_arguments, _) in COMMANDS.items():
-        add_arguments(commands.add_parser(name, help=help_text))
+        command = commands.add_parser(name, help=help_text)
+        if name == chosen:
+            add_arguments(command)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return COMMANDS[args.command][2](args)
