@@ -21,9 +21,7 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Generic, TypeVar
-
-from fastapi import APIRouter
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from micro.auth import AccessPolicy, TokenVerifier
 from micro.client import ClientFactory
@@ -48,10 +46,11 @@ from micro.registry.names import short_name
 from micro.tracing import flush_tracing, setup_tracing
 from micro.transport.admin import AdminServer
 from micro.transport.client_address import ProxyRules
-from micro.transport.cors import CorsRules
 from micro.transport.grpc import AddToServer, GrpcServer
-from micro.transport.http import HttpServer
 from micro.transport.server import Server
+
+if TYPE_CHECKING:  # loaded with the HTTP server only: a gRPC-only service never needs it
+    from fastapi import APIRouter
 
 C = TypeVar("C", bound=ServiceConfig)
 S = TypeVar("S")
@@ -351,6 +350,11 @@ class App(Generic[C]):
             self._unsubscribe.append(ctx.config.subscribe(lambda c: c.fault, grpc.fault.update))
             servers["grpc"] = grpc
         if cfg.server.http is not None:
+            # Imported here: FastAPI, Starlette and uvicorn are a gRPC-only service's
+            # largest imports it would never use (docs/performance.md).
+            from micro.transport.cors import CorsRules
+            from micro.transport.http import HttpServer
+
             http = HttpServer(
                 cfg.server.http,
                 health=self.health,

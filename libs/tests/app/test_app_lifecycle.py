@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -366,3 +367,20 @@ def test_what_start_up_built_is_frozen_out_of_the_collector() -> None:
         assert gc.get_count()[0] < 100  # the young generation starts afresh
     finally:
         gc.unfreeze()
+
+
+def test_a_grpc_only_service_never_loads_the_http_stack() -> None:
+    """micro.app loads FastAPI, Starlette and uvicorn only to build an HTTP server."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, micro.app;"
+            " print(sorted(m for m in ('fastapi', 'starlette', 'uvicorn') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert loaded.stdout.strip() == "[]", loaded.stdout
