@@ -29,7 +29,10 @@ $(CURDIR)/.tools/bin/uv:
 	.tools/bin/pip install --quiet uv
 
 sync: $(UV) ## install the locked environment into .venv
-	$(UV) sync --locked --all-packages
+	@# Bytecode compiled once here, as the images do (UV_COMPILE_BYTECODE): where
+	@# PYTHONDONTWRITEBYTECODE is set, every process would otherwise compile its imports
+	@# from source each time it starts (a service's imports: about 3 s instead of 1.5 s).
+	$(UV) sync --locked --all-packages --compile-bytecode
 
 run: sync ## run the whole system on the embedded devcluster (Ctrl-C stops it all)
 	@# Adds what is missing (e.g. the database Secrets of an older checkout), keeps the rest.
