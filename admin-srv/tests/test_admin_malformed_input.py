@@ -17,6 +17,7 @@ from admin_srv.config import AdminSrvConfig
 from admin_srv.json_body import MAX_DEPTH
 from api.admin_srv.v1 import admin_pb2
 from micro.config.model import GrpcServerConfig, HttpServerConfig
+from micro.testing.waiting import eventually
 
 from .conftest import Admin
 
@@ -73,12 +74,17 @@ async def test_a_bad_token_header_is_401_over_http(
 @pytest.mark.parametrize(("header", "named"), BAD_HEADERS)
 @pytest.mark.usefixtures("quiet_log")
 async def test_a_bad_token_header_is_unauthenticated_over_grpc(
-    admin: Admin, header: dict[str, Any], named: str
+    admin: Admin, header: dict[str, Any], named: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     metadata = (("authorization", f"Bearer {token_with_header(header)}"),)
 
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await admin.auth.GetMe(admin_pb2.GetMeRequest(), metadata=metadata)
+    # The server logs the call once it has answered: the client may see the answer first.
+    await eventually(
+        lambda: any(r.name == "micro.grpc" for r in caplog.get_records("call")),
+        "the server's log line of the call",
+    )
 
     assert failure.value.code() is grpc.StatusCode.UNAUTHENTICATED
     assert "access token: malformed header" in str(failure.value.details())
